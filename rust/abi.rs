@@ -1,0 +1,310 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The migtime paravirtual clock page, ABI version 1.
+//!
+//! This file is the single definition of the page layout. It uses nothing but
+//! `core`, so the very same file is compiled into the kernel module (as
+//! `crate::abi`) and into the host crate `migtime-abi` (`rust/host/`), which the
+//! simulator and the host tests use. The C view of the same layout is
+//! `include/migtime_abi.h`; `docs/abi.md` is the specification; a host test
+//! compiles the header and checks that both agree.
+//!
+//! The page lives at offset 0 of the shared memory region (BAR2 of an ivshmem
+//! device). All fields are little-endian. The first [`GUEST_AREA_OFFSET`] bytes
+//! are written by the host only, under the seqlock [`HostArea::seq_count`]; the
+//! guest area at [`GUEST_AREA_OFFSET`] is written by the guest only, under its
+//! own seqlock [`GuestArea::seq_count`].
+
+use core::mem::{
+    offset_of,
+    size_of, //
+};
+
+/// `magic`: the ASCII bytes "MIGT" read as a little-endian `u32`.
+pub const MAGIC: u32 = u32::from_le_bytes(*b"MIGT");
+
+/// The ABI version this file describes.
+pub const VERSION: u16 = 1;
+
+/// Bytes reserved for the whole page (host area, guest area and padding).
+pub const PAGE_BYTES: usize = 4096;
+
+/// `flags` bit 0: the host already applied Tout through the guest TSC; the
+/// guest must not step, but still resets NTP state and notifies waiters.
+pub const FLAG_COMPENSATED: u32 = 1 << 0;
+
+/// The flag bits ABI v1 defines. Hosts write the other bits as zero; guests
+/// ignore them (and report them in the event's `page_flags`).
+pub const FLAGS_KNOWN: u32 = FLAG_COMPENSATED;
+
+/// Byte offset of the guest-written area: its own cache line, and room for the
+/// host area to grow in later versions.
+pub const GUEST_AREA_OFFSET: usize = 256;
+
+/// The host-written part of the page, at offset 0.
+///
+/// The host updates it with the seqlock protocol: make `seq_count` odd, write
+/// the fields, make `seq_count` even again (one more than the odd value).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostArea {
+    /// [`MAGIC`].
+    pub magic: u32,
+    /// [`VERSION`].
+    pub version: u16,
+    /// Bytes of the host-written part the host fills in: at least
+    /// [`HOST_AREA_V1_SIZE`], at most [`GUEST_AREA_OFFSET`].
+    pub size: u16,
+    /// Seqlock counter: odd while the host writes.
+    pub seq_count: u32,
+    /// Flags, see [`FLAG_COMPENSATED`].
+    pub flags: u32,
+    /// Incremented by one on every migration or restore.
+    pub migration_seq: u64,
+    /// Tout of the latest migration: destination minus source clock TAI,
+    /// including the blackout, in nanoseconds; 0 if compensated.
+    pub tai_delta_ns: i64,
+    /// Sum of every uncompensated Tout since the VM was created.
+    pub tai_delta_total_ns: i64,
+    /// Reserved, written as zero.
+    pub reserved: [u64; 3],
+}
+
+/// The guest-written part of the page, at [`GUEST_AREA_OFFSET`].
+///
+/// The guest writes it after acting on a migration, with the same seqlock
+/// protocol as the host uses for [`HostArea`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuestArea {
+    /// Seqlock counter: odd while the guest writes.
+    pub seq_count: u32,
+    /// What the guest did, an [`Outcome`] value.
+    pub outcome: u32,
+    /// The `migration_seq` the guest acted on.
+    pub ack_seq: u64,
+    /// The step the guest intended for this event (nanoseconds).
+    pub intended_ns: i64,
+    /// The step the guest measured as applied: the change of the kernel's
+    /// CLOCK_REALTIME - CLOCK_MONOTONIC offset (nanoseconds).
+    pub applied_ns: i64,
+    /// The host's `tai_delta_total_ns` the guest is now in step with.
+    pub applied_total_ns: i64,
+    /// Guest CLOCK_REALTIME right after acting (nanoseconds since the epoch).
+    pub ack_realtime_ns: i64,
+    /// Number of events the guest has acted on since the module was loaded.
+    pub events: u64,
+    /// Reserved, written as zero.
+    pub reserved: u64,
+}
+
+/// Bytes of the host area ABI v1 defines.
+pub const HOST_AREA_V1_SIZE: usize = size_of::<HostArea>();
+
+/// Offsets of the host area fields (relative to the start of the page).
+pub mod host_off {
+    use super::*;
+    /// `magic` (u32).
+    pub const MAGIC: usize = offset_of!(HostArea, magic);
+    /// `version` (u16).
+    pub const VERSION: usize = offset_of!(HostArea, version);
+    /// `size` (u16).
+    pub const SIZE: usize = offset_of!(HostArea, size);
+    /// `seq_count` (u32).
+    pub const SEQ_COUNT: usize = offset_of!(HostArea, seq_count);
+    /// `flags` (u32).
+    pub const FLAGS: usize = offset_of!(HostArea, flags);
+    /// `migration_seq` (u64).
+    pub const MIGRATION_SEQ: usize = offset_of!(HostArea, migration_seq);
+    /// `tai_delta_ns` (i64).
+    pub const TAI_DELTA: usize = offset_of!(HostArea, tai_delta_ns);
+    /// `tai_delta_total_ns` (i64).
+    pub const TAI_DELTA_TOTAL: usize = offset_of!(HostArea, tai_delta_total_ns);
+}
+
+/// Offsets of the guest area fields (relative to the start of the page).
+pub mod guest_off {
+    use super::*;
+    /// `seq_count` (u32).
+    pub const SEQ_COUNT: usize = GUEST_AREA_OFFSET + offset_of!(GuestArea, seq_count);
+    /// `outcome` (u32).
+    pub const OUTCOME: usize = GUEST_AREA_OFFSET + offset_of!(GuestArea, outcome);
+    /// `ack_seq` (u64).
+    pub const ACK_SEQ: usize = GUEST_AREA_OFFSET + offset_of!(GuestArea, ack_seq);
+    /// `intended_ns` (i64).
+    pub const INTENDED: usize = GUEST_AREA_OFFSET + offset_of!(GuestArea, intended_ns);
+    /// `applied_ns` (i64).
+    pub const APPLIED: usize = GUEST_AREA_OFFSET + offset_of!(GuestArea, applied_ns);
+    /// `applied_total_ns` (i64).
+    pub const APPLIED_TOTAL: usize = GUEST_AREA_OFFSET + offset_of!(GuestArea, applied_total_ns);
+    /// `ack_realtime_ns` (i64).
+    pub const ACK_REALTIME: usize = GUEST_AREA_OFFSET + offset_of!(GuestArea, ack_realtime_ns);
+    /// `events` (u64).
+    pub const EVENTS: usize = GUEST_AREA_OFFSET + offset_of!(GuestArea, events);
+}
+
+/// Whether the layout is the one `docs/abi.md` and `include/migtime_abi.h`
+/// specify. Both the module (`static_assert!`) and the host crate
+/// (`static_assertions::const_assert!`) assert it at compile time.
+pub const fn layout_is_v1() -> bool {
+    size_of::<HostArea>() == 64
+        && host_off::MAGIC == 0
+        && host_off::VERSION == 4
+        && host_off::SIZE == 6
+        && host_off::SEQ_COUNT == 8
+        && host_off::FLAGS == 12
+        && host_off::MIGRATION_SEQ == 16
+        && host_off::TAI_DELTA == 24
+        && host_off::TAI_DELTA_TOTAL == 32
+        && size_of::<GuestArea>() == 64
+        && GUEST_AREA_OFFSET % 64 == 0
+        && GUEST_AREA_OFFSET >= HOST_AREA_V1_SIZE
+        && guest_off::SEQ_COUNT == 256
+        && guest_off::OUTCOME == 260
+        && guest_off::ACK_SEQ == 264
+        && guest_off::INTENDED == 272
+        && guest_off::APPLIED == 280
+        && guest_off::APPLIED_TOTAL == 288
+        && guest_off::ACK_REALTIME == 296
+        && guest_off::EVENTS == 304
+        && GUEST_AREA_OFFSET + size_of::<GuestArea>() <= PAGE_BYTES
+}
+
+/// What the guest did about a page change, written to [`GuestArea::outcome`]
+/// and reported in `/dev/migtime` events.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// CLOCK_REALTIME was stepped by the pending delta.
+    Stepped = 1,
+    /// Nothing was pending (compensated migration): NTP state was reset and
+    /// clock-was-set waiters notified, with no step beyond the residual.
+    Notified = 2,
+    /// Refused: `migration_seq` went backwards.
+    RefusedSeqBackwards = 3,
+    /// Refused: the pending delta is beyond the configured limit.
+    RefusedOverLimit = 4,
+    /// Refused: `tai_delta_total_ns` changed while `migration_seq` did not, or
+    /// the pending delta overflows.
+    RefusedInconsistent = 5,
+    /// The step was attempted but the kernel rejected the new time.
+    Failed = 6,
+}
+
+impl Outcome {
+    /// Converts a raw value back; `None` for values this ABI does not define.
+    pub const fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Self::Stepped,
+            2 => Self::Notified,
+            3 => Self::RefusedSeqBackwards,
+            4 => Self::RefusedOverLimit,
+            5 => Self::RefusedInconsistent,
+            6 => Self::Failed,
+            _ => return None,
+        })
+    }
+
+    /// A short name for logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Stepped => "stepped",
+            Self::Notified => "notified",
+            Self::RefusedSeqBackwards => "refused-seq-backwards",
+            Self::RefusedOverLimit => "refused-over-limit",
+            Self::RefusedInconsistent => "refused-inconsistent",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Whether this outcome refused the page's request.
+    pub const fn is_refusal(self) -> bool {
+        matches!(
+            self,
+            Self::RefusedSeqBackwards | Self::RefusedOverLimit | Self::RefusedInconsistent
+        )
+    }
+}
+
+/// Why the page's header was rejected: the device is not a migtime page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderError {
+    /// `magic` is not [`MAGIC`].
+    BadMagic(u32),
+    /// `version` is not [`VERSION`].
+    BadVersion(u16),
+    /// `size` is outside `HOST_AREA_V1_SIZE..=GUEST_AREA_OFFSET`.
+    BadSize(u16),
+}
+
+/// Checks the page header: magic, version and size.
+pub const fn check_header(magic: u32, version: u16, size: u16) -> Result<(), HeaderError> {
+    if magic != MAGIC {
+        return Err(HeaderError::BadMagic(magic));
+    }
+    if version != VERSION {
+        return Err(HeaderError::BadVersion(version));
+    }
+    if (size as usize) < HOST_AREA_V1_SIZE || (size as usize) > GUEST_AREA_OFFSET {
+        return Err(HeaderError::BadSize(size));
+    }
+    Ok(())
+}
+
+/// The `/dev/migtime` event record: what `read(2)` returns, little-endian,
+/// [`EVENT_BYTES`] bytes. Same layout as `struct migtime_event` in the header.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    /// Number of this event since the module was loaded (1, 2, ...).
+    pub event: u64,
+    /// The page's `migration_seq` acted on.
+    pub migration_seq: u64,
+    /// The page's `flags` at that time.
+    pub page_flags: u32,
+    /// An [`Outcome`] value.
+    pub outcome: u32,
+    /// Step intended (pending delta), nanoseconds.
+    pub intended_ns: i64,
+    /// Step applied, measured as the change of CLOCK_REALTIME - CLOCK_MONOTONIC.
+    pub applied_ns: i64,
+    /// `applied_ns - intended_ns`.
+    pub residual_ns: i64,
+    /// Guest CLOCK_REALTIME when the event was recorded, nanoseconds.
+    pub realtime_ns: i64,
+    /// Guest CLOCK_MONOTONIC when the event was recorded, nanoseconds.
+    pub monotonic_ns: i64,
+}
+
+/// Size of one [`Event`] record.
+pub const EVENT_BYTES: usize = size_of::<Event>();
+
+impl Event {
+    /// The record as little-endian bytes, as `read(2)` returns it.
+    pub fn to_le_bytes(&self) -> [u8; EVENT_BYTES] {
+        let mut b = [0u8; EVENT_BYTES];
+        b[0..8].copy_from_slice(&self.event.to_le_bytes());
+        b[8..16].copy_from_slice(&self.migration_seq.to_le_bytes());
+        b[16..20].copy_from_slice(&self.page_flags.to_le_bytes());
+        b[20..24].copy_from_slice(&self.outcome.to_le_bytes());
+        b[24..32].copy_from_slice(&self.intended_ns.to_le_bytes());
+        b[32..40].copy_from_slice(&self.applied_ns.to_le_bytes());
+        b[40..48].copy_from_slice(&self.residual_ns.to_le_bytes());
+        b[48..56].copy_from_slice(&self.realtime_ns.to_le_bytes());
+        b[56..64].copy_from_slice(&self.monotonic_ns.to_le_bytes());
+        b
+    }
+}
+
+/// Whether [`Event`] has the layout the header documents.
+pub const fn event_layout_is_v1() -> bool {
+    EVENT_BYTES == 64
+        && offset_of!(Event, migration_seq) == 8
+        && offset_of!(Event, page_flags) == 16
+        && offset_of!(Event, outcome) == 20
+        && offset_of!(Event, intended_ns) == 24
+        && offset_of!(Event, applied_ns) == 32
+        && offset_of!(Event, residual_ns) == 40
+        && offset_of!(Event, realtime_ns) == 48
+        && offset_of!(Event, monotonic_ns) == 56
+}

@@ -1,0 +1,99 @@
+# shellcheck shell=bash
+# Common settings and helpers for migtime's scripts. Source it; do not run it.
+#
+# Every path and version the pipeline uses is defined here once. Each can be
+# overridden from the environment (see README.md, "Configuration").
+
+set -euo pipefail
+
+MIGTIME_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# Where everything built or downloaded outside the clone lives.
+MIGTIME_CACHE=${MIGTIME_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/migtime}
+
+# Pinned toolchain. rustc and rust-web-src must be the very same version.
+RUST_DEB_VERSION=${RUST_DEB_VERSION:-1.85.0+dfsg3-1~deb12u3}
+BINDGEN_VERSION=${BINDGEN_VERSION:-0.72.1}
+LLVM_VERSION=${LLVM_VERSION:-19}
+KERNEL_SOURCE_PKG=${KERNEL_SOURCE_PKG:-linux-source-7.3}
+KERNEL_SOURCE_SUITE=${KERNEL_SOURCE_SUITE:-trixie-backports}
+QEMU_SUITE=${QEMU_SUITE:-bookworm-backports}
+
+BINDGEN_ROOT="$MIGTIME_CACHE/tools/bindgen-$BINDGEN_VERSION"
+BINDGEN="$BINDGEN_ROOT/bin/bindgen"
+LLVM_BIN=/usr/lib/llvm-$LLVM_VERSION/bin
+KERNEL_RUSTC=${KERNEL_RUSTC:-/usr/bin/rustc}
+RUST_LIB_SRC=${RUST_LIB_SRC:-/usr/lib/rustlib/src/rust/library}
+
+# Accelerator for the guests. KVM on these machines is a software shim that
+# initialises and then kills the guest, so TCG is the default; override with
+# MIGTIME_ACCEL=kvm on a machine with real VMX/SVM.
+MIGTIME_ACCEL=${MIGTIME_ACCEL:-tcg}
+
+if [ -t 1 ]; then _B=$'\e[1m' _R=$'\e[31m' _G=$'\e[32m' _N=$'\e[0m'; else _B='' _R='' _G='' _N=''; fi
+
+# Start time of the current script, for elapsed-time stage lines.
+_MIGTIME_T0=${_MIGTIME_T0:-$(date +%s)}
+export _MIGTIME_T0
+
+# stage TEXT: print a progress line with the elapsed time.
+stage() {
+	local now
+	now=$(date +%s)
+	printf '%s==> [%4ss] %s%s\n' "$_B" "$((now - _MIGTIME_T0))" "$*" "$_N"
+}
+
+# note TEXT: an indented detail line.
+note() { printf '    %s\n' "$*"; }
+
+# die TEXT: print an error and exit non-zero.
+die() {
+	printf '%serror:%s %s\n' "$_R" "$_N" "$*" >&2
+	exit 1
+}
+
+# run_logged LOG CMD...: run CMD with all output to LOG; on failure print the
+# log's tail and where the full log is, then exit non-zero.
+run_logged() {
+	local log=$1
+	shift
+	mkdir -p "$(dirname "$log")"
+	if ! "$@" >"$log" 2>&1; then
+		printf '%serror:%s command failed: %s\n' "$_R" "$_N" "$*" >&2
+		printf -- '---- last 40 lines of %s ----\n' "$log" >&2
+		tail -n 40 "$log" >&2
+		printf -- '---- full log: %s ----\n' "$log" >&2
+		exit 1
+	fi
+}
+
+# Debian's source version of the installed linux-source package (e.g. 7.3.4-1~bpo13+1).
+kernel_source_version() {
+	dpkg-query -W -f='${Version}' "$KERNEL_SOURCE_PKG" 2>/dev/null || true
+}
+
+# Where the pristine kernel source is unpacked for a given package version.
+kernel_src_dir() {
+	printf '%s/src/%s-%s\n' "$MIGTIME_CACHE" "$KERNEL_SOURCE_PKG" "$(kernel_source_version)"
+}
+
+# Hash of everything that decides the guest kernel build: the kconfig
+# fragment(s), the toolchain versions and the source version.
+kernel_key() {
+	local frag
+	{
+		kernel_source_version
+		echo "rustc=$("$KERNEL_RUSTC" --version 2>/dev/null)"
+		echo "bindgen=$BINDGEN_VERSION llvm=$LLVM_VERSION"
+		for frag in "$@"; do cat "$frag"; done
+	} | sha256sum | cut -c1-12
+}
+
+# The environment every kernel/module make invocation needs.
+kernel_make_env() {
+	export PATH="$LLVM_BIN:$BINDGEN_ROOT/bin:$PATH"
+}
+
+kmake_args() {
+	printf '%s\n' LLVM=1 "RUSTC=$KERNEL_RUSTC" "RUST_LIB_SRC=$RUST_LIB_SRC" "BINDGEN=$BINDGEN"
+}
