@@ -1,0 +1,380 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * mt_migrate - what a guest sees across a migration, with migtime loaded.
+ *
+ * DESTRUCTIVE: this test steps CLOCK_REALTIME (through the module) and sets
+ * NTP state; run it only in a throwaway guest (as
+ * tools/testing/selftests/timers keeps its destructive tests apart).
+ *
+ * For each hop it records the clocks, arms a TFD_TIMER_CANCEL_ON_SET timerfd,
+ * marks NTP as synchronised, prints "# MIGTIME-READY mt_migrate" and waits
+ * for the host to migrate the VM (or, with self=NS, writes the page itself
+ * through the BAR2 sysfs resource file). Then it checks what migtime did:
+ *
+ *   expect=step    realtime stepped by the page's pending total (tolerance),
+ *                  monotonic/boottime not stepped, timerfd ECANCELED,
+ *                  STA_UNSYNC set and maxerror/esterror reset, event matches
+ *   expect=notify  compensated: no step beyond the residual, but timerfd
+ *                  ECANCELED and NTP reset all the same
+ *   expect=refuse  an event whose outcome is a refusal; clock, timerfd and
+ *                  NTP state untouched
+ *   expect=none    no event at all within wait=SECS; nothing touched
+ *
+ * Options (key=value): expect=..., hops=K (default 1), wait=SECS (default
+ * 120; guest time, which does not run during the blackout), tol_us=N
+ * (default 5000), outcome=NAME (expect=refuse: the exact refusal),
+ * self=NS[/c] (write the page ourselves: +NS uncompensated, /c compensated).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/timerfd.h>
+#include <sys/timex.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kselftest.h"
+#include "migtime_abi.h"
+
+#define NSEC_PER_SEC 1000000000LL
+#define NTP_PHASE_LIMIT_US 16000000L /* ((MAXPHASE / NSEC_PER_USEC) << 5) */
+
+enum expect { EXPECT_STEP, EXPECT_NOTIFY, EXPECT_REFUSE, EXPECT_NONE };
+
+static enum expect expect = EXPECT_STEP;
+static int hops = 1;
+static int wait_s = 120;
+static long long tol_ns = 5000000;
+static const char *want_outcome;
+static long long self_ns;
+static int self_write, self_compensated;
+
+static int64_t ts_ns(const struct timespec *t)
+{
+	return (int64_t)t->tv_sec * NSEC_PER_SEC + t->tv_nsec;
+}
+
+static int64_t clock_ns(clockid_t id)
+{
+	struct timespec t;
+
+	if (clock_gettime(id, &t))
+		ksft_exit_fail_msg("clock_gettime(%d): %s\n", id, strerror(errno));
+	return ts_ns(&t);
+}
+
+/*
+ * offset(A) - offset(B) read as tightly as possible: the best of several
+ * B, A, B sandwiches (smallest window), A minus the midpoint of the B reads.
+ */
+static int64_t clock_offset(clockid_t a, clockid_t b)
+{
+	int64_t best_win = INT64_MAX, best = 0;
+
+	for (int i = 0; i < 16; i++) {
+		int64_t b0 = clock_ns(b), av = clock_ns(a), b1 = clock_ns(b);
+
+		if (b1 - b0 < best_win) {
+			best_win = b1 - b0;
+			best = av - (b0 + (b1 - b0) / 2);
+		}
+	}
+	return best;
+}
+
+/* The migtime page through /sys/bus/pci/devices/<ivshmem>/resource2. */
+static volatile uint8_t *page;
+
+static void map_page(int writable)
+{
+	glob_t g;
+	int fd = -1;
+
+	if (glob("/sys/bus/pci/devices/*", 0, NULL, &g))
+		ksft_exit_fail_msg("no PCI devices\n");
+	for (size_t i = 0; i < g.gl_pathc && fd < 0; i++) {
+		char p[512], v[32] = "", d[32] = "";
+		FILE *f;
+
+		snprintf(p, sizeof(p), "%s/vendor", g.gl_pathv[i]);
+		f = fopen(p, "r");
+		if (!f || !fgets(v, sizeof(v), f)) {
+			if (f)
+				fclose(f);
+			continue;
+		}
+		fclose(f);
+		snprintf(p, sizeof(p), "%s/device", g.gl_pathv[i]);
+		f = fopen(p, "r");
+		if (!f || !fgets(d, sizeof(d), f)) {
+			if (f)
+				fclose(f);
+			continue;
+		}
+		fclose(f);
+		if (strtoul(v, NULL, 0) != 0x1af4 || strtoul(d, NULL, 0) != 0x1110)
+			continue;
+		snprintf(p, sizeof(p), "%s/resource2", g.gl_pathv[i]);
+		fd = open(p, writable ? O_RDWR | O_SYNC : O_RDONLY | O_SYNC);
+		if (fd < 0)
+			ksft_exit_fail_msg("open %s: %s\n", p, strerror(errno));
+	}
+	globfree(&g);
+	if (fd < 0)
+		ksft_exit_fail_msg("no ivshmem device (1af4:1110)\n");
+	page = mmap(NULL, MIGTIME_PAGE_BYTES, PROT_READ | (writable ? PROT_WRITE : 0),
+		    MAP_SHARED, fd, 0);
+	if (page == MAP_FAILED)
+		ksft_exit_fail_msg("mmap resource2: %s\n", strerror(errno));
+	close(fd);
+}
+
+#define PAGE_FIELD(type, off) (*(volatile type *)(page + (off)))
+
+struct host_view {
+	uint64_t seq;
+	int64_t delta, total;
+	uint32_t flags;
+};
+
+static struct host_view read_host(void)
+{
+	struct host_view h;
+	uint32_t c0, c1;
+
+	for (int i = 0; i < 1000000; i++) {
+		c0 = PAGE_FIELD(uint32_t, offsetof(struct migtime_host_area, seq_count));
+		__sync_synchronize();
+		h.seq = PAGE_FIELD(uint64_t, offsetof(struct migtime_host_area, migration_seq));
+		h.delta = PAGE_FIELD(int64_t, offsetof(struct migtime_host_area, tai_delta_ns));
+		h.total = PAGE_FIELD(int64_t, offsetof(struct migtime_host_area, tai_delta_total_ns));
+		h.flags = PAGE_FIELD(uint32_t, offsetof(struct migtime_host_area, flags));
+		__sync_synchronize();
+		c1 = PAGE_FIELD(uint32_t, offsetof(struct migtime_host_area, seq_count));
+		if (c0 == c1 && !(c0 & 1))
+			return h;
+	}
+	ksft_exit_fail_msg("page seqcount never settled\n");
+}
+
+/* Play the host: one migration of +delta (or compensated), seqlock-protected. */
+static void write_host(int64_t delta, int compensated)
+{
+	struct host_view h = read_host();
+	uint32_t c = PAGE_FIELD(uint32_t, offsetof(struct migtime_host_area, seq_count));
+
+	PAGE_FIELD(uint32_t, offsetof(struct migtime_host_area, seq_count)) = c + 1;
+	__sync_synchronize();
+	PAGE_FIELD(uint64_t, offsetof(struct migtime_host_area, migration_seq)) = h.seq + 1;
+	PAGE_FIELD(int64_t, offsetof(struct migtime_host_area, tai_delta_ns)) = compensated ? 0 : delta;
+	PAGE_FIELD(int64_t, offsetof(struct migtime_host_area, tai_delta_total_ns)) =
+		h.total + (compensated ? 0 : delta);
+	PAGE_FIELD(uint32_t, offsetof(struct migtime_host_area, flags)) =
+		compensated ? MIGTIME_FLAG_COMPENSATED : 0;
+	__sync_synchronize();
+	PAGE_FIELD(uint32_t, offsetof(struct migtime_host_area, seq_count)) = c + 2;
+}
+
+static void parse_args(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		char *a = argv[i];
+
+		if (!strcmp(a, "expect=step"))
+			expect = EXPECT_STEP;
+		else if (!strcmp(a, "expect=notify"))
+			expect = EXPECT_NOTIFY;
+		else if (!strcmp(a, "expect=refuse"))
+			expect = EXPECT_REFUSE;
+		else if (!strcmp(a, "expect=none"))
+			expect = EXPECT_NONE;
+		else if (!strncmp(a, "hops=", 5))
+			hops = atoi(a + 5);
+		else if (!strncmp(a, "wait=", 5))
+			wait_s = atoi(a + 5);
+		else if (!strncmp(a, "tol_us=", 7))
+			tol_ns = atoll(a + 7) * 1000;
+		else if (!strncmp(a, "outcome=", 8))
+			want_outcome = a + 8;
+		else if (!strncmp(a, "self=", 5)) {
+			char *end;
+
+			self_write = 1;
+			self_ns = strtoll(a + 5, &end, 0);
+			self_compensated = !strcmp(end, "/c");
+		} else
+			ksft_exit_fail_msg("unknown argument '%s'\n", a);
+	}
+	if (hops < 1 || wait_s < 1 || tol_ns <= 0)
+		ksft_exit_fail_msg("bad hops/wait/tol_us\n");
+}
+
+static const char *outcome_name(uint32_t o)
+{
+	switch (o) {
+	case MIGTIME_OUTCOME_STEPPED: return "stepped";
+	case MIGTIME_OUTCOME_NOTIFIED: return "notified";
+	case MIGTIME_OUTCOME_REFUSED_SEQ_BACKWARDS: return "refused-seq-backwards";
+	case MIGTIME_OUTCOME_REFUSED_OVER_LIMIT: return "refused-over-limit";
+	case MIGTIME_OUTCOME_REFUSED_INCONSISTENT: return "refused-inconsistent";
+	case MIGTIME_OUTCOME_FAILED: return "failed";
+	default: return "unknown";
+	}
+}
+
+static int is_refusal(uint32_t o)
+{
+	return o == MIGTIME_OUTCOME_REFUSED_SEQ_BACKWARDS ||
+	       o == MIGTIME_OUTCOME_REFUSED_OVER_LIMIT ||
+	       o == MIGTIME_OUTCOME_REFUSED_INCONSISTENT;
+}
+
+/* Drain events already queued for this fd (non-blocking). */
+static void drain(int dev)
+{
+	struct migtime_event ev;
+
+	while (read(dev, &ev, sizeof(ev)) == (ssize_t)sizeof(ev))
+		;
+}
+
+static void hop(int dev, int n)
+{
+	struct timex tx = { 0 };
+	struct itimerspec its = { 0 };
+	struct migtime_event ev = { 0 };
+	struct pollfd pfd = { .fd = dev, .events = POLLIN };
+	struct host_view before, after;
+	int64_t off_rm0, off_bm0, off_rm1, off_bm1, dstep, want;
+	uint64_t ticks;
+	int tfd, rc, got, cancelled;
+	ssize_t r;
+
+	drain(dev);
+	before = read_host();
+
+	/* A cancel-on-set timer far in the future. */
+	tfd = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK);
+	if (tfd < 0)
+		ksft_exit_fail_msg("timerfd_create: %s\n", strerror(errno));
+	its.it_value.tv_sec = clock_ns(CLOCK_REALTIME) / NSEC_PER_SEC + 3600;
+	if (timerfd_settime(tfd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &its, NULL))
+		ksft_exit_fail_msg("timerfd_settime: %s\n", strerror(errno));
+
+	/* Pretend NTP has synchronised us. */
+	tx.modes = ADJ_STATUS | ADJ_MAXERROR | ADJ_ESTERROR;
+	tx.status = 0;
+	tx.maxerror = 1000;
+	tx.esterror = 1000;
+	if (adjtimex(&tx) < 0)
+		ksft_exit_fail_msg("adjtimex(set synced): %s\n", strerror(errno));
+
+	off_rm0 = clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
+	off_bm0 = clock_offset(CLOCK_BOOTTIME, CLOCK_MONOTONIC);
+
+	printf("# MIGTIME-READY mt_migrate hop %d seq %llu total %lld\n", n,
+	       (unsigned long long)before.seq, (long long)before.total);
+	fflush(stdout);
+	if (self_write)
+		write_host(self_ns, self_compensated);
+
+	rc = poll(&pfd, 1, wait_s * 1000);
+	got = rc == 1 && (pfd.revents & POLLIN);
+	if (got) {
+		r = read(dev, &ev, sizeof(ev));
+		if (r != (ssize_t)sizeof(ev))
+			ksft_exit_fail_msg("read /dev/migtime: %zd (%s)\n", r, strerror(errno));
+	}
+	after = read_host();
+	off_rm1 = clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
+	off_bm1 = clock_offset(CLOCK_BOOTTIME, CLOCK_MONOTONIC);
+	dstep = off_rm1 - off_rm0;
+	cancelled = read(tfd, &ticks, sizeof(ticks)) < 0 && errno == ECANCELED;
+	close(tfd);
+	memset(&tx, 0, sizeof(tx));
+	if (adjtimex(&tx) < 0)
+		ksft_exit_fail_msg("adjtimex(read): %s\n", strerror(errno));
+
+	ksft_print_msg("hop %d: page seq %llu->%llu total %lld->%lld flags %#x; event: %s seq %llu outcome %s intended %lld applied %lld residual %lld; realtime-monotonic moved %lld ns\n",
+		       n, (unsigned long long)before.seq, (unsigned long long)after.seq,
+		       (long long)before.total, (long long)after.total, after.flags,
+		       got ? "yes" : "no", (unsigned long long)ev.migration_seq,
+		       got ? outcome_name(ev.outcome) : "-", (long long)ev.intended_ns,
+		       (long long)ev.applied_ns, (long long)ev.residual_ns, (long long)dstep);
+
+	want = after.total - before.total;
+	switch (expect) {
+	case EXPECT_STEP:
+	case EXPECT_NOTIFY:
+		ksft_test_result(got, "hop%d event received within %d s\n", n, wait_s);
+		ksft_test_result(got && ev.migration_seq == after.seq && after.seq > before.seq,
+				 "hop%d event seq matches the page (%llu)\n", n,
+				 (unsigned long long)after.seq);
+		ksft_test_result(got && ev.outcome == (expect == EXPECT_STEP ? MIGTIME_OUTCOME_STEPPED
+									  : MIGTIME_OUTCOME_NOTIFIED),
+				 "hop%d outcome is %s\n", n,
+				 expect == EXPECT_STEP ? "stepped" : "notified");
+		ksft_test_result(got && ev.intended_ns == want,
+				 "hop%d intended step equals the page's pending total (%lld ns)\n", n,
+				 (long long)want);
+		ksft_test_result(llabs(dstep - want) <= tol_ns,
+				 "hop%d realtime stepped by the pending total within %lld us (off by %lld ns)\n",
+				 n, tol_ns / 1000, (long long)(dstep - want));
+		ksft_test_result(llabs(off_bm1 - off_bm0) <= tol_ns,
+				 "hop%d monotonic and boottime not stepped (boottime-monotonic moved %lld ns)\n",
+				 n, (long long)(off_bm1 - off_bm0));
+		ksft_test_result(got && llabs(ev.residual_ns) <= tol_ns &&
+				 ev.residual_ns == ev.applied_ns - ev.intended_ns,
+				 "hop%d residual %lld ns within %lld us\n", n,
+				 (long long)ev.residual_ns, tol_ns / 1000);
+		ksft_test_result(cancelled, "hop%d cancel-on-set timerfd read returns ECANCELED\n", n);
+		ksft_test_result((tx.status & STA_UNSYNC) && tx.maxerror >= NTP_PHASE_LIMIT_US &&
+				 tx.esterror == NTP_PHASE_LIMIT_US,
+				 "hop%d NTP state reset (status %#x maxerror %ld esterror %ld)\n", n,
+				 tx.status, tx.maxerror, tx.esterror);
+		break;
+	case EXPECT_REFUSE:
+		ksft_test_result(got && is_refusal(ev.outcome) &&
+				 (!want_outcome || !strcmp(want_outcome, outcome_name(ev.outcome))),
+				 "hop%d event is a refusal%s%s (got %s)\n", n,
+				 want_outcome ? ": " : "", want_outcome ? want_outcome : "",
+				 got ? outcome_name(ev.outcome) : "no event");
+		goto untouched;
+	case EXPECT_NONE:
+		ksft_test_result(!got, "hop%d no event within %d s\n", n, wait_s);
+untouched:
+		ksft_test_result(llabs(dstep) <= tol_ns,
+				 "hop%d realtime not stepped (moved %lld ns)\n", n, (long long)dstep);
+		ksft_test_result(!cancelled, "hop%d cancel-on-set timerfd not cancelled\n", n);
+		ksft_test_result(!(tx.status & STA_UNSYNC),
+				 "hop%d NTP state untouched (status %#x)\n", n, tx.status);
+		break;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	int per_hop, dev;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	parse_args(argc, argv);
+	ksft_print_header();
+	per_hop = expect == EXPECT_REFUSE ? 4 : expect == EXPECT_NONE ? 4 : 9;
+	ksft_set_plan(hops * per_hop);
+
+	map_page(self_write);
+	dev = open("/dev/migtime", O_RDONLY | O_NONBLOCK);
+	if (dev < 0)
+		ksft_exit_fail_msg("open /dev/migtime: %s\n", strerror(errno));
+	for (int n = 1; n <= hops; n++)
+		hop(dev, n);
+	close(dev);
+	ksft_finished();
+}
