@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
+#include <stddef.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -136,7 +137,9 @@ static void map_page(int writable)
 	close(fd);
 }
 
-#define PAGE_FIELD(type, off) (*(volatile type *)(page + (off)))
+/* A host-area field of the mapped page, as a volatile lvalue of its own type. */
+#define HOST(f) \
+	(*(volatile __typeof__(((struct migtime_host_area *)0)->f) *)(page + offsetof(struct migtime_host_area, f)))
 
 struct host_view {
 	uint64_t seq;
@@ -150,14 +153,14 @@ static struct host_view read_host(void)
 	uint32_t c0, c1;
 
 	for (int i = 0; i < 1000000; i++) {
-		c0 = PAGE_FIELD(uint32_t, offsetof(struct migtime_host_area, seq_count));
+		c0 = HOST(seq_count);
 		__sync_synchronize();
-		h.seq = PAGE_FIELD(uint64_t, offsetof(struct migtime_host_area, migration_seq));
-		h.delta = PAGE_FIELD(int64_t, offsetof(struct migtime_host_area, tai_delta_ns));
-		h.total = PAGE_FIELD(int64_t, offsetof(struct migtime_host_area, tai_delta_total_ns));
-		h.flags = PAGE_FIELD(uint32_t, offsetof(struct migtime_host_area, flags));
+		h.seq = HOST(migration_seq);
+		h.delta = HOST(tai_delta_ns);
+		h.total = HOST(tai_delta_total_ns);
+		h.flags = HOST(flags);
 		__sync_synchronize();
-		c1 = PAGE_FIELD(uint32_t, offsetof(struct migtime_host_area, seq_count));
+		c1 = HOST(seq_count);
 		if (c0 == c1 && !(c0 & 1))
 			return h;
 	}
@@ -168,18 +171,18 @@ static struct host_view read_host(void)
 static void write_host(int64_t delta, int compensated)
 {
 	struct host_view h = read_host();
-	uint32_t c = PAGE_FIELD(uint32_t, offsetof(struct migtime_host_area, seq_count));
+	uint32_t c = HOST(seq_count);
 
-	PAGE_FIELD(uint32_t, offsetof(struct migtime_host_area, seq_count)) = c + 1;
+	HOST(seq_count) = c + 1;
 	__sync_synchronize();
-	PAGE_FIELD(uint64_t, offsetof(struct migtime_host_area, migration_seq)) = h.seq + 1;
-	PAGE_FIELD(int64_t, offsetof(struct migtime_host_area, tai_delta_ns)) = compensated ? 0 : delta;
-	PAGE_FIELD(int64_t, offsetof(struct migtime_host_area, tai_delta_total_ns)) =
+	HOST(migration_seq) = h.seq + 1;
+	HOST(tai_delta_ns) = compensated ? 0 : delta;
+	HOST(tai_delta_total_ns) =
 		h.total + (compensated ? 0 : delta);
-	PAGE_FIELD(uint32_t, offsetof(struct migtime_host_area, flags)) =
+	HOST(flags) =
 		compensated ? MIGTIME_FLAG_COMPENSATED : 0;
 	__sync_synchronize();
-	PAGE_FIELD(uint32_t, offsetof(struct migtime_host_area, seq_count)) = c + 2;
+	HOST(seq_count) = c + 2;
 }
 
 static void parse_args(int argc, char **argv)
