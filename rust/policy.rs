@@ -131,7 +131,9 @@ impl Baseline {
                     },
                     Some(outcome),
                 ),
-                (OnViolation::Warn, None) | (OnViolation::Refuse, _) => (Action::Refuse(outcome), None),
+                (OnViolation::Warn, None) | (OnViolation::Refuse, _) => {
+                    (Action::Refuse(outcome), None)
+                }
             };
             Decision {
                 action,

@@ -71,7 +71,10 @@ pub struct ReadOk {
 
 /// Reads the host area consistently, in at most `max_attempts` attempts
 /// (at least one attempt is always made).
-pub fn read_snapshot<R: PageReader + ?Sized>(r: &R, max_attempts: u32) -> Result<ReadOk, ReadError> {
+pub fn read_snapshot<R: PageReader + ?Sized>(
+    r: &R,
+    max_attempts: u32,
+) -> Result<ReadOk, ReadError> {
     let max_attempts = if max_attempts == 0 { 1 } else { max_attempts };
     let mut attempt = 0;
     while attempt < max_attempts {

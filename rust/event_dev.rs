@@ -1,0 +1,303 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `/dev/migtime`: the latest event for userspace, with blocking read and poll.
+//!
+//! The 7.3 [`kernel::miscdevice::MiscDevice`] trait has no `poll`, so this file carries a small
+//! misc device of its own: a `struct miscdevice` with hand-written `file_operations`
+//! (open/release/read/poll, `noop_llseek`; no write, no ioctl), modelled on binder's.
+//!
+//! Semantics, per open file: `read(2)` returns the latest [`Event`] as [`EVENT_BYTES`]
+//! little-endian bytes once it is newer than the last event this file returned; it blocks until
+//! then (`O_NONBLOCK`: `EAGAIN`). A buffer shorter than [`EVENT_BYTES`] is `EINVAL`. `poll(2)`
+//! reports `EPOLLIN | EPOLLRDNORM` when a newer event exists. After the device is unbound, reads
+//! return `ENODEV` and poll reports `EPOLLHUP | EPOLLERR`.
+
+use crate::abi::{
+    Event,
+    EVENT_BYTES, //
+};
+use kernel::{
+    bindings, container_of,
+    error::to_result,
+    ffi::{
+        c_char,
+        c_int,
+        c_void, //
+    },
+    fs::File,
+    new_poll_condvar, new_spinlock,
+    prelude::*,
+    sync::{
+        atomic::{
+            Atomic,
+            Relaxed, //
+        },
+        poll::{
+            PollCondVar,
+            PollTable, //
+        },
+        Arc, SpinLock,
+    },
+    types::{
+        ForeignOwnable,
+        Opaque, //
+    },
+    uaccess::{
+        UserPtr,
+        UserSlice, //
+    },
+};
+
+/// The state readers wait on.
+struct HubState {
+    /// The latest event (`event == 0`: none yet).
+    latest: Event,
+    /// The device was unbound: no event will come any more.
+    gone: bool,
+}
+
+/// The latest event and the readers waiting for the next one.
+#[pin_data]
+pub(crate) struct EventHub {
+    #[pin]
+    state: SpinLock<HubState>,
+    #[pin]
+    cv: PollCondVar,
+}
+
+impl EventHub {
+    /// A hub with no event yet.
+    pub(crate) fn new() -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(Self {
+                state <- new_spinlock!(HubState {
+                    latest: Event::default(),
+                    gone: false,
+                }),
+                cv <- new_poll_condvar!("migtime::EventHub::cv"),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Publishes `ev` (its `event` number must grow) and wakes readers and pollers.
+    pub(crate) fn publish(&self, ev: Event) {
+        self.state.lock().latest = ev;
+        self.cv.notify_all();
+    }
+
+    /// Marks the hub dead (device unbound) and wakes everybody.
+    pub(crate) fn shut_down(&self) {
+        self.state.lock().gone = true;
+        self.cv.notify_all();
+    }
+
+    /// The latest event, if one exists.
+    pub(crate) fn latest(&self) -> Option<Event> {
+        let ev = self.state.lock().latest;
+        (ev.event != 0).then_some(ev)
+    }
+}
+
+/// Per-open-file state.
+struct OpenFile {
+    hub: Arc<EventHub>,
+    /// `event` number of the last event this file returned (0: none).
+    last: Atomic<u64>,
+}
+
+impl OpenFile {
+    /// Waits for an event newer than the last one returned and returns it.
+    fn next_event(&self, nonblock: bool) -> Result<Event> {
+        let last = self.last.load(Relaxed);
+        let mut guard = self.hub.state.lock();
+        loop {
+            if guard.latest.event > last {
+                return Ok(guard.latest);
+            }
+            if guard.gone {
+                return Err(ENODEV);
+            }
+            if nonblock {
+                return Err(EAGAIN);
+            }
+            if self.hub.cv.wait_interruptible(&mut guard) {
+                return Err(ERESTARTSYS);
+            }
+        }
+    }
+
+    /// `read(2)`: one event record into `out`.
+    fn read(&self, out: UserSlice, len: usize, nonblock: bool) -> Result<usize> {
+        if len < EVENT_BYTES {
+            return Err(EINVAL);
+        }
+        let ev = self.next_event(nonblock)?;
+        out.writer().write_slice(&ev.to_le_bytes())?;
+        self.last.store(ev.event, Relaxed);
+        Ok(EVENT_BYTES)
+    }
+
+    /// `poll(2)` mask.
+    fn poll(&self, file: &File, table: PollTable<'_>) -> u32 {
+        table.register_wait(file, &self.hub.cv);
+        let guard = self.hub.state.lock();
+        let mut mask = 0;
+        if guard.latest.event > self.last.load(Relaxed) {
+            mask |= bindings::POLLIN | bindings::POLLRDNORM;
+        } else if guard.gone {
+            mask |= bindings::POLLHUP | bindings::POLLERR;
+        }
+        mask
+    }
+}
+
+/// A registered `/dev/migtime` misc device.
+///
+/// # Invariants
+///
+/// `misc` holds a `struct miscdevice` registered with `misc_register()` whose `fops` are
+/// [`FOPS`]; it is deregistered exactly once, in `drop`.
+#[pin_data(PinnedDrop)]
+pub(crate) struct EventDevice {
+    hub: Arc<EventHub>,
+    #[pin]
+    misc: Opaque<bindings::miscdevice>,
+}
+
+// SAFETY: `misc` is only touched by the misc core (which serialises with `misc_mtx`) and by
+// `drop`; `hub` is `Send + Sync`.
+unsafe impl Send for EventDevice {}
+// SAFETY: See `Send`; no `&self` method mutates anything.
+unsafe impl Sync for EventDevice {}
+
+/// Makes a `file_operations` usable in a `static`.
+#[repr(transparent)]
+struct Fops(bindings::file_operations);
+// SAFETY: The table is immutable after compile time and only read by the VFS.
+unsafe impl Sync for Fops {}
+
+static FOPS: Fops = Fops(bindings::file_operations {
+    owner: kernel::module::this_module::<crate::LocalModule>().as_ptr(),
+    open: Some(fops_open),
+    release: Some(fops_release),
+    read: Some(fops_read),
+    poll: Some(fops_poll),
+    llseek: Some(bindings::noop_llseek),
+    ..pin_init::zeroed()
+});
+
+impl EventDevice {
+    /// Registers `/dev/migtime` (mode 0444) serving events from `hub`.
+    pub(crate) fn register(hub: Arc<EventHub>) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            hub,
+            misc <- Opaque::try_ffi_init(move |slot: *mut bindings::miscdevice| {
+                let mut m: bindings::miscdevice = pin_init::zeroed();
+                m.minor = bindings::MISC_DYNAMIC_MINOR as c_int;
+                m.name = c"migtime".as_char_ptr();
+                m.fops = &FOPS.0;
+                m.mode = 0o444;
+                // SAFETY: The initializer may write to `slot`.
+                unsafe { slot.write(m) };
+                // SAFETY: `slot` holds a valid `miscdevice`; it is pinned and deregistered in
+                // `drop` before its memory goes away. `hub` is already initialised (fields are
+                // initialised in order), so `fops_open` may run as soon as this returns.
+                // INVARIANT: On success `slot` is registered with `FOPS`.
+                to_result(unsafe { bindings::misc_register(slot) })
+            }),
+        })
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for EventDevice {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: By the type invariant the device is registered; after this no new `open` can
+        // reach `self` (misc_deregister takes `misc_mtx`, as `misc_open` does).
+        unsafe { bindings::misc_deregister(self.misc.get()) };
+        self.hub.shut_down();
+    }
+}
+
+/// # Safety
+///
+/// Called by `misc_open()` with `misc_mtx` held and `file->private_data` pointing at the
+/// `miscdevice` embedded in a live [`EventDevice`].
+unsafe extern "C" fn fops_open(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+    // SAFETY: `misc_open()` set `private_data` to our `miscdevice` before calling us.
+    let misc = unsafe { (*file).private_data }.cast::<Opaque<bindings::miscdevice>>();
+    // SAFETY: `misc` is the `misc` field (an `Opaque<miscdevice>`, same layout as the C struct)
+    // of an `EventDevice` (only `FOPS` registered via `EventDevice::register` lead here), which
+    // stays alive while `misc_mtx` is held since deregistration takes it too.
+    let dev = unsafe { &*container_of!(misc, EventDevice, misc) };
+    let of = KBox::new(
+        OpenFile {
+            hub: dev.hub.clone(),
+            last: Atomic::new(0),
+        },
+        GFP_KERNEL,
+    );
+    match of {
+        Ok(of) => {
+            // SAFETY: The open callback owns `private_data`; `fops_release` reclaims it.
+            unsafe { (*file).private_data = of.into_foreign() };
+            0
+        }
+        Err(_) => ENOMEM.to_errno(),
+    }
+}
+
+/// # Safety
+///
+/// Called by the VFS once, when the last reference to a file opened by `fops_open` goes away.
+unsafe extern "C" fn fops_release(
+    _inode: *mut bindings::inode,
+    file: *mut bindings::file,
+) -> c_int {
+    // SAFETY: `fops_open` stored a `KBox<OpenFile>` there; release owns it now, and no other
+    // file operation can run concurrently with or after release.
+    drop(unsafe { KBox::<OpenFile>::from_foreign((*file).private_data) });
+    0
+}
+
+/// # Safety
+///
+/// Called by the VFS for a file opened by `fops_open`, with `buf` a user pointer valid for the
+/// checks `copy_to_user` does and `count` its length.
+unsafe extern "C" fn fops_read(
+    file: *mut bindings::file,
+    buf: *mut c_char,
+    count: usize,
+    _ppos: *mut bindings::loff_t,
+) -> isize {
+    // SAFETY: `private_data` is the `KBox<OpenFile>` from `fops_open`, alive until release,
+    // which cannot run during this call.
+    let of = unsafe { KBox::<OpenFile>::borrow((*file).private_data) };
+    // SAFETY: The VFS guarantees `file` is valid for the duration of this call; we never use
+    // the file position, so no `fdget_pos` region can conflict.
+    let nonblock = unsafe { File::from_raw_file(file) }.flags() & bindings::O_NONBLOCK != 0;
+    let out = UserSlice::new(UserPtr::from_ptr(buf.cast::<c_void>()), count);
+    match of.read(out, count, nonblock) {
+        // CAST: `EVENT_BYTES` is 64.
+        Ok(n) => n as isize,
+        Err(e) => e.to_errno() as isize,
+    }
+}
+
+/// # Safety
+///
+/// Called by the VFS for a file opened by `fops_open`, with `wait` null or a valid poll table.
+unsafe extern "C" fn fops_poll(
+    file: *mut bindings::file,
+    wait: *mut bindings::poll_table_struct,
+) -> bindings::__poll_t {
+    // SAFETY: `private_data` is the `KBox<OpenFile>` from `fops_open`, alive until release.
+    let of = unsafe { KBox::<OpenFile>::borrow((*file).private_data) };
+    // SAFETY: The VFS guarantees `file` is valid for the duration of this call and there is no
+    // `fdget_pos` region we could conflict with (we never use the position).
+    let fref = unsafe { File::from_raw_file(file) };
+    // SAFETY: `wait` is null or a valid `poll_table` for the duration of this call.
+    let table = unsafe { PollTable::from_raw(wait) };
+    of.poll(fref, table)
+}
