@@ -1,0 +1,272 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! migtime-harness: boots migtime guests under QEMU (TCG), plays the
+//! hypervisor for real live migrations between two QEMU processes, and runs
+//! the test suite. See `migtime-harness --help` and tests/README.md.
+
+mod boot;
+mod check;
+mod ivshmem;
+mod ktap;
+mod page;
+mod qemu;
+mod qmp;
+mod sim;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::page::BadPage;
+use crate::qemu::{GuestConfig, Mode};
+use crate::sim::ExpectOutcome;
+
+/// migtime host harness and hypervisor simulator.
+///
+/// Guests run under QEMU with TCG (set MIGTIME_ACCEL=kvm on a machine with
+/// real KVM). Every run keeps its QEMU command lines (commands.log), QMP
+/// transcript (qmp.log), serial logs (console-NAME.log, results-NAME.ktap)
+/// and pages (page-NAME.bin) in its run folder.
+///
+/// Exit status: 0 when everything passed, 1 when a test failed, 2 on usage
+/// or setup errors.
+#[derive(Parser)]
+#[command(name = "migtime-harness", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Boot one guest, run its tests, check its KTAP results and exit status.
+    Boot(BootArgs),
+    /// Hypervisor simulator: boot a source guest, live-migrate it for real to
+    /// a paused destination QEMU, write the page, resume, measure the ack.
+    ///
+    /// Flow: boot source; wait for `# MIGTIME-READY` on the results channel;
+    /// migrate over a unix socket to a `-incoming defer -S` QEMU; hold it
+    /// paused for the blackout; write the destination page (seqlock) with
+    /// Tout = (host TAI now) - (host TAI at source STOP) + skew; `cont`;
+    /// ring the doorbell (doorbell mode); quit the source; poll the guest
+    /// ack area; follow the destination to `# MIGTIME-DONE`. Writes
+    /// RUN/summary.json.
+    Sim(SimArgs),
+    /// Run the whole suite (built-in scenario table), one scenario at a time.
+    /// Ends with the line `N passed, N failed` counting scenarios.
+    Check(CheckArgs),
+}
+
+#[derive(Args, Clone)]
+struct GuestArgs {
+    /// Guest kernel (bzImage).
+    #[arg(long, env = "MIGTIME_KERNEL")]
+    kernel: PathBuf,
+    /// Guest initramfs (cpio, as scripts/mkinitramfs builds it).
+    #[arg(long, env = "MIGTIME_INITRD")]
+    initrd: PathBuf,
+    /// Run folder for logs and results [default: runs/<command>-<time>].
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// Overall time limit, seconds.
+    #[arg(long, default_value_t = 180)]
+    timeout: u64,
+    /// Guest memory, MiB.
+    #[arg(long, default_value_t = 256)]
+    memory: u32,
+}
+
+#[derive(Args)]
+struct BootArgs {
+    #[command(flatten)]
+    g: GuestArgs,
+    /// Page device: ivshmem-plain (polling) or ivshmem-doorbell (interrupts).
+    #[arg(long, value_enum, default_value_t = Mode::Plain)]
+    mode: Mode,
+    /// Extra kernel command line, e.g. "mt.run=mt_basic mt.params=a=1,b=2".
+    #[arg(long, default_value = "")]
+    append_extra: String,
+    /// Page file to use (created with a valid v1 page if missing, kept);
+    /// default: a fresh /dev/shm/migtime-<pid>-... file, removed at the end.
+    #[arg(long)]
+    page_file: Option<PathBuf>,
+    /// Corrupt the page header before boot (bad-magic, bad-version, bad-size).
+    #[arg(long, value_enum)]
+    bad_page: Option<BadPage>,
+}
+
+#[derive(Args)]
+struct SimArgs {
+    #[command(flatten)]
+    g: GuestArgs,
+    /// Page device: ivshmem-plain (polling) or ivshmem-doorbell (interrupts).
+    #[arg(long, value_enum, default_value_t = Mode::Plain)]
+    mode: Mode,
+    /// Guest programs to run (mt.run), e.g. "mt_migrate:expect=step".
+    #[arg(long, default_value = "")]
+    guest_run: String,
+    /// Module parameters (mt.params), commas for spaces, e.g. "a=1,b=2".
+    #[arg(long, default_value = "")]
+    params: String,
+    /// Extra kernel command line.
+    #[arg(long, default_value = "")]
+    append_extra: String,
+    /// Hold the destination paused this long before writing the page, ms.
+    #[arg(long, default_value_t = 0)]
+    blackout: u64,
+    /// Simulated host clock skew added to Tout, ns.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    skew_ns: i64,
+    /// Compensated migration: no extra pause, flag set, delta 0, total unchanged.
+    #[arg(long, conflicts_with = "blackout")]
+    compensated: bool,
+    /// Chain K migrations (A->B->C...); each waits for the next MIGTIME-READY.
+    #[arg(long, default_value_t = 1)]
+    migrations: u32,
+    /// Two migrations back to back, no `cont` in between (seq +2 before the guest runs).
+    #[arg(long, conflicts_with_all = ["migrations", "cancel"])]
+    no_guest_run_between: bool,
+    /// Start a throttled migration and cancel it: source resumes, page unchanged.
+    #[arg(long)]
+    cancel: bool,
+    /// Misbehave: header kinds are written before boot, the others on the
+    /// (last) destination page.
+    #[arg(long, value_enum)]
+    bad_page: Option<BadPage>,
+    /// Host-side check of the guest's ack area after the last hop.
+    #[arg(long, value_enum)]
+    expect_outcome: Option<ExpectOutcome>,
+    /// How long to wait for the guest's ack after `cont`, seconds.
+    #[arg(long, default_value_t = 20.0)]
+    ack_timeout: f64,
+    /// Scenario name for summary.json.
+    #[arg(long, default_value = "sim")]
+    scenario: String,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Guest kernel (bzImage).
+    #[arg(long, env = "MIGTIME_KERNEL", required_unless_present = "list")]
+    kernel: Option<PathBuf>,
+    /// Guest initramfs.
+    #[arg(long, env = "MIGTIME_INITRD", required_unless_present = "list")]
+    initrd: Option<PathBuf>,
+    /// Folder for the scenarios' run folders [default: runs/check-<time>].
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// Run only this scenario (repeatable).
+    #[arg(long)]
+    only: Vec<String>,
+    /// List the scenarios and exit.
+    #[arg(long)]
+    list: bool,
+    /// Keep the run folders of passing scenarios too.
+    #[arg(long)]
+    keep_all: bool,
+    /// Time limit per scenario, seconds.
+    #[arg(long, default_value_t = 180)]
+    timeout: u64,
+    /// Guest memory, MiB.
+    #[arg(long, default_value_t = 256)]
+    memory: u32,
+}
+
+fn default_run_dir(cmd: &str) -> PathBuf {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    PathBuf::from("runs").join(format!("{cmd}-{t}-{}", std::process::id()))
+}
+
+fn check_inputs(kernel: &std::path::Path, initrd: &std::path::Path) -> Result<()> {
+    if !kernel.is_file() {
+        bail!("guest kernel {} not found (build it with scripts/build-kernel)", kernel.display());
+    }
+    if !initrd.is_file() {
+        bail!("initramfs {} not found (build it with scripts/mkinitramfs)", initrd.display());
+    }
+    Ok(())
+}
+
+fn guest_config(g: &GuestArgs, mode: Mode, append: String, cmd: &str) -> Result<GuestConfig> {
+    check_inputs(&g.kernel, &g.initrd)?;
+    Ok(GuestConfig {
+        kernel: g.kernel.clone(),
+        initrd: g.initrd.clone(),
+        append_extra: append,
+        mode,
+        run_dir: g.run_dir.clone().unwrap_or_else(|| default_run_dir(cmd)),
+        memory_mb: g.memory,
+    })
+}
+
+fn run(cli: Cli) -> Result<bool> {
+    match cli.cmd {
+        Cmd::Boot(a) => {
+            let guest = guest_config(&a.g, a.mode, a.append_extra.clone(), "boot")?;
+            let r = boot::boot(&boot::BootOpts {
+                guest,
+                timeout: Duration::from_secs(a.g.timeout),
+                page_file: a.page_file,
+                bad_page: a.bad_page,
+            })?;
+            println!("{} passed, {} failed", r.ktap.passed, r.ktap.failed + u32::from(!r.ok && r.ktap.failed == 0));
+            Ok(r.ok)
+        }
+        Cmd::Sim(a) => {
+            if a.migrations == 0 {
+                bail!("--migrations must be at least 1");
+            }
+            let append = check::append_for(&a.guest_run, &a.params, &a.append_extra);
+            let guest = guest_config(&a.g, a.mode, append, "sim")?;
+            let r = sim::sim(&sim::SimOpts {
+                scenario: a.scenario,
+                guest,
+                timeout: Duration::from_secs(a.g.timeout),
+                blackout_ms: a.blackout,
+                skew_ns: a.skew_ns,
+                compensated: a.compensated,
+                migrations: a.migrations,
+                no_guest_run_between: a.no_guest_run_between,
+                cancel: a.cancel,
+                bad_page: a.bad_page,
+                expect_outcome: a.expect_outcome,
+                ack_timeout: Duration::from_secs_f64(a.ack_timeout),
+            })?;
+            println!("{} passed, {} failed", r.ktap.passed, r.ktap.failed + u32::from(!r.ok && r.ktap.failed == 0));
+            Ok(r.ok)
+        }
+        Cmd::Check(a) => {
+            if a.list {
+                check::list();
+                return Ok(true);
+            }
+            let (kernel, initrd) = (a.kernel.unwrap(), a.initrd.unwrap());
+            check_inputs(&kernel, &initrd)?;
+            let (_, failed) = check::check(&check::CheckOpts {
+                kernel,
+                initrd,
+                run_dir: a.run_dir.unwrap_or_else(|| default_run_dir("check")),
+                only: a.only,
+                timeout: Duration::from_secs(a.timeout),
+                keep_all: a.keep_all,
+                memory_mb: a.memory,
+            })?;
+            Ok(failed == 0)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("migtime-harness: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
