@@ -571,6 +571,8 @@ impl MigtimeDriver {
         let misc = KBox::pin_init(EventDevice::register(hub), GFP_KERNEL)?;
         let debugfs = KBox::pin_init(counters::debugfs(counters), GFP_KERNEL)?;
 
+        // MSI-X messages are memory writes by the device: it must be a bus master.
+        pdev.set_master();
         let irq = setup_doorbell(dev, &shared).ok();
         let mode = if irq.is_some() { "doorbell" } else { "polling" };
         if irq.is_some() {
