@@ -26,25 +26,13 @@
  * self=NS[/c] (write the page ourselves: +NS uncompensated, /c compensated).
  */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
-#include <glob.h>
-#include <stddef.h>
 #include <poll.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
 #include <sys/timerfd.h>
 #include <sys/timex.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "kselftest.h"
-#include "migtime_abi.h"
+#include "mt_page.h"
 
-#define NSEC_PER_SEC 1000000000LL
 #define NTP_PHASE_LIMIT_US 16000000L /* ((MAXPHASE / NSEC_PER_USEC) << 5) */
 
 enum expect { EXPECT_STEP, EXPECT_NOTIFY, EXPECT_REFUSE, EXPECT_NONE };
@@ -57,20 +45,6 @@ static const char *want_outcome;
 static long long self_ns;
 static int self_write, self_compensated;
 
-static int64_t ts_ns(const struct timespec *t)
-{
-	return (int64_t)t->tv_sec * NSEC_PER_SEC + t->tv_nsec;
-}
-
-static int64_t clock_ns(clockid_t id)
-{
-	struct timespec t;
-
-	if (clock_gettime(id, &t))
-		ksft_exit_fail_msg("clock_gettime(%d): %s\n", id, strerror(errno));
-	return ts_ns(&t);
-}
-
 /*
  * offset(A) - offset(B) read as tightly as possible: the best of several
  * B, A, B sandwiches (smallest window), A minus the midpoint of the B reads.
@@ -80,7 +54,7 @@ static int64_t clock_offset(clockid_t a, clockid_t b)
 	int64_t best_win = INT64_MAX, best = 0;
 
 	for (int i = 0; i < 16; i++) {
-		int64_t b0 = clock_ns(b), av = clock_ns(a), b1 = clock_ns(b);
+		int64_t b0 = mt_clock_ns(b), av = mt_clock_ns(a), b1 = mt_clock_ns(b);
 
 		if (b1 - b0 < best_win) {
 			best_win = b1 - b0;
@@ -90,99 +64,31 @@ static int64_t clock_offset(clockid_t a, clockid_t b)
 	return best;
 }
 
-/* The migtime page through /sys/bus/pci/devices/<ivshmem>/resource2. */
-static volatile uint8_t *page;
-
-static void map_page(int writable)
+static struct mt_host_view read_host(void)
 {
-	glob_t g;
-	int fd = -1;
+	struct mt_host_view h;
 
-	if (glob("/sys/bus/pci/devices/*", 0, NULL, &g))
-		ksft_exit_fail_msg("no PCI devices\n");
-	for (size_t i = 0; i < g.gl_pathc && fd < 0; i++) {
-		char p[512], v[32] = "", d[32] = "";
-		FILE *f;
-
-		snprintf(p, sizeof(p), "%s/vendor", g.gl_pathv[i]);
-		f = fopen(p, "r");
-		if (!f || !fgets(v, sizeof(v), f)) {
-			if (f)
-				fclose(f);
-			continue;
-		}
-		fclose(f);
-		snprintf(p, sizeof(p), "%s/device", g.gl_pathv[i]);
-		f = fopen(p, "r");
-		if (!f || !fgets(d, sizeof(d), f)) {
-			if (f)
-				fclose(f);
-			continue;
-		}
-		fclose(f);
-		if (strtoul(v, NULL, 0) != 0x1af4 || strtoul(d, NULL, 0) != 0x1110)
-			continue;
-		snprintf(p, sizeof(p), "%s/resource2", g.gl_pathv[i]);
-		fd = open(p, writable ? O_RDWR | O_SYNC : O_RDONLY | O_SYNC);
-		if (fd < 0)
-			ksft_exit_fail_msg("open %s: %s\n", p, strerror(errno));
-	}
-	globfree(&g);
-	if (fd < 0)
-		ksft_exit_fail_msg("no ivshmem device (1af4:1110)\n");
-	page = mmap(NULL, MIGTIME_PAGE_BYTES, PROT_READ | (writable ? PROT_WRITE : 0),
-		    MAP_SHARED, fd, 0);
-	if (page == MAP_FAILED)
-		ksft_exit_fail_msg("mmap resource2: %s\n", strerror(errno));
-	close(fd);
-}
-
-/* A host-area field of the mapped page, as a volatile lvalue of its own type. */
-#define HOST(f) \
-	(*(volatile __typeof__(((struct migtime_host_area *)0)->f) *)(page + offsetof(struct migtime_host_area, f)))
-
-struct host_view {
-	uint64_t seq;
-	int64_t delta, total;
-	uint32_t flags;
-};
-
-static struct host_view read_host(void)
-{
-	struct host_view h;
-	uint32_t c0, c1;
-
-	for (int i = 0; i < 1000000; i++) {
-		c0 = HOST(seq_count);
-		__sync_synchronize();
-		h.seq = HOST(migration_seq);
-		h.delta = HOST(tai_delta_ns);
-		h.total = HOST(tai_delta_total_ns);
-		h.flags = HOST(flags);
-		__sync_synchronize();
-		c1 = HOST(seq_count);
-		if (c0 == c1 && !(c0 & 1))
-			return h;
-	}
-	ksft_exit_fail_msg("page seqcount never settled\n");
+	if (mt_read_host(&h, 1000000))
+		ksft_exit_fail_msg("page seqcount never settled\n");
+	return h;
 }
 
 /* Play the host: one migration of +delta (or compensated), seqlock-protected. */
 static void write_host(int64_t delta, int compensated)
 {
-	struct host_view h = read_host();
-	uint32_t c = HOST(seq_count);
+	struct mt_host_view h = read_host();
+	uint32_t c = MT_HOST(seq_count);
 
-	HOST(seq_count) = c + 1;
+	MT_HOST(seq_count) = c + 1;
 	__sync_synchronize();
-	HOST(migration_seq) = h.seq + 1;
-	HOST(tai_delta_ns) = compensated ? 0 : delta;
-	HOST(tai_delta_total_ns) =
+	MT_HOST(migration_seq) = h.seq + 1;
+	MT_HOST(tai_delta_ns) = compensated ? 0 : delta;
+	MT_HOST(tai_delta_total_ns) =
 		h.total + (compensated ? 0 : delta);
-	HOST(flags) =
+	MT_HOST(flags) =
 		compensated ? MIGTIME_FLAG_COMPENSATED : 0;
 	__sync_synchronize();
-	HOST(seq_count) = c + 2;
+	MT_HOST(seq_count) = c + 2;
 }
 
 static void parse_args(int argc, char **argv)
@@ -254,7 +160,7 @@ static void hop(int dev, int n)
 	struct itimerspec its = { 0 };
 	struct migtime_event ev = { 0 };
 	struct pollfd pfd = { .fd = dev, .events = POLLIN };
-	struct host_view before, after;
+	struct mt_host_view before, after;
 	int64_t off_rm0, off_bm0, off_rm1, off_bm1, dstep, want;
 	uint64_t ticks;
 	int tfd, rc, got, cancelled;
@@ -267,7 +173,7 @@ static void hop(int dev, int n)
 	tfd = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK);
 	if (tfd < 0)
 		ksft_exit_fail_msg("timerfd_create: %s\n", strerror(errno));
-	its.it_value.tv_sec = clock_ns(CLOCK_REALTIME) / NSEC_PER_SEC + 3600;
+	its.it_value.tv_sec = mt_clock_ns(CLOCK_REALTIME) / MT_NSEC_PER_SEC + 3600;
 	if (timerfd_settime(tfd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &its, NULL))
 		ksft_exit_fail_msg("timerfd_settime: %s\n", strerror(errno));
 
@@ -372,7 +278,8 @@ int main(int argc, char **argv)
 	per_hop = expect == EXPECT_REFUSE ? 4 : expect == EXPECT_NONE ? 4 : 9;
 	ksft_set_plan(hops * per_hop);
 
-	map_page(self_write);
+	if (mt_map_page(self_write))
+		ksft_exit_fail_msg("cannot map the migtime page\n");
 	dev = open("/dev/migtime", O_RDONLY | O_NONBLOCK);
 	if (dev < 0)
 		ksft_exit_fail_msg("open /dev/migtime: %s\n", strerror(errno));

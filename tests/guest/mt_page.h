@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Guest userspace access to the migtime page through the ivshmem device's
+ * BAR2 sysfs resource file, shared by the guest programs. Seqlock-protected
+ * reads and writes of the host area, plain access to the guest area.
+ */
+#ifndef MT_PAGE_H
+#define MT_PAGE_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "migtime_abi.h"
+
+#define MT_NSEC_PER_SEC 1000000000LL
+
+/* The mapped page, or NULL. */
+static volatile uint8_t *mt_page;
+
+/* A host-area field of the mapped page, as a volatile lvalue of its own type. */
+#define MT_HOST(f) \
+	(*(volatile __typeof__(((struct migtime_host_area *)0)->f) *)(mt_page + \
+		offsetof(struct migtime_host_area, f)))
+/* A guest-area field of the mapped page. */
+#define MT_GUEST(f) \
+	(*(volatile __typeof__(((struct migtime_guest_area *)0)->f) *)(mt_page + \
+		MIGTIME_GUEST_AREA_OFFSET + offsetof(struct migtime_guest_area, f)))
+
+struct mt_host_view {
+	uint64_t seq;
+	int64_t delta, total;
+	uint32_t flags;
+};
+
+static inline int mt_read_hex(const char *dir, const char *name, unsigned long *out)
+{
+	char p[512], v[32] = "";
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	f = fopen(p, "r");
+	if (!f)
+		return -1;
+	if (!fgets(v, sizeof(v), f)) {
+		fclose(f);
+		return -1;
+	}
+	fclose(f);
+	*out = strtoul(v, NULL, 0);
+	return 0;
+}
+
+/* Map the first ivshmem device's BAR2; returns 0, or -1 with a message. */
+static inline int mt_map_page(int writable)
+{
+	glob_t g;
+	int fd = -1;
+
+	if (glob("/sys/bus/pci/devices/*", 0, NULL, &g)) {
+		fprintf(stderr, "no PCI devices\n");
+		return -1;
+	}
+	for (size_t i = 0; i < g.gl_pathc && fd < 0; i++) {
+		unsigned long v, d;
+		char p[512];
+
+		if (mt_read_hex(g.gl_pathv[i], "vendor", &v) ||
+		    mt_read_hex(g.gl_pathv[i], "device", &d) || v != 0x1af4 || d != 0x1110)
+			continue;
+		snprintf(p, sizeof(p), "%s/resource2", g.gl_pathv[i]);
+		fd = open(p, writable ? O_RDWR | O_SYNC : O_RDONLY | O_SYNC);
+		if (fd < 0) {
+			fprintf(stderr, "open %s: %s\n", p, strerror(errno));
+			globfree(&g);
+			return -1;
+		}
+	}
+	globfree(&g);
+	if (fd < 0) {
+		fprintf(stderr, "no ivshmem device (1af4:1110)\n");
+		return -1;
+	}
+	mt_page = mmap(NULL, MIGTIME_PAGE_BYTES, PROT_READ | (writable ? PROT_WRITE : 0),
+		       MAP_SHARED, fd, 0);
+	close(fd);
+	if (mt_page == MAP_FAILED) {
+		mt_page = NULL;
+		fprintf(stderr, "mmap resource2: %s\n", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* A consistent read of the host area; -1 if the seqcount never settles. */
+static inline int mt_read_host(struct mt_host_view *h, long attempts)
+{
+	for (long i = 0; i < attempts; i++) {
+		uint32_t c0 = MT_HOST(seq_count), c1;
+
+		__sync_synchronize();
+		h->seq = MT_HOST(migration_seq);
+		h->delta = MT_HOST(tai_delta_ns);
+		h->total = MT_HOST(tai_delta_total_ns);
+		h->flags = MT_HOST(flags);
+		__sync_synchronize();
+		c1 = MT_HOST(seq_count);
+		if (c0 == c1 && !(c0 & 1))
+			return 0;
+	}
+	return -1;
+}
+
+static inline int64_t mt_clock_ns(clockid_t id)
+{
+	struct timespec t;
+
+	clock_gettime(id, &t);
+	return (int64_t)t.tv_sec * MT_NSEC_PER_SEC + t.tv_nsec;
+}
+
+#endif /* MT_PAGE_H */
