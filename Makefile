@@ -12,7 +12,7 @@ SHELL := /bin/bash
 export KDIR
 export MIGTIME_CACHE
 
-.PHONY: help setup kernel module clippy rust-analyzer initramfs host-test check demo bench fmt clean
+.PHONY: help setup kernel module clippy rust-analyzer initramfs host-test check check-debug demo bench fmt clean
 
 help:
 	@sed -n '2,9s/^# \{0,1\}//p' Makefile
@@ -26,6 +26,7 @@ help:
 	@echo "  initramfs      build build/initramfs.cpio.gz (busybox, module, guest tests)"
 	@echo "  host-test      cargo test of the pure logic and the harness"
 	@echo "  check          everything above, then every guest scenario under QEMU"
+	@echo "  check-debug    the same on a lockdep + KASAN + debug-objects guest kernel"
 	@echo "  demo           the main job: migrate a guest with and without migtime"
 	@echo "  bench          measure migrations per configuration (JSON + markdown)"
 	@echo "  fmt            rustfmt the module (kernel config) and the host crates"
@@ -56,6 +57,9 @@ host-test:
 
 check:
 	@scripts/check
+
+check-debug:
+	@scripts/check --debug
 
 demo:
 	@scripts/demo
