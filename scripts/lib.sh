@@ -97,3 +97,24 @@ kernel_make_env() {
 kmake_args() {
 	printf '%s\n' LLVM=1 "RUSTC=$KERNEL_RUSTC" "RUST_LIB_SRC=$RUST_LIB_SRC" "BINDGEN=$BINDGEN"
 }
+
+# prepare_guest [FRAGMENT...]: setup, guest kernel (cached), module,
+# initramfs and the harness binary. Sets KDIR, BZIMAGE, KO, INITRD, HARNESS
+# and BUILD. Honours a KDIR already set by the user.
+prepare_guest() {
+	stage "setup"
+	"$MIGTIME_ROOT/scripts/setup"
+	if [ -n "${KDIR:-}" ]; then
+		stage "guest kernel: using KDIR=$KDIR"
+	else
+		KDIR=$("$MIGTIME_ROOT/scripts/build-kernel" "$@" | tail -n1)
+	fi
+	BZIMAGE="$KDIR/arch/x86/boot/bzImage"
+	[ -f "$BZIMAGE" ] || die "no bzImage in $KDIR"
+	KO=$("$MIGTIME_ROOT/scripts/build-module" "$KDIR" | tail -n1)
+	BUILD="$MIGTIME_ROOT/build"
+	INITRD=$("$MIGTIME_ROOT/scripts/mkinitramfs" "$KO" "$BUILD/initramfs.cpio.gz" | tail -n1)
+	stage "harness: cargo build --release -p migtime-harness"
+	run_logged "$BUILD/harness-build.log" cargo build --release -p migtime-harness
+	HARNESS="$MIGTIME_ROOT/target/release/migtime-harness"
+}
