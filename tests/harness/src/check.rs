@@ -57,9 +57,9 @@ pub fn table() -> Vec<Scenario> {
     vec![
         Scenario {
             name: "boot",
-            about: "plain boot: module loads, KUnit suites pass, module unloads",
+            about: "plain boot: module loads, KUnit suites pass, /dev/migtime and debugfs basics, module unloads",
             mode: Mode::Plain,
-            run: "",
+            run: "mt_basic",
             params: "",
             kind: Kind::Boot { bad_page: None },
         },
