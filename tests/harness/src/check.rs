@@ -234,7 +234,10 @@ pub struct CheckOpts {
     pub memory_mb: u32,
 }
 
-/// Runs the selected scenarios; returns (passed, failed).
+/// Runs the selected scenarios; returns (passed, failed) KTAP leaf tests
+/// over all scenarios, where a scenario that fails for a reason outside its
+/// KTAP (QEMU exit status, missing DONE, timeout, a host-side check) adds one
+/// failure, so a failed scenario always counts at least one.
 pub fn check(o: &CheckOpts) -> Result<(u32, u32)> {
     let all = table();
     for n in &o.only {
@@ -244,7 +247,8 @@ pub fn check(o: &CheckOpts) -> Result<(u32, u32)> {
     }
     let sel: Vec<Scenario> = all.into_iter().filter(|s| o.only.is_empty() || o.only.iter().any(|n| n == s.name)).collect();
     std::fs::create_dir_all(&o.run_dir)?;
-    let (mut passed, mut failed) = (0, 0);
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    let (mut sc_passed, mut sc_failed) = (0, 0);
     let mut failed_dirs = Vec::new();
     let t_all = Instant::now();
     for (i, sc) in sel.iter().enumerate() {
@@ -259,20 +263,29 @@ pub fn check(o: &CheckOpts) -> Result<(u32, u32)> {
             Err(e) => Report { ok: false, problems: vec![format!("{e:#}")], run_dir: dir.clone(), ..Default::default() },
         };
         let k = &rep.ktap;
+        passed += k.passed;
+        skipped += k.skipped;
+        failed += k.failed;
+        if !rep.ok && k.failed == 0 {
+            failed += 1;
+        }
         if rep.ok {
-            passed += 1;
+            sc_passed += 1;
             println!("ok {} {} ({:.1} s; KTAP {} passed, {} skipped)", i + 1, sc.name, secs, k.passed, k.skipped);
             if !o.keep_all {
                 let _ = std::fs::remove_dir_all(&dir);
             }
         } else {
-            failed += 1;
+            sc_failed += 1;
             println!("not ok {} {} ({:.1} s): {}", i + 1, sc.name, secs, rep.problems.join("; "));
             println!("# run folder: {}", dir.display());
             failed_dirs.push(dir);
         }
     }
-    println!("\n# {} scenarios in {:.0} s", sel.len(), t_all.elapsed().as_secs_f64());
+    println!(
+        "\n# scenarios: {sc_passed} passed, {sc_failed} failed, in {:.0} s; KTAP leaf tests: {passed} passed, {failed} failed (incl. non-KTAP scenario failures), {skipped} skipped",
+        t_all.elapsed().as_secs_f64()
+    );
     for d in &failed_dirs {
         println!("# failed run kept: {}", d.display());
     }

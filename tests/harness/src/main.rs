@@ -56,7 +56,11 @@ enum Cmd {
     /// RUN/summary.json.
     Sim(SimArgs),
     /// Run the whole suite (built-in scenario table), one scenario at a time.
-    /// Ends with the line `N passed, N failed` counting scenarios.
+    ///
+    /// Prints `ok`/`not ok` per scenario and ends with the line
+    /// `N passed, N failed` counting KTAP leaf tests over all scenarios; a
+    /// scenario failing outside its KTAP (exit status, timeout, host-side
+    /// check) adds one failure. Failed scenarios keep their run folders.
     Check(CheckArgs),
 }
 
@@ -165,7 +169,7 @@ struct CheckArgs {
     #[arg(long)]
     list: bool,
     /// Keep the run folders of passing scenarios too.
-    #[arg(long)]
+    #[arg(long, alias = "keep")]
     keep_all: bool,
     /// Time limit per scenario, seconds.
     #[arg(long, default_value_t = 180)]
