@@ -151,6 +151,18 @@ pub fn boot(o: &BootOpts) -> Result<Report> {
     ));
     let _ = std::fs::write(run.join("page-guest.bin"), g.page.page_bytes());
     let report = verdict(run, &[&g.results], status, done, problems);
+    let summary = serde_json::json!({
+        "scenario": "boot",
+        "mode": format!("{:?}", o.guest.mode).to_lowercase(),
+        "ok": report.ok,
+        "problems": report.problems,
+        "boot_s": first_line.map(|d| d.as_secs_f64()),
+        "total_s": t0.elapsed().as_secs_f64(),
+        "done_status": done,
+        "exit_status": status,
+        "ktap": report.ktap,
+    });
+    let _ = std::fs::write(run.join("summary.json"), serde_json::to_string_pretty(&summary).unwrap_or_default());
     drop(g);
     if !report.ok {
         print_failure(run, &["guest"], &report.problems);

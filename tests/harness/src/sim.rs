@@ -289,6 +289,8 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
     let mut frozen_at: i64 = 0;
     let mut src_running = true;
     let mut last_ack: Option<Ack> = None;
+    // The page total the guest is in step with (the policy's baseline).
+    let mut baseline_total: i64 = 0;
 
     for hop in 0..hops_total {
         let last = hop + 1 == hops_total;
@@ -468,11 +470,30 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
                         a.applied_ns,
                         a.host_minus_guest_ns as f64 / 1e6
                     ));
+                    // Host-side checks of the ack against the page we wrote.
+                    let pending = h.page.tai_delta_total_ns - baseline_total;
+                    if a.ack_seq != u.migration_seq {
+                        sum.problems.push(format!("hop {}: guest acked seq {}, page seq is {}", hop + 1, a.ack_seq, u.migration_seq));
+                    }
+                    if a.outcome_raw == Outcome::Stepped as u32 || a.outcome_raw == Outcome::Notified as u32 {
+                        if a.intended_ns != pending {
+                            sum.problems.push(format!("hop {}: guest intended {} ns, pending total is {pending} ns", hop + 1, a.intended_ns));
+                        }
+                    }
+                    if let Some(e) = o.expect_outcome.filter(|e| *e != ExpectOutcome::None && !last) {
+                        if !e.matches(Some(a.outcome_raw)) {
+                            sum.problems.push(format!("hop {}: expected guest outcome {e:?}, got {}", hop + 1, a.outcome));
+                        }
+                    }
+                    baseline_total = h.page.tai_delta_total_ns;
                     h.ack = Some(a.clone());
                     last_ack = Some(a);
                 }
                 None => {
                     stage(format!("no guest ack within {:.1} s", ack_timeout.as_secs_f64()));
+                    if o.expect_outcome.is_some_and(|e| e != ExpectOutcome::None) && !last {
+                        sum.problems.push(format!("hop {}: no guest ack", hop + 1));
+                    }
                     last_ack = None;
                 }
             }
