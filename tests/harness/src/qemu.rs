@@ -219,11 +219,21 @@ pub struct Tail {
     partial: String,
     /// Every complete line read so far.
     pub lines: Vec<String>,
+    queue: std::collections::VecDeque<String>,
 }
 
 impl Tail {
     pub fn new(path: &Path) -> Self {
-        Self { path: path.to_path_buf(), offset: 0, partial: String::new(), lines: Vec::new() }
+        Self { path: path.to_path_buf(), offset: 0, partial: String::new(), lines: Vec::new(), queue: Default::default() }
+    }
+
+    /// The next unconsumed line, if one is available now.
+    pub fn next_line(&mut self) -> Option<String> {
+        if self.queue.is_empty() {
+            let new = self.poll();
+            self.queue.extend(new);
+        }
+        self.queue.pop_front()
     }
 
     /// Reads what was appended; returns the new complete lines.
@@ -330,6 +340,18 @@ mod tests {
         std::fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b"c\nd\n").unwrap();
         assert_eq!(t.poll(), vec!["bc".to_string(), "d".to_string()]);
         assert!(t.poll().is_empty());
+        std::fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn next_line_keeps_lines_after_a_marker_for_later() {
+        let p = std::env::temp_dir().join(format!("mth-tail2-{}", std::process::id()));
+        std::fs::write(&p, "# MIGTIME-READY x\n# MIGTIME-DONE 0\n").unwrap();
+        let mut t = Tail::new(&p);
+        assert_eq!(marker(&t.next_line().unwrap()), Some(Marker::Ready("x".into())));
+        assert_eq!(marker(&t.next_line().unwrap()), Some(Marker::Done(0)));
+        assert_eq!(t.next_line(), None);
+        assert_eq!(t.lines.len(), 2);
         std::fs::remove_file(&p).unwrap();
     }
 }

@@ -146,7 +146,7 @@ enum Wait {
 /// Follows `tail` until a READY or DONE marker (or QEMU exits).
 fn wait_marker(g: &mut Guest, tail: &mut Tail, deadline: Instant, clock: &mut Option<i64>, boot: &mut Option<f64>) -> Result<Wait> {
     loop {
-        for l in tail.poll() {
+        while let Some(l) = tail.next_line() {
             if boot.is_none() {
                 *boot = Some(g.started.elapsed().as_secs_f64());
                 stage(format!("guest {} up: first results line after {:.2} s", g.name, boot.unwrap()));
@@ -450,12 +450,6 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
             stage(format!("dest {dname} kept paused: migrating again before the guest runs"));
         }
 
-        // The source is done: quit it (it is in postmigrate).
-        let _ = cur_q.execute("quit", None, Duration::from_secs(5));
-        if let Err(e) = cur.wait_exit(Duration::from_secs(10)) {
-            sum.problems.push(format!("{e:#}"));
-        }
-        let _ = std::fs::write(run.join(format!("page-{}.bin", cur.name)), cur.page.page_bytes());
 
         if resume {
             let ack_timeout = if u.leave_odd { o.ack_timeout.min(Duration::from_secs(3)) } else { o.ack_timeout };
@@ -498,6 +492,13 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
                 }
             }
         }
+        // The source is done (postmigrate, paused): quit it, after the ack
+        // polling so that it does not delay the ack measurement.
+        let _ = cur_q.execute("quit", None, Duration::from_secs(5));
+        if let Err(e) = cur.wait_exit(Duration::from_secs(10)) {
+            sum.problems.push(format!("{e:#}"));
+        }
+        let _ = std::fs::write(run.join(format!("page-{}.bin", cur.name)), cur.page.page_bytes());
         sum.hops.push(h);
         cur = dst;
         cur_q = dst_q;
