@@ -12,7 +12,7 @@ SHELL := /bin/bash
 export KDIR
 export MIGTIME_CACHE
 
-.PHONY: help setup kernel module clippy rust-analyzer initramfs host-test check check-debug demo bench fmt clean
+.PHONY: help setup kernel module clippy rust-analyzer initramfs host-test check check-debug demo bench fuzz fmt clean
 
 help:
 	@sed -n '2,9s/^# \{0,1\}//p' Makefile
@@ -29,6 +29,7 @@ help:
 	@echo "  check-debug    the same on a lockdep + KASAN + debug-objects guest kernel"
 	@echo "  demo           the main job: migrate a guest with and without migtime"
 	@echo "  bench          measure migrations per configuration (JSON + markdown)"
+	@echo "  fuzz           cargo-fuzz the pure logic from the seed corpus (FUZZ_SECONDS=300)"
 	@echo "  fmt            rustfmt the module (kernel config) and the host crates"
 	@echo "  clean          remove build outputs in the clone (not the cache)"
 
@@ -66,6 +67,10 @@ demo:
 
 bench:
 	@scripts/bench
+
+# FUZZ_SECONDS=N for a longer or shorter run (default 300).
+fuzz:
+	@scripts/fuzz $(FUZZ_SECONDS)
 
 fmt:
 	@source scripts/lib.sh; ksrc=$$(kernel_src_dir); \
