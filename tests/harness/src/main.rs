@@ -6,9 +6,11 @@
 
 mod boot;
 mod check;
+mod demo;
 mod ivshmem;
 mod ktap;
 mod page;
+mod plot;
 mod qemu;
 mod qmp;
 mod sim;
@@ -62,6 +64,53 @@ enum Cmd {
     /// scenario failing outside its KTAP (exit status, timeout, host-side
     /// check) adds one failure. Failed scenarios keep their run folders.
     Check(CheckArgs),
+    /// `make demo`: live-migrate a guest twice with the same blackout, once
+    /// without migtime (mt.load=0) and once with it, and show the guest's
+    /// wall clock against the host's.
+    ///
+    /// The guest runs mt_clock (a CLOCK sample every --period-ms); a thread
+    /// reads the results files every 2 ms and pairs each sample with the
+    /// host's CLOCK_REALTIME. Prints a table (offset change, step applied,
+    /// cancel-on-set timer, NTP state, Tout) and writes OUT/demo.png and
+    /// OUT/demo.json.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Guest kernel (bzImage).
+    #[arg(long, env = "MIGTIME_KERNEL")]
+    kernel: PathBuf,
+    /// Guest initramfs.
+    #[arg(long, env = "MIGTIME_INITRD")]
+    initrd: PathBuf,
+    /// Output folder (demo.png, demo.json, runs/).
+    #[arg(long, default_value = "build/demo")]
+    out_dir: PathBuf,
+    /// Blackout: how long the destination stays paused, ms.
+    #[arg(long, default_value_t = 2000)]
+    blackout: u64,
+    /// Page device for the migtime run: plain (the module polls) or doorbell.
+    #[arg(long, value_enum, default_value_t = Mode::Plain)]
+    mode: Mode,
+    /// Module parameters for the migtime run (mt.params), e.g. "poll_ms=20".
+    #[arg(long, default_value = "")]
+    params: String,
+    /// mt_clock sample period, ms (also bounds the read-latency error bar).
+    #[arg(long, default_value_t = 20)]
+    period_ms: u64,
+    /// Guest time sampled before asking for the migration, ms.
+    #[arg(long, default_value_t = 3000)]
+    before_ms: u64,
+    /// Guest time sampled after the migration, ms.
+    #[arg(long, default_value_t = 5000)]
+    after_ms: u64,
+    /// Time limit per run, seconds.
+    #[arg(long, default_value_t = 180)]
+    timeout: u64,
+    /// Guest memory, MiB.
+    #[arg(long, default_value_t = 256)]
+    memory: u32,
 }
 
 #[derive(Args, Clone)]
@@ -259,6 +308,22 @@ fn run(cli: Cli) -> Result<bool> {
                 memory_mb: a.memory,
             })?;
             Ok(failed == 0)
+        }
+        Cmd::Demo(a) => {
+            check_inputs(&a.kernel, &a.initrd)?;
+            demo::demo(&demo::DemoOpts {
+                kernel: a.kernel,
+                initrd: a.initrd,
+                out_dir: a.out_dir,
+                blackout_ms: a.blackout,
+                mode: a.mode,
+                params: a.params,
+                period_ms: a.period_ms,
+                before_ms: a.before_ms,
+                after_ms: a.after_ms,
+                timeout: Duration::from_secs(a.timeout),
+                memory_mb: a.memory,
+            })
         }
     }
 }
