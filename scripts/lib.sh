@@ -94,8 +94,13 @@ kernel_make_env() {
 	export PATH="$LLVM_BIN:$BINDGEN_ROOT/bin:$PATH"
 }
 
+# Debian's clippy-driver matches the kernel's rustc; rustup's (first on PATH)
+# does not accept the kernel's -Z flags.
+KERNEL_CLIPPY_DRIVER=${KERNEL_CLIPPY_DRIVER:-/usr/bin/clippy-driver}
+
 kmake_args() {
-	printf '%s\n' LLVM=1 "RUSTC=$KERNEL_RUSTC" "RUST_LIB_SRC=$RUST_LIB_SRC" "BINDGEN=$BINDGEN"
+	printf '%s\n' LLVM=1 "RUSTC=$KERNEL_RUSTC" "RUST_LIB_SRC=$RUST_LIB_SRC" "BINDGEN=$BINDGEN" \
+		"CLIPPY_DRIVER=$KERNEL_CLIPPY_DRIVER"
 }
 
 # prepare_guest [FRAGMENT...]: setup, guest kernel (cached), module,
