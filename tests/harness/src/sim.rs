@@ -469,10 +469,9 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
                     if a.ack_seq != u.migration_seq {
                         sum.problems.push(format!("hop {}: guest acked seq {}, page seq is {}", hop + 1, a.ack_seq, u.migration_seq));
                     }
-                    if a.outcome_raw == Outcome::Stepped as u32 || a.outcome_raw == Outcome::Notified as u32 {
-                        if a.intended_ns != pending {
-                            sum.problems.push(format!("hop {}: guest intended {} ns, pending total is {pending} ns", hop + 1, a.intended_ns));
-                        }
+                    let acted = a.outcome_raw == Outcome::Stepped as u32 || a.outcome_raw == Outcome::Notified as u32;
+                    if acted && a.intended_ns != pending {
+                        sum.problems.push(format!("hop {}: guest intended {} ns, pending total is {pending} ns", hop + 1, a.intended_ns));
                     }
                     if let Some(e) = o.expect_outcome.filter(|e| *e != ExpectOutcome::None && !last) {
                         if !e.matches(Some(a.outcome_raw)) {
