@@ -567,6 +567,12 @@ pub fn demo(o: &DemoOpts) -> Result<bool> {
         );
     }
 
+    if rows.iter().any(|r| !r.module_loaded && r.sta_unsync == Some(true)) {
+        println!("note: the run without migtime reports STA_UNSYNC too: the guest kernel did not keep the synchronised");
+        println!("      NTP state mt_clock set before the migration (same without any migration), so the NTP column");
+        println!("      does not tell the runs apart on this guest.");
+    }
+
     let png = o.out_dir.join("demo.png");
     let colors = [RGBColor(200, 40, 40), RGBColor(30, 90, 200)];
     let mut series = Vec::new();
