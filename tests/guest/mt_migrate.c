@@ -194,6 +194,9 @@ static void hop(int dev, int n)
 	off_rm0 = clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
 	off_bm0 = clock_offset(CLOCK_BOOTTIME, CLOCK_MONOTONIC);
 
+	/* The host pairs this with its own clock: guest-host offset before. */
+	printf("# MIGTIME-CLOCK %lld %lld\n", (long long)mt_clock_ns(CLOCK_REALTIME),
+	       (long long)mt_clock_ns(CLOCK_MONOTONIC));
 	printf("# MIGTIME-READY mt_migrate hop %d seq %llu total %lld\n", n,
 	       (unsigned long long)before.seq, (long long)before.total);
 	fflush(stdout);
