@@ -121,5 +121,5 @@ prepare_guest() {
 	INITRD=$("$MIGTIME_ROOT/scripts/mkinitramfs" "$KO" "$BUILD/initramfs.cpio.gz" | tail -n1)
 	stage "harness: cargo build --release -p migtime-harness"
 	run_logged "$BUILD/harness-build.log" cargo build --release -p migtime-harness
-	HARNESS="$MIGTIME_ROOT/target/release/migtime-harness"
+	HARNESS="${CARGO_TARGET_DIR:-$MIGTIME_ROOT/target}/release/migtime-harness"
 }
