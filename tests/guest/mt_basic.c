@@ -78,8 +78,9 @@ int main(void)
 		ok = f && fgets(v, sizeof(v), f);
 		if (f)
 			fclose(f);
+		v[strcspn(v, "\n")] = 0;
 		strtoll(v, &end, 10);
-		ksft_test_result(ok && end != v && (*end == '\n' || !*end),
+		ksft_test_result(ok && end != v && !*end,
 				 "debugfs %s is a number (%s)\n", counters[i], ok ? v : "unreadable");
 		ksft_test_result(!stat(p, &st) && !(st.st_mode & 0222),
 				 "debugfs %s is read-only (mode %o)\n", counters[i], st.st_mode & 0777);
