@@ -280,10 +280,7 @@ pub fn marker(line: &str) -> Option<Marker> {
     if let Some(r) = t.strip_prefix("MIGTIME-DONE") {
         return Some(Marker::Done(r.trim().parse().unwrap_or(-1)));
     }
-    if let Some(r) = t.strip_prefix("MIGTIME-CLOCK") {
-        return r.trim().parse().ok().map(Marker::Clock);
-    }
-    None
+    crate::demo::parse_clock(line).map(|(realtime_ns, _)| Marker::Clock(realtime_ns))
 }
 
 /// Last `n` lines of a file (for failure reports).
@@ -303,6 +300,8 @@ mod tests {
         assert_eq!(marker("# MIGTIME-DONE 0\r"), Some(Marker::Done(0)));
         assert_eq!(marker("# MIGTIME-DONE 3"), Some(Marker::Done(3)));
         assert_eq!(marker("# MIGTIME-CLOCK 1700000000123456789"), Some(Marker::Clock(1_700_000_000_123_456_789)));
+        // mt_clock and mt_migrate print realtime and monotonic.
+        assert_eq!(marker("    # MIGTIME-CLOCK 1700000000123456789 42"), Some(Marker::Clock(1_700_000_000_123_456_789)));
         assert_eq!(marker("ok 1 MIGTIME-DONE"), None);
     }
 
