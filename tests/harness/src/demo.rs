@@ -554,8 +554,9 @@ pub fn demo(o: &DemoOpts) -> Result<bool> {
     println!();
     println!("offset change = (guest - host CLOCK_REALTIME) after the migration minus the same before it: the clock");
     println!("error the migration introduced. 'first sample' is the first line the guest printed after resuming,");
-    println!("'settled' the median sample 1-2 s after resume. The absolute offset before migration is arbitrary within");
-    println!("~1 s because the guest boots its wall clock from the CMOS RTC (1 s resolution); absolute values:");
+    println!("'settled' the median sample 1-2 s after resume. The absolute offset before migration is arbitrary (a second");
+    println!("or two): the guest sets its wall clock at boot from the CMOS RTC, which has 1 s resolution, and a TCG guest's");
+    println!("clock drifts while it boots. Absolute values:");
     for r in &rows {
         println!(
             "  {:<16} before {:>10}   after {:>10}   (error bar: read latency, serial + {} ms polling: spread {})",
