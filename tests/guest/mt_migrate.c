@@ -23,7 +23,10 @@
  * Options (key=value): expect=..., hops=K (default 1), wait=SECS (default
  * 120; guest time, which does not run during the blackout), tol_us=N
  * (default 5000), outcome=NAME (expect=refuse: the exact refusal),
- * self=NS[/c] (write the page ourselves: +NS uncompensated, /c compensated).
+ * self=NS[/c] (write the page ourselves: +NS uncompensated, /c compensated),
+ * once=SECS (expect=step|notify: after the event, no further event may come
+ * within SECS; for host storms), retries=1 (then debugfs read_retries must
+ * be > 0: the host rewrote the page while the module read it).
  */
 #define _GNU_SOURCE
 #include <poll.h>
@@ -44,6 +47,7 @@ static long long tol_ns = 5000000;
 static const char *want_outcome;
 static long long self_ns;
 static int self_write, self_compensated;
+static int once_s, want_retries;
 
 /*
  * offset(A) - offset(B) read as tightly as possible: the best of several
@@ -116,6 +120,10 @@ static void parse_args(int argc, char **argv)
 			wait_s = atoi(a + 5);
 		else if (!strncmp(a, "tol_us=", 7))
 			tol_ns = atoll(a + 7) * 1000;
+		else if (!strncmp(a, "once=", 5))
+			once_s = atoi(a + 5);
+		else if (!strcmp(a, "retries=1"))
+			want_retries = 1;
 		else if (!strncmp(a, "outcome=", 8))
 			want_outcome = a + 8;
 		else if (!strncmp(a, "self=", 5)) {
@@ -158,6 +166,65 @@ static void drain(int dev)
 
 	while (read(dev, &ev, sizeof(ev)) == (ssize_t)sizeof(ev))
 		;
+}
+
+static long long debugfs_counter(const char *name)
+{
+	char p[128];
+	long long v = -1;
+	FILE *f;
+
+	snprintf(p, sizeof(p), "/sys/kernel/debug/migtime/%s", name);
+	f = fopen(p, "r");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%lld", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
+}
+
+/* The module's line of /proc/interrupts (doorbell mode), as a message. */
+static void print_irq_line(void)
+{
+	char line[512];
+	FILE *f = fopen("/proc/interrupts", "r");
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, "migtime"))
+			ksft_print_msg("interrupts: %s", line);
+	fclose(f);
+}
+
+/* once=/retries=: no second event for this hop, and the retry counter. */
+static void after_event(int dev, int n, int got)
+{
+	if (once_s) {
+		struct pollfd pfd = { .fd = dev, .events = POLLIN };
+		struct migtime_event ev2 = { 0 };
+		int more = poll(&pfd, 1, once_s * 1000) == 1 && (pfd.revents & POLLIN) &&
+			   read(dev, &ev2, sizeof(ev2)) == (ssize_t)sizeof(ev2);
+
+		print_irq_line();
+		ksft_test_result(got && !more,
+				 "hop%d exactly one event: no further event within %d s%s\n", n,
+				 once_s, more ? " (got another)" : "");
+		if (more)
+			ksft_print_msg("hop %d: extra event %llu seq %llu outcome %s intended %lld\n", n,
+				       (unsigned long long)ev2.event,
+				       (unsigned long long)ev2.migration_seq,
+				       outcome_name(ev2.outcome), (long long)ev2.intended_ns);
+	}
+	if (want_retries) {
+		long long r = debugfs_counter("read_retries"), b = debugfs_counter("read_busy");
+
+		ksft_print_msg("hop %d: debugfs read_retries %lld read_busy %lld events %lld\n", n, r,
+			       b, debugfs_counter("events"));
+		ksft_test_result(r > 0, "hop%d module saw the host writing (read_retries %lld > 0)\n",
+				 n, r);
+	}
 }
 
 static void hop(int dev, int n)
@@ -260,6 +327,7 @@ static void hop(int dev, int n)
 				 tx.esterror == NTP_PHASE_LIMIT_US,
 				 "hop%d NTP state reset (status %#x maxerror %ld esterror %ld)\n", n,
 				 tx.status, tx.maxerror, tx.esterror);
+		after_event(dev, n, got);
 		break;
 	case EXPECT_REFUSE:
 		ksft_test_result(got && is_refusal(ev.outcome) &&
@@ -288,7 +356,7 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	parse_args(argc, argv);
 	ksft_print_header();
-	per_hop = expect == EXPECT_REFUSE ? 4 : expect == EXPECT_NONE ? 4 : 9;
+	per_hop = expect == EXPECT_REFUSE ? 4 : expect == EXPECT_NONE ? 4 : 9 + !!once_s + want_retries;
 	ksft_set_plan(hops * per_hop);
 
 	if (mt_map_page(self_write))

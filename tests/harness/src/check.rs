@@ -167,6 +167,30 @@ pub fn table() -> Vec<Scenario> {
             params: "",
             kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::HugeDelta), ..s(0, E::RefusedOverLimit) }),
         },
+        Scenario {
+            name: "dest-killed",
+            about: "migration completes, destination SIGKILLed before cont, source resumed: no event, no step",
+            mode: Mode::Plain,
+            run: "mt_migrate:expect=none:wait=5",
+            params: "",
+            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::DestKilled), ..s(1000, E::None) }),
+        },
+        Scenario {
+            name: "doorbell-storm",
+            about: "doorbell mode, 10 000 rings in a burst after the update: exactly one event, right step",
+            mode: Mode::Doorbell,
+            run: "mt_migrate:expect=step:once=3",
+            params: "",
+            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::DoorbellStorm), ..s(1000, E::Stepped) }),
+        },
+        Scenario {
+            name: "page-hammer",
+            about: "host rewrites the page for 2 s (garbage under odd seq_count): one event, exact Tout, retries seen",
+            mode: Mode::Plain,
+            run: "mt_migrate:expect=step:once=3:retries=1",
+            params: "poll_ms=20,read_attempts=4",
+            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::PageHammer), ..s(1000, E::Stepped) }),
+        },
     ]
 }
 

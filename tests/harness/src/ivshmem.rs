@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use std::time::Duration;
+
 use anyhow::{bail, Context, Result};
 
 /// The protocol version this server speaks.
@@ -179,6 +181,26 @@ impl DoorbellServer {
     pub fn ring(&self, k: usize) -> Result<()> {
         let fd = self.vectors.get(k).with_context(|| format!("no vector {k}"))?;
         ring_fd(fd.as_raw_fd())
+    }
+
+    /// Whether QEMU has consumed every ring of vector `k` (the eventfd's
+    /// counter is back to 0, i.e. not readable) within `timeout`. Does not
+    /// consume anything itself.
+    pub fn wait_consumed(&self, k: usize, timeout: Duration) -> Result<bool> {
+        let fd = self.vectors.get(k).with_context(|| format!("no vector {k}"))?;
+        let t = std::time::Instant::now();
+        loop {
+            let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd, zero timeout.
+            let n = unsafe { libc::poll(&mut p, 1, 0) };
+            if n == 0 {
+                return Ok(true);
+            }
+            if t.elapsed() >= timeout {
+                return Ok(false);
+            }
+            std::hint::spin_loop();
+        }
     }
 
     /// The setup thread's result (joins it if it finished).

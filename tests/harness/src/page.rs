@@ -40,12 +40,29 @@ pub enum BadPage {
     SeqBackwards,
     /// A consistent page asking for a +10 days step: over the module's limit.
     HugeDelta,
+    /// Not a page content: the migration completes, then the destination
+    /// QEMU is killed (SIGKILL) before `cont` and the source is resumed.
+    /// The source page was never written: the guest must see nothing.
+    DestKilled,
+    /// Doorbell mode: after the update and the normal ring, ring the vector
+    /// 10 000 times in a burst. Exactly one event.
+    DoorbellStorm,
+    /// After the update, a host thread rewrites the page for 2 s: garbage
+    /// (huge seq/delta/total) under an odd count, then the correct values
+    /// under an even count. Exactly one event, with the correct values.
+    PageHammer,
 }
 
 impl BadPage {
     /// Whether the corruption is in the header (written before boot).
     pub fn is_header(self) -> bool {
         matches!(self, BadPage::BadMagic | BadPage::BadVersion | BadPage::BadSize)
+    }
+
+    /// Whether the kind is a host-side fault around the last migration
+    /// rather than page content.
+    pub fn is_fault(self) -> bool {
+        matches!(self, BadPage::DestKilled | BadPage::DoorbellStorm | BadPage::PageHammer)
     }
 }
 

@@ -23,6 +23,55 @@ use crate::qmp::{event_time_ns, Qmp};
 /// Ten days, in nanoseconds: the `huge-delta` step.
 pub const HUGE_DELTA_NS: i64 = 10 * 86_400 * 1_000_000_000;
 
+/// Doorbell rings in the `doorbell-storm` burst.
+pub const STORM_RINGS: u32 = 10_000;
+/// How long `page-hammer` rewrites the page, ms.
+pub const HAMMER_MS: u64 = 2000;
+/// `page-hammer` phases: garbage under an odd count for this long, then the
+/// correct values under an even count for as long (µs, busy-waited).
+pub const HAMMER_ODD_US: u64 = 20;
+pub const HAMMER_EVEN_US: u64 = 20;
+
+/// Rewrites the page (a second mapping of `path`) with the seqlock protocol
+/// for `dur`: count odd + garbage in `migration_seq`/`tai_delta_ns`/
+/// `tai_delta_total_ns`/`flags`, hold, then the correct values `good` + count
+/// even, hold. Returns the number of odd/even cycles written.
+fn hammer(path: &std::path::Path, good: Update, dur: Duration) -> Result<u64> {
+    use migtime_abi::abi::host_off;
+    use std::sync::atomic::{fence, Ordering};
+    let page = PageFile::open(path)?;
+    let spin = |us: u64| {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_micros(us) {
+            std::hint::spin_loop();
+        }
+    };
+    let t0 = Instant::now();
+    let mut n: u64 = 0;
+    while t0.elapsed() < dur {
+        let c = page.r32(host_off::SEQ_COUNT);
+        let c = c.wrapping_add(c & 1); // even
+        page.w32(host_off::SEQ_COUNT, c.wrapping_add(1));
+        fence(Ordering::SeqCst);
+        page.w32(host_off::FLAGS, 0xffff_ffff);
+        page.w64(host_off::MIGRATION_SEQ, good.migration_seq.wrapping_add((1 << 40) + n));
+        page.w64(host_off::TAI_DELTA, (i64::MAX - n as i64) as u64);
+        page.w64(host_off::TAI_DELTA_TOTAL, (i64::MIN + n as i64) as u64);
+        fence(Ordering::SeqCst);
+        spin(HAMMER_ODD_US);
+        page.w32(host_off::FLAGS, good.flags);
+        page.w64(host_off::MIGRATION_SEQ, good.migration_seq);
+        page.w64(host_off::TAI_DELTA, good.tai_delta_ns as u64);
+        page.w64(host_off::TAI_DELTA_TOTAL, good.tai_delta_total_ns as u64);
+        fence(Ordering::SeqCst);
+        page.w32(host_off::SEQ_COUNT, c.wrapping_add(2));
+        fence(Ordering::SeqCst);
+        spin(HAMMER_EVEN_US);
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// What the guest is expected to have written in its ack area (last hop).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -121,6 +170,20 @@ pub struct SimSummary {
     pub boot_s: Option<f64>,
     pub hops: Vec<Hop>,
     pub cancelled: bool,
+    /// dest-killed: the destination was killed and the source resumed.
+    pub dest_killed: bool,
+    /// doorbell-storm: rings sent in the burst and how long it took, ms.
+    pub storm_rings: u32,
+    pub storm_ms: f64,
+    /// doorbell-storm: rings sent one at a time (each after QEMU consumed the previous), ms.
+    pub storm_paced_rings: u32,
+    pub storm_paced_ms: f64,
+    /// page-hammer: odd/even write cycles and how long, ms.
+    pub hammer_cycles: u64,
+    pub hammer_ms: f64,
+    /// storm/hammer: guest `events` before the hop and once things settled.
+    pub events_before: u64,
+    pub events_after: Option<u64>,
     pub tai_delta_total_ns: i64,
     pub outcome: Option<String>,
     pub expect_outcome: Option<ExpectOutcome>,
@@ -271,6 +334,13 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
     if o.cancel && o.no_guest_run_between {
         bail!("--cancel and --no-guest-run-between do not combine");
     }
+    let fault = o.bad_page.filter(|k| k.is_fault());
+    if fault.is_some() && (o.cancel || o.no_guest_run_between) {
+        bail!("fault kinds of --bad-page do not combine with --cancel or --no-guest-run-between");
+    }
+    if fault == Some(BadPage::DoorbellStorm) && cfg.mode != crate::qemu::Mode::Doorbell {
+        bail!("--bad-page doorbell-storm needs --mode doorbell");
+    }
 
     // The source page: valid, or with the header corrupted before boot.
     let src_page = PageFile::create(&shm_path("a"))?;
@@ -381,6 +451,36 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
             sum.problems.push(format!("destination page differs from the source after migration: {src_before:?} vs {old:?}"));
         }
         let events_before = dst.page.guest_area().map_or(0, |g| g.events);
+
+        if fault == Some(BadPage::DestKilled) && last {
+            if o.blackout_ms > 0 {
+                std::thread::sleep(Duration::from_millis(o.blackout_ms));
+                h.blackout_ms = o.blackout_ms;
+            }
+            let pid = dst.child.as_ref().map(|c| c.id());
+            dst.kill(); // Child::kill: SIGKILL
+            stage(format!("dest {dname} (pid {pid:?}) killed with SIGKILL before cont: {:?}", dst.exit));
+            names.pop();
+            drop(dst);
+            let _ = std::fs::remove_file(run.join(format!("results-{dname}.ktap")));
+            let st = cur_q.execute("query-status", None, Duration::from_secs(5))?;
+            stage(format!("source {} status after completed migration: {}", cur.name, st["status"]));
+            cur_q.execute("cont", None, Duration::from_secs(10)).context("cont on the source after a completed migration")?;
+            cur_q.wait_named("RESUME", remaining(deadline)?)?;
+            let st = cur_q.execute("query-status", None, Duration::from_secs(5))?;
+            if st["running"] != true {
+                sum.problems.push(format!("source not running after cont: {st}"));
+            }
+            let after = cur.page.host_raw();
+            if after != src_before {
+                sum.problems.push(format!("source page changed: {src_before:?} -> {after:?}"));
+            }
+            stage(format!("source {} resumed ({}), its page unchanged (seq {})", cur.name, st["status"], after.migration_seq));
+            sum.dest_killed = true;
+            h.page = after;
+            sum.hops.push(h);
+            break;
+        }
         if !o.compensated && o.blackout_ms > 0 && !(o.no_guest_run_between && hop == 1) {
             stage(format!("blackout {} ms", o.blackout_ms));
             std::thread::sleep(Duration::from_millis(o.blackout_ms));
@@ -418,6 +518,16 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
             _ => {}
         }
         dst.page.write_update(&u);
+        let hammer_thread = if fault == Some(BadPage::PageHammer) && last {
+            let (path, good) = (dst.page.path().to_path_buf(), u);
+            stage(format!("page hammer: {HAMMER_MS} ms of seqlock rewrites ({HAMMER_ODD_US} us garbage odd / {HAMMER_EVEN_US} us correct even)"));
+            Some(std::thread::spawn(move || {
+                let t = Instant::now();
+                hammer(&path, good, Duration::from_millis(HAMMER_MS)).map(|n| (n, t.elapsed()))
+            }))
+        } else {
+            None
+        };
         h.tout_ns = u.tai_delta_ns;
         h.page = dst.page.host_raw();
         sum.tai_delta_total_ns = h.page.tai_delta_total_ns;
@@ -445,6 +555,28 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
             if let Some(s) = &dst.server {
                 s.ring(0)?;
                 stage("doorbell rung (vector 0)");
+                if fault == Some(BadPage::DoorbellStorm) && last {
+                    let t = Instant::now();
+                    for _ in 0..STORM_RINGS {
+                        s.ring(0)?;
+                    }
+                    sum.storm_rings = STORM_RINGS;
+                    sum.storm_ms = t.elapsed().as_secs_f64() * 1e3;
+                    stage(format!("doorbell storm: {STORM_RINGS} rings in a burst in {:.1} ms", sum.storm_ms));
+                    // QEMU drains the eventfd once for the whole burst (one
+                    // MSI-X message): also ring one at a time, each after QEMU
+                    // consumed the previous one, so the guest takes as many
+                    // interrupts as we can deliver.
+                    let t = Instant::now();
+                    let mut paced = 0;
+                    while paced < STORM_RINGS && s.wait_consumed(0, Duration::from_millis(100))? {
+                        s.ring(0)?;
+                        paced += 1;
+                    }
+                    sum.storm_paced_rings = paced;
+                    sum.storm_paced_ms = t.elapsed().as_secs_f64() * 1e3;
+                    stage(format!("doorbell storm: {paced} paced rings (each consumed by QEMU before the next) in {:.1} ms", sum.storm_paced_ms));
+                }
             }
         } else {
             stage(format!("dest {dname} kept paused: migrating again before the guest runs"));
@@ -491,6 +623,33 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
                 }
             }
         }
+        if let Some(t) = hammer_thread {
+            match t.join() {
+                Ok(Ok((n, d))) => {
+                    sum.hammer_cycles = n;
+                    sum.hammer_ms = d.as_secs_f64() * 1e3;
+                    stage(format!("page hammer done: {n} odd/even cycles in {:.0} ms; page is back to the correct values", sum.hammer_ms));
+                }
+                Ok(Err(e)) => sum.problems.push(format!("page hammer: {e:#}")),
+                Err(_) => sum.problems.push("page hammer thread panicked".into()),
+            }
+            let end = dst.page.host_raw();
+            if end.seq_count & 1 != 0 || (HostRaw { seq_count: h.page.seq_count, ..end }) != h.page {
+                sum.problems.push(format!("page after the hammer {end:?} differs from the update {:?}", h.page));
+            }
+        }
+        if matches!(fault, Some(BadPage::DoorbellStorm | BadPage::PageHammer)) && last {
+            // Let the guest's polls (1 s safety net in doorbell mode) see the
+            // page again: still exactly one event for this hop.
+            std::thread::sleep(Duration::from_millis(1500));
+            let n = dst.page.guest_area().map(|g| g.events);
+            sum.events_before = events_before;
+            sum.events_after = n;
+            stage(format!("guest events: {events_before} before the hop, {n:?} after it settled"));
+            if n != Some(events_before + 1) {
+                sum.problems.push(format!("{fault:?}: guest events {events_before} -> {n:?}, expected exactly one more"));
+            }
+        }
         // The source is done (postmigrate, paused): quit it, after the ack
         // polling so that it does not delay the ack measurement.
         let _ = cur_q.execute("quit", None, Duration::from_secs(5));
@@ -532,7 +691,7 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
             sum.outcome = Outcome::from_u32(g.outcome).map(|o| o.name().to_string());
         }
     }
-    let outcome = if sum.cancelled { None } else { last_ack.as_ref().map(|a| a.outcome_raw) };
+    let outcome = if sum.cancelled || sum.dest_killed { None } else { last_ack.as_ref().map(|a| a.outcome_raw) };
     check_expect(o, sum, outcome);
     Ok(())
 }
