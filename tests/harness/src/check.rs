@@ -191,6 +191,22 @@ pub fn table() -> Vec<Scenario> {
             params: "poll_ms=20,read_attempts=4",
             kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::PageHammer), ..s(1000, E::Stepped) }),
         },
+        Scenario {
+            name: "reload",
+            about: "insmod/rmmod loop while the guest rewrites the page (unload racing the work item): no step lost or doubled",
+            mode: Mode::Plain,
+            run: "mt_reload:loops=40",
+            params: "",
+            kind: Kind::Boot { bad_page: None },
+        },
+        Scenario {
+            name: "readers",
+            about: "/dev/migtime abuse: 64 blocked readers/pollers, buffer sizes, EAGAIN, write/ioctl/mmap, close/unbind while blocked",
+            mode: Mode::Plain,
+            run: "mt_readers",
+            params: "",
+            kind: Kind::Boot { bad_page: None },
+        },
     ]
 }
 

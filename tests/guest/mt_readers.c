@@ -1,0 +1,354 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * mt_readers - userspace abuse of /dev/migtime (issue 6).
+ *
+ * DESTRUCTIVE: writes the migtime page itself through the ivshmem BAR2 sysfs
+ * resource file (playing the host: two small uncompensated steps), so the
+ * module steps CLOCK_REALTIME; at the end it unbinds and rebinds the driver.
+ * Needs the module loaded and bound (plain or doorbell mode), no host action.
+ *
+ *  - 32 threads blocked in read() and 32 in poll() (each on its own fd): one
+ *    page update wakes all of them and each gets the same 64-byte event;
+ *  - read with a 1 MiB buffer returns exactly 64 bytes, 1 and 63 bytes are
+ *    EINVAL, O_NONBLOCK without a new event is EAGAIN, poll reports nothing;
+ *  - write (O_RDWR fd) EINVAL, ioctl ENOTTY, mmap ENODEV;
+ *  - close() of an fd another thread is blocked reading returns at once, and
+ *    that reader still gets the next event;
+ *  - unbinding the device wakes a blocked reader with ENODEV, then reads are
+ *    ENODEV and poll reports POLLHUP|POLLERR; rebinding brings /dev/migtime
+ *    back.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include "kselftest.h"
+#include "mt_page.h"
+
+#define WAITERS 64 /* the first half read(), the second half poll() */
+#define DEV "/dev/migtime"
+#define DRV "/sys/bus/pci/drivers/migtime"
+
+struct waiter {
+	pthread_t th;
+	int fd, use_poll;
+	volatile pid_t tid;
+	volatile int armed; /* about to block */
+	ssize_t n;
+	int err;
+	unsigned char buf[128];
+};
+
+static struct waiter w[WAITERS + 2];
+
+/* Play the host: one migration of +delta, seqlock-protected. */
+static struct mt_host_view write_host(int64_t delta)
+{
+	struct mt_host_view h;
+	uint32_t c;
+
+	if (mt_read_host(&h, 1000000))
+		ksft_exit_fail_msg("page seqcount never settled\n");
+	c = MT_HOST(seq_count);
+	MT_HOST(seq_count) = c + 1;
+	__sync_synchronize();
+	MT_HOST(migration_seq) = h.seq + 1;
+	MT_HOST(tai_delta_ns) = delta;
+	MT_HOST(tai_delta_total_ns) = h.total + delta;
+	MT_HOST(flags) = 0;
+	__sync_synchronize();
+	MT_HOST(seq_count) = c + 2;
+	h.seq += 1;
+	h.delta = delta;
+	h.total += delta;
+	return h;
+}
+
+static void *waiter_main(void *arg)
+{
+	struct waiter *x = arg;
+
+	x->tid = (pid_t)syscall(SYS_gettid);
+	if (x->use_poll) {
+		struct pollfd p = { .fd = x->fd, .events = POLLIN };
+
+		x->armed = 1;
+		if (poll(&p, 1, 30000) != 1 || !(p.revents & POLLIN)) {
+			x->n = -1;
+			x->err = p.revents ? EIO : ETIMEDOUT;
+			return NULL;
+		}
+	} else {
+		x->armed = 1;
+	}
+	x->n = read(x->fd, x->buf, sizeof(x->buf));
+	x->err = x->n < 0 ? errno : 0;
+	return NULL;
+}
+
+/* Whether thread `tid` of this process is sleeping (state S). */
+static int sleeping(pid_t tid)
+{
+	char p[64], s[256];
+	FILE *f;
+	char *r;
+
+	snprintf(p, sizeof(p), "/proc/self/task/%d/stat", tid);
+	f = fopen(p, "r");
+	if (!f)
+		return 0;
+	r = fgets(s, sizeof(s), f);
+	fclose(f);
+	r = r ? strrchr(s, ')') : NULL;
+	return r && r[1] == ' ' && r[2] == 'S';
+}
+
+/* Starts waiters [from, to) and waits until each is asleep in read/poll. */
+static int start_waiters(int from, int to)
+{
+	for (int i = from; i < to; i++) {
+		w[i].tid = 0;
+		w[i].armed = 0;
+		w[i].n = -2;
+		if (pthread_create(&w[i].th, NULL, waiter_main, &w[i]))
+			ksft_exit_fail_msg("pthread_create: %s\n", strerror(errno));
+	}
+	for (int tries = 0; tries < 1000; tries++) {
+		int n = 0;
+
+		for (int i = from; i < to; i++)
+			n += w[i].armed && w[i].tid && sleeping(w[i].tid);
+		if (n == to - from) {
+			usleep(200000); /* well inside read()/poll() */
+			return 1;
+		}
+		usleep(10000);
+	}
+	return 0;
+}
+
+/* Joins waiters [from, to) within `secs`; returns how many finished. */
+static int join_waiters(int from, int to, int secs)
+{
+	struct timespec dl;
+	int n = 0;
+
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += secs + 1; /* CLOCK_REALTIME: the update steps it by ms */
+	for (int i = from; i < to; i++)
+		n += !pthread_timedjoin_np(w[i].th, NULL, &dl);
+	return n;
+}
+
+static int open_dev(int flags)
+{
+	int fd = open(DEV, flags);
+
+	if (fd < 0)
+		ksft_exit_fail_msg("open %s: %s\n", DEV, strerror(errno));
+	return fd;
+}
+
+/* Consumes whatever is readable on a fresh fd (the latest event). */
+static void consume(int fd)
+{
+	struct migtime_event ev;
+	int fl = fcntl(fd, F_GETFL);
+
+	fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	while (read(fd, &ev, sizeof(ev)) > 0)
+		;
+	fcntl(fd, F_SETFL, fl);
+}
+
+/* The PCI address the driver is bound to, from DRV/<address> links. */
+static int bound_device(char *addr, size_t len)
+{
+	DIR *d = opendir(DRV);
+	struct dirent *e;
+	int found = 0;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d)))
+		if (!strncmp(e->d_name, "0000:", 5) && !found) {
+			snprintf(addr, len, "%s", e->d_name);
+			found = 1;
+		}
+	closedir(d);
+	return found;
+}
+
+static int write_file(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY);
+	ssize_t r;
+
+	if (fd < 0)
+		return -1;
+	r = write(fd, s, strlen(s));
+	close(fd);
+	return r == (ssize_t)strlen(s) ? 0 : -1;
+}
+
+int main(void)
+{
+	struct migtime_event ev0;
+	struct mt_host_view h;
+	static unsigned char big[1 << 20];
+	unsigned char one;
+	char addr[300];
+	int fd, rw, woken, same, ok, t, errs;
+	ssize_t r;
+	void *m;
+	int64_t t0, dt;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	ksft_print_header();
+	ksft_set_plan(16);
+	if (mt_map_page(1))
+		ksft_exit_fail_msg("cannot map the migtime page\n");
+
+	/* 1-3: 64 waiters, one update. */
+	for (int i = 0; i < WAITERS; i++) {
+		w[i].use_poll = i >= WAITERS / 2;
+		w[i].fd = open_dev(w[i].use_poll ? O_RDONLY | O_NONBLOCK : O_RDONLY);
+		consume(w[i].fd);
+	}
+	if (!start_waiters(0, WAITERS))
+		ksft_exit_fail_msg("waiters never blocked\n");
+	ksft_print_msg("%d waiters asleep (%d in read, %d in poll); updating the page\n", WAITERS,
+		       WAITERS / 2, WAITERS / 2);
+	t0 = mt_clock_ns(CLOCK_MONOTONIC);
+	h = write_host(7000000);
+	woken = join_waiters(0, WAITERS, 10);
+	dt = mt_clock_ns(CLOCK_MONOTONIC) - t0;
+	ksft_test_result(woken == WAITERS, "all %d waiters woken by one update (%d, in %lld ms)\n",
+			 WAITERS, woken, (long long)(dt / 1000000));
+	same = 0;
+	for (int i = 0; i < WAITERS; i++)
+		same += w[i].n == MIGTIME_EVENT_BYTES && !memcmp(w[i].buf, w[0].buf, MIGTIME_EVENT_BYTES);
+	errs = 0;
+	for (int i = 0; i < WAITERS; i++)
+		if (w[i].n != MIGTIME_EVENT_BYTES && errs++ < 4)
+			ksft_print_msg("waiter %d (%s): %zd (%s)\n", i, w[i].use_poll ? "poll" : "read",
+				       w[i].n, strerror(w[i].err));
+	ksft_test_result(same == WAITERS, "each waiter got the same 64-byte event (%d of %d)\n",
+			 same, WAITERS);
+	memcpy(&ev0, w[0].buf, sizeof(ev0));
+	ksft_test_result(ev0.migration_seq == h.seq && ev0.intended_ns == h.delta &&
+			 ev0.outcome == MIGTIME_OUTCOME_STEPPED,
+			 "the event is the update (seq %llu, intended %lld ns, outcome %u)\n",
+			 (unsigned long long)ev0.migration_seq, (long long)ev0.intended_ns, ev0.outcome);
+	for (int i = 0; i < WAITERS; i++)
+		close(w[i].fd);
+
+	/* 4-8: buffer sizes, non-blocking, poll. */
+	fd = open_dev(O_RDONLY | O_NONBLOCK);
+	memset(big, 0xaa, sizeof(big));
+	r = read(fd, big, 1);
+	ksft_test_result(r == -1 && errno == EINVAL, "read with a 1-byte buffer is EINVAL (%zd, %s)\n",
+			 r, r < 0 ? strerror(errno) : "-");
+	r = read(fd, big, MIGTIME_EVENT_BYTES - 1);
+	ksft_test_result(r == -1 && errno == EINVAL,
+			 "read with a 63-byte buffer is EINVAL (%zd, %s)\n", r,
+			 r < 0 ? strerror(errno) : "-");
+	r = read(fd, big, sizeof(big));
+	ok = r == MIGTIME_EVENT_BYTES && !memcmp(big, &ev0, sizeof(ev0));
+	for (size_t i = MIGTIME_EVENT_BYTES; ok && i < sizeof(big); i++)
+		ok = big[i] == 0xaa;
+	ksft_test_result(ok, "read with a 1 MiB buffer returns exactly 64 bytes, the rest untouched (%zd)\n",
+			 r);
+	r = read(fd, big, sizeof(big));
+	ksft_test_result(r == -1 && errno == EAGAIN,
+			 "O_NONBLOCK read without a new event is EAGAIN (%zd, %s)\n", r,
+			 r < 0 ? strerror(errno) : "-");
+	{
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		t = poll(&p, 1, 100);
+		ksft_test_result(t == 0, "poll without a new event reports nothing (%d, revents %#x)\n",
+				 t, p.revents);
+	}
+	close(fd);
+
+	/* 9-11: write, ioctl, mmap refused. */
+	rw = open(DEV, O_RDWR);
+	if (rw < 0) {
+		ksft_test_result(errno == EACCES || errno == EPERM,
+				 "write refused: open O_RDWR fails (%s)\n", strerror(errno));
+		rw = open_dev(O_RDONLY);
+	} else {
+		r = write(rw, &one, 1);
+		ksft_test_result(r == -1 && errno == EINVAL, "write is EINVAL (%zd, %s)\n", r,
+				 r < 0 ? strerror(errno) : "-");
+	}
+	t = ioctl(rw, _IO('m', 1), 0);
+	ksft_test_result(t == -1 && errno == ENOTTY, "ioctl is ENOTTY (%d, %s)\n", t,
+			 t < 0 ? strerror(errno) : "-");
+	m = mmap(NULL, 4096, PROT_READ, MAP_SHARED, rw, 0);
+	ksft_test_result(m == MAP_FAILED && errno == ENODEV, "mmap is ENODEV (%s)\n",
+			 m == MAP_FAILED ? strerror(errno) : "mapped!");
+	if (m != MAP_FAILED)
+		munmap(m, 4096);
+	close(rw);
+
+	/* 12-13: close while another thread is blocked in read. */
+	w[WAITERS].use_poll = 0;
+	w[WAITERS].fd = open_dev(O_RDONLY);
+	consume(w[WAITERS].fd);
+	if (!start_waiters(WAITERS, WAITERS + 1))
+		ksft_exit_fail_msg("reader never blocked\n");
+	t0 = mt_clock_ns(CLOCK_MONOTONIC);
+	t = close(w[WAITERS].fd);
+	dt = mt_clock_ns(CLOCK_MONOTONIC) - t0;
+	ksft_test_result(t == 0 && dt < 1000000000LL,
+			 "close while another thread is blocked in read returns at once (%d, %lld us)\n",
+			 t, (long long)(dt / 1000));
+	h = write_host(3000000);
+	woken = join_waiters(WAITERS, WAITERS + 1, 10);
+	memcpy(&ev0, w[WAITERS].buf, sizeof(ev0));
+	ksft_test_result(woken == 1 && w[WAITERS].n == MIGTIME_EVENT_BYTES &&
+			 ev0.migration_seq == h.seq,
+			 "the reader of the closed fd gets the next event and returns (%zd, seq %llu)\n",
+			 w[WAITERS].n, (unsigned long long)ev0.migration_seq);
+
+	/* 14-16: unbind wakes blocked readers with ENODEV; rebind. */
+	if (!bound_device(addr, sizeof(addr)))
+		ksft_exit_fail_msg("no device bound to %s\n", DRV);
+	w[WAITERS + 1].use_poll = 0;
+	w[WAITERS + 1].fd = open_dev(O_RDONLY);
+	consume(w[WAITERS + 1].fd);
+	fd = open_dev(O_RDONLY | O_NONBLOCK);
+	consume(fd);
+	if (!start_waiters(WAITERS + 1, WAITERS + 2))
+		ksft_exit_fail_msg("reader never blocked\n");
+	if (write_file(DRV "/unbind", addr))
+		ksft_exit_fail_msg("unbind %s: %s\n", addr, strerror(errno));
+	woken = join_waiters(WAITERS + 1, WAITERS + 2, 10);
+	ksft_test_result(woken == 1 && w[WAITERS + 1].n == -1 && w[WAITERS + 1].err == ENODEV,
+			 "unbind wakes a blocked reader with ENODEV (%zd, %s)\n", w[WAITERS + 1].n,
+			 w[WAITERS + 1].n < 0 ? strerror(w[WAITERS + 1].err) : "-");
+	{
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int pr = poll(&p, 1, 0);
+
+		r = read(fd, big, sizeof(big));
+		ksft_test_result(r == -1 && errno == ENODEV && pr == 1 &&
+				 (p.revents & (POLLHUP | POLLERR)) == (POLLHUP | POLLERR),
+				 "after unbind: read ENODEV (%zd, %s), poll POLLHUP|POLLERR (%#x)\n", r,
+				 r < 0 ? strerror(errno) : "-", p.revents);
+	}
+	close(fd);
+	close(w[WAITERS + 1].fd);
+	ok = !write_file(DRV "/bind", addr);
+	fd = ok ? open(DEV, O_RDONLY | O_NONBLOCK) : -1;
+	ksft_test_result(ok && fd >= 0, "rebind %s: %s is back\n", addr, DEV);
+	if (fd >= 0)
+		close(fd);
+	ksft_finished();
+}

@@ -1,0 +1,288 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * mt_reload - insmod/rmmod of migtime in a loop while the page changes.
+ *
+ * DESTRUCTIVE: writes the migtime page itself through the ivshmem BAR2 sysfs
+ * resource file (playing the host: small uncompensated steps), so the module
+ * steps CLOCK_REALTIME; loads and unloads /lib/modules/migtime.ko.
+ * Needs the module loaded by /init (mt.load=1); leaves it loaded.
+ *
+ * Each iteration loads the module, then one of:
+ *   0  update the page, wait for the event on /dev/migtime, unload;
+ *   1  update the page and unload at once (unload races with the work item);
+ *   2  update the page, wait 0-10 ms, unload (the work item may be running);
+ *   3  a thread updates the page 5 times while the module loads and binds;
+ * and every fourth iteration also updates the page while the module is
+ * unloaded (by design never applied: the module takes the page as its
+ * baseline at load).
+ *
+ * Checks: every insmod/rmmod succeeds, /dev/migtime appears and disappears
+ * with them, the events read match the updates, and, from the kernel log
+ * ("event N seq=S ... intended_ns= applied_ns="): no seq is applied twice,
+ * each applied step is the delta written for its seq, no update written while
+ * unloaded is applied, and CLOCK_REALTIME moved (against CLOCK_MONOTONIC) by
+ * exactly the sum of the applied steps.
+ *
+ * Options: loops=N (default 40), params=STRING (module parameters, default
+ * "poll_ms=1": the work item runs every millisecond, so unloads overlap it).
+ */
+#define _GNU_SOURCE
+#include <poll.h>
+#include <pthread.h>
+#include <sys/klog.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include "kselftest.h"
+#include "mt_page.h"
+
+#define KO "/lib/modules/migtime.ko"
+#define DEV "/dev/migtime"
+#define MAX_SEQ 4096
+
+static int loops = 40;
+static const char *params = "poll_ms=1";
+/* The delta written for each migration_seq (0: none), and where. */
+static int64_t delta_of[MAX_SEQ];
+static int unloaded_write[MAX_SEQ];
+
+static int64_t clock_offset(clockid_t a, clockid_t b)
+{
+	int64_t best_win = INT64_MAX, best = 0;
+
+	for (int i = 0; i < 16; i++) {
+		int64_t b0 = mt_clock_ns(b), av = mt_clock_ns(a), b1 = mt_clock_ns(b);
+
+		if (b1 - b0 < best_win) {
+			best_win = b1 - b0;
+			best = av - (b0 + (b1 - b0) / 2);
+		}
+	}
+	return best;
+}
+
+static pthread_mutex_t page_lock = PTHREAD_MUTEX_INITIALIZER;
+static int64_t next_delta = 1000000; /* 1 ms, then +1 us each */
+
+/* Play the host: one migration of a fresh delta; returns its seq. */
+static uint64_t write_host(int unloaded)
+{
+	struct mt_host_view h;
+	uint32_t c;
+	int64_t d;
+
+	pthread_mutex_lock(&page_lock);
+	if (mt_read_host(&h, 1000000))
+		ksft_exit_fail_msg("page seqcount never settled\n");
+	d = next_delta;
+	next_delta += 1000;
+	c = MT_HOST(seq_count);
+	MT_HOST(seq_count) = c + 1;
+	__sync_synchronize();
+	MT_HOST(migration_seq) = h.seq + 1;
+	MT_HOST(tai_delta_ns) = d;
+	MT_HOST(tai_delta_total_ns) = h.total + d;
+	MT_HOST(flags) = 0;
+	__sync_synchronize();
+	MT_HOST(seq_count) = c + 2;
+	if (h.seq + 1 >= MAX_SEQ)
+		ksft_exit_fail_msg("too many updates\n");
+	delta_of[h.seq + 1] = d;
+	unloaded_write[h.seq + 1] = unloaded;
+	pthread_mutex_unlock(&page_lock);
+	return h.seq + 1;
+}
+
+static int insmod(void)
+{
+	int fd = open(KO, O_RDONLY | O_CLOEXEC), r;
+
+	if (fd < 0)
+		return -errno;
+	r = syscall(SYS_finit_module, fd, params, 0) ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+static int rmmod(void)
+{
+	return syscall(SYS_delete_module, "migtime", O_NONBLOCK) ? -errno : 0;
+}
+
+/* Waits up to 2 s for DEV to exist (want=1) or not (want=0). */
+static int dev_is(int want)
+{
+	struct stat st;
+
+	for (int i = 0; i < 200; i++) {
+		if ((stat(DEV, &st) == 0) == want)
+			return 1;
+		usleep(10000);
+	}
+	return 0;
+}
+
+static void *writer(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 5; i++) {
+		write_host(0);
+		usleep(200);
+	}
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	int ins_ok = 0, rm_ok = 0, dev_ok = 0, ev_want = 0, ev_ok = 0, loads = 0;
+	int dup = 0, wrong = 0, unl = 0, applied_n = 0;
+	int64_t off0, off1, sum_applied = 0;
+	static int seen[MAX_SEQ];
+	char *log, *p, *start;
+	int r, size;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (int i = 1; i < argc; i++) {
+		if (!strncmp(argv[i], "loops=", 6))
+			loops = atoi(argv[i] + 6);
+		else if (!strncmp(argv[i], "params=", 7))
+			params = argv[i] + 7;
+		else
+			ksft_exit_fail_msg("unknown argument '%s'\n", argv[i]);
+	}
+	ksft_print_header();
+	ksft_set_plan(8);
+	if (loops < 1 || mt_map_page(1))
+		ksft_exit_fail_msg("bad loops, or cannot map the migtime page\n");
+
+	/* A marker in the kernel log: parse only what follows it. */
+	r = open("/dev/kmsg", O_WRONLY);
+	if (r < 0 || write(r, "mt_reload: start\n", 17) != 17)
+		ksft_exit_fail_msg("/dev/kmsg: %s\n", strerror(errno));
+	close(r);
+	off0 = clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
+
+	/* /init loaded the module: start by unloading it. */
+	r = rmmod();
+	rm_ok += !r;
+	dev_ok += dev_is(0);
+	if (r)
+		ksft_print_msg("initial rmmod: %s\n", strerror(-r));
+
+	for (int i = 0; i < loops; i++) {
+		int mode = i % 4;
+		pthread_t th;
+
+		if (mode == 3 && pthread_create(&th, NULL, writer, NULL))
+			ksft_exit_fail_msg("pthread_create\n");
+		r = insmod();
+		loads++;
+		if (mode == 3)
+			pthread_join(th, NULL);
+		ins_ok += !r;
+		dev_ok += dev_is(1);
+		if (r)
+			ksft_print_msg("iteration %d: insmod: %s\n", i, strerror(-r));
+		if (mode == 0) {
+			int fd = open(DEV, O_RDONLY | O_NONBLOCK);
+			struct migtime_event ev;
+			struct pollfd pfd = { .fd = fd, .events = POLLIN };
+			uint64_t seq;
+
+			while (fd >= 0 && read(fd, &ev, sizeof(ev)) > 0)
+				;
+			seq = write_host(0);
+			ev_want++;
+			if (fd >= 0 && poll(&pfd, 1, 5000) == 1 &&
+			    read(fd, &ev, sizeof(ev)) == (ssize_t)sizeof(ev) &&
+			    ev.migration_seq == seq && ev.intended_ns == delta_of[seq] &&
+			    ev.outcome == MIGTIME_OUTCOME_STEPPED)
+				ev_ok++;
+			else
+				ksft_print_msg("iteration %d: no matching event for seq %llu\n", i,
+					       (unsigned long long)seq);
+			if (fd >= 0)
+				close(fd);
+		} else if (mode == 1) {
+			write_host(0);
+		} else if (mode == 2) {
+			write_host(0);
+			usleep((i * 7919) % 10000);
+		}
+		r = rmmod();
+		rm_ok += !r;
+		dev_ok += dev_is(0);
+		if (r)
+			ksft_print_msg("iteration %d: rmmod: %s\n", i, strerror(-r));
+		if (i % 4 == 3)
+			write_host(1); /* while unloaded: never applied */
+	}
+	r = insmod();
+	loads++;
+	ins_ok += !r;
+	dev_ok += dev_is(1);
+	usleep(300000);
+	off1 = clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
+
+	ksft_test_result(ins_ok == loads, "insmod succeeded %d of %d times\n", ins_ok, loads);
+	ksft_test_result(rm_ok == loads, "rmmod succeeded %d of %d times\n", rm_ok, loads);
+	ksft_test_result(dev_ok == 2 * loads,
+			 "%s appeared after every insmod and disappeared after every rmmod (%d of %d)\n",
+			 DEV, dev_ok, 2 * loads);
+	ksft_test_result(ev_ok == ev_want, "events read on %s match the updates (%d of %d)\n", DEV,
+			 ev_ok, ev_want);
+
+	/* The kernel log since the marker. */
+	size = klogctl(10 /* SYSLOG_ACTION_SIZE_BUFFER */, NULL, 0);
+	if (size <= 0)
+		ksft_exit_fail_msg("klogctl size: %s\n", strerror(errno));
+	log = calloc(1, size + 1);
+	if (!log || klogctl(3 /* SYSLOG_ACTION_READ_ALL */, log, size) < 0)
+		ksft_exit_fail_msg("klogctl read: %s\n", strerror(errno));
+	start = strstr(log, "mt_reload: start");
+	if (!start)
+		ksft_exit_fail_msg("the start marker fell out of the kernel log buffer\n");
+	for (p = start; (p = strstr(p, "migtime: ")); p++) {
+		unsigned long long e, s;
+		long long in, ap, res;
+		char what[32];
+
+		if (sscanf(p, "migtime: event %llu seq=%llu %31s intended_ns=%lld applied_ns=%lld residual_ns=%lld",
+			   &e, &s, what, &in, &ap, &res) != 6)
+			continue;
+		applied_n++;
+		sum_applied += ap;
+		if (s >= MAX_SEQ || seen[s]++) {
+			dup++;
+			ksft_print_msg("seq %llu applied again (event %llu)\n", s, e);
+		}
+		if (s < MAX_SEQ && (in != delta_of[s] || strcmp(what, "stepped"))) {
+			wrong++;
+			ksft_print_msg("seq %llu: %s intended %lld, delta written %lld\n", s, what, in,
+				       (long long)(s < MAX_SEQ ? delta_of[s] : 0));
+		}
+		if (s < MAX_SEQ && unloaded_write[s]) {
+			unl++;
+			ksft_print_msg("seq %llu was written while unloaded but applied\n", s);
+		}
+	}
+	{
+		int written = 0, unloaded = 0;
+
+		for (int s = 0; s < MAX_SEQ; s++) {
+			written += delta_of[s] != 0;
+			unloaded += unloaded_write[s];
+		}
+		ksft_print_msg("%d loads, %d page updates (%d while unloaded), %d applied (kernel log), sum applied %lld ns\n",
+			       loads, written, unloaded, applied_n, (long long)sum_applied);
+	}
+	ksft_test_result(!dup && applied_n >= ev_want, "no seq applied twice (%d steps applied)\n",
+			 applied_n);
+	ksft_test_result(!wrong, "every applied step is the delta written for its seq\n");
+	ksft_test_result(!unl, "no update written while unloaded was applied\n");
+	ksft_test_result(llabs(off1 - off0 - sum_applied) <= 1000000,
+			 "realtime moved by the sum of the applied steps (moved %lld ns, sum %lld ns)\n",
+			 (long long)(off1 - off0), (long long)sum_applied);
+	free(log);
+	ksft_finished();
+}
