@@ -118,7 +118,9 @@ prepare_guest() {
 	[ -f "$BZIMAGE" ] || die "no bzImage in $KDIR"
 	KO=$("$MIGTIME_ROOT/scripts/build-module" "$KDIR" | tail -n1)
 	BUILD="$MIGTIME_ROOT/build"
-	INITRD=$("$MIGTIME_ROOT/scripts/mkinitramfs" "$KO" "$BUILD/initramfs.cpio.gz" | tail -n1)
+	# One initramfs per kernel tree: check and check-debug (or a demo) can run
+	# side by side without booting each other's module.
+	INITRD=$("$MIGTIME_ROOT/scripts/mkinitramfs" "$KO" "$BUILD/initramfs-$(basename "$KDIR").cpio.gz" | tail -n1)
 	stage "harness: cargo build --release -p migtime-harness"
 	run_logged "$BUILD/harness-build.log" cargo build --release -p migtime-harness
 	HARNESS="${CARGO_TARGET_DIR:-$MIGTIME_ROOT/target}/release/migtime-harness"

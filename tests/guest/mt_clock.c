@@ -27,7 +27,6 @@
 int main(int argc, char **argv)
 {
 	long period_ms = 100, before_ms = 1500, after_ms = 6000;
-	struct itimerspec its = { 0 };
 	struct migtime_event ev = { 0 };
 	struct timex tx = { 0 };
 	int64_t start, ready_at = 0;
@@ -50,16 +49,10 @@ int main(int argc, char **argv)
 	ksft_print_header();
 	ksft_set_plan(1);
 
-	tfd = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK);
+	tfd = mt_arm_cancel_on_set();
 	if (tfd < 0)
-		ksft_exit_fail_msg("timerfd_create: %s\n", strerror(errno));
-	its.it_value.tv_sec = mt_clock_ns(CLOCK_REALTIME) / MT_NSEC_PER_SEC + 3600;
-	if (timerfd_settime(tfd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &its, NULL))
-		ksft_exit_fail_msg("timerfd_settime: %s\n", strerror(errno));
-	tx.modes = ADJ_STATUS | ADJ_MAXERROR | ADJ_ESTERROR;
-	tx.maxerror = 1000;
-	tx.esterror = 1000;
-	if (adjtimex(&tx) < 0)
+		ksft_exit_fail_msg("cancel-on-set timerfd: %s\n", strerror(errno));
+	if (mt_set_ntp_synced())
 		ksft_exit_fail_msg("adjtimex: %s\n", strerror(errno));
 	/* Opened before the migration, so an event after it is "new" for us. */
 	dev = open("/dev/migtime", O_RDONLY | O_NONBLOCK);

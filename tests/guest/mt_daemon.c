@@ -15,22 +15,6 @@
 
 #include "mt_page.h"
 
-static int64_t realtime_offset(void)
-{
-	int64_t best_win = INT64_MAX, best = 0;
-
-	for (int i = 0; i < 8; i++) {
-		int64_t m0 = mt_clock_ns(CLOCK_MONOTONIC), r = mt_clock_ns(CLOCK_REALTIME);
-		int64_t m1 = mt_clock_ns(CLOCK_MONOTONIC);
-
-		if (m1 - m0 < best_win) {
-			best_win = m1 - m0;
-			best = r - (m0 + (m1 - m0) / 2);
-		}
-	}
-	return best;
-}
-
 static void ack(uint64_t seq, uint32_t outcome, int64_t intended, int64_t applied,
 		int64_t total, uint64_t events)
 {
@@ -86,12 +70,12 @@ int main(int argc, char **argv)
 				tx.time.tv_sec -= 1;
 				tx.time.tv_usec += MT_NSEC_PER_SEC;
 			}
-			off0 = realtime_offset();
+			off0 = mt_clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
 			if (clock_adjtime(CLOCK_REALTIME, &tx) < 0) {
 				fprintf(stderr, "mt_daemon: clock_adjtime: %s\n", strerror(errno));
 				ack(h.seq, MIGTIME_OUTCOME_FAILED, pending, 0, base.total, ++events);
 			} else {
-				off1 = realtime_offset();
+				off1 = mt_clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
 				ack(h.seq, pending ? MIGTIME_OUTCOME_STEPPED : MIGTIME_OUTCOME_NOTIFIED,
 				    pending, off1 - off0, h.total, ++events);
 			}

@@ -49,24 +49,6 @@ static long long self_ns;
 static int self_write, self_compensated;
 static int once_s, want_retries;
 
-/*
- * offset(A) - offset(B) read as tightly as possible: the best of several
- * B, A, B sandwiches (smallest window), A minus the midpoint of the B reads.
- */
-static int64_t clock_offset(clockid_t a, clockid_t b)
-{
-	int64_t best_win = INT64_MAX, best = 0;
-
-	for (int i = 0; i < 16; i++) {
-		int64_t b0 = mt_clock_ns(b), av = mt_clock_ns(a), b1 = mt_clock_ns(b);
-
-		if (b1 - b0 < best_win) {
-			best_win = b1 - b0;
-			best = av - (b0 + (b1 - b0) / 2);
-		}
-	}
-	return best;
-}
 
 /*
  * The host area, or (expect=none only: a host that leaves the count odd is
@@ -230,7 +212,6 @@ static void after_event(int dev, int n, int got)
 static void hop(int dev, int n)
 {
 	struct timex tx = { 0 };
-	struct itimerspec its = { 0 };
 	struct migtime_event ev = { 0 };
 	struct pollfd pfd = { .fd = dev, .events = POLLIN };
 	struct mt_host_view before, after;
@@ -242,24 +223,14 @@ static void hop(int dev, int n)
 	drain(dev);
 	before = read_host(&readable_before);
 
-	/* A cancel-on-set timer far in the future. */
-	tfd = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK);
+	tfd = mt_arm_cancel_on_set();
 	if (tfd < 0)
-		ksft_exit_fail_msg("timerfd_create: %s\n", strerror(errno));
-	its.it_value.tv_sec = mt_clock_ns(CLOCK_REALTIME) / MT_NSEC_PER_SEC + 3600;
-	if (timerfd_settime(tfd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &its, NULL))
-		ksft_exit_fail_msg("timerfd_settime: %s\n", strerror(errno));
-
-	/* Pretend NTP has synchronised us. */
-	tx.modes = ADJ_STATUS | ADJ_MAXERROR | ADJ_ESTERROR;
-	tx.status = 0;
-	tx.maxerror = 1000;
-	tx.esterror = 1000;
-	if (adjtimex(&tx) < 0)
+		ksft_exit_fail_msg("cancel-on-set timerfd: %s\n", strerror(errno));
+	if (mt_set_ntp_synced())
 		ksft_exit_fail_msg("adjtimex(set synced): %s\n", strerror(errno));
 
-	off_rm0 = clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
-	off_bm0 = clock_offset(CLOCK_BOOTTIME, CLOCK_MONOTONIC);
+	off_rm0 = mt_clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
+	off_bm0 = mt_clock_offset(CLOCK_BOOTTIME, CLOCK_MONOTONIC);
 
 	/* The host pairs this with its own clock: guest-host offset before. */
 	printf("# MIGTIME-CLOCK %lld %lld\n", (long long)mt_clock_ns(CLOCK_REALTIME),
@@ -278,8 +249,8 @@ static void hop(int dev, int n)
 			ksft_exit_fail_msg("read /dev/migtime: %zd (%s)\n", r, strerror(errno));
 	}
 	after = read_host(&readable_after);
-	off_rm1 = clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
-	off_bm1 = clock_offset(CLOCK_BOOTTIME, CLOCK_MONOTONIC);
+	off_rm1 = mt_clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
+	off_bm1 = mt_clock_offset(CLOCK_BOOTTIME, CLOCK_MONOTONIC);
 	dstep = off_rm1 - off_rm0;
 	cancelled = read(tfd, &ticks, sizeof(ticks)) < 0 && errno == ECANCELED;
 	close(tfd);

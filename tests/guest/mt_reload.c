@@ -46,20 +46,6 @@ static const char *params = "poll_ms=1";
 static int64_t delta_of[MAX_SEQ];
 static int unloaded_write[MAX_SEQ];
 
-static int64_t clock_offset(clockid_t a, clockid_t b)
-{
-	int64_t best_win = INT64_MAX, best = 0;
-
-	for (int i = 0; i < 16; i++) {
-		int64_t b0 = mt_clock_ns(b), av = mt_clock_ns(a), b1 = mt_clock_ns(b);
-
-		if (b1 - b0 < best_win) {
-			best_win = b1 - b0;
-			best = av - (b0 + (b1 - b0) / 2);
-		}
-	}
-	return best;
-}
 
 static pthread_mutex_t page_lock = PTHREAD_MUTEX_INITIALIZER;
 static int64_t next_delta = 1000000; /* 1 ms, then +1 us each */
@@ -160,7 +146,7 @@ int main(int argc, char **argv)
 	if (r < 0 || write(r, "mt_reload: start\n", 17) != 17)
 		ksft_exit_fail_msg("/dev/kmsg: %s\n", strerror(errno));
 	close(r);
-	off0 = clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
+	off0 = mt_clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
 
 	/* /init loaded the module: start by unloading it. */
 	r = rmmod();
@@ -222,7 +208,7 @@ int main(int argc, char **argv)
 	ins_ok += !r;
 	dev_ok += dev_is(1);
 	usleep(300000);
-	off1 = clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
+	off1 = mt_clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
 
 	ksft_test_result(ins_ok == loads, "insmod succeeded %d of %d times\n", ins_ok, loads);
 	ksft_test_result(rm_ok == loads, "rmmod succeeded %d of %d times\n", rm_ok, loads);
