@@ -69,18 +69,8 @@ static void write_host(int64_t delta, int compensated)
 {
 	int readable;
 	struct mt_host_view h = read_host(&readable);
-	uint32_t c = MT_HOST(seq_count);
 
-	MT_HOST(seq_count) = c + 1;
-	__sync_synchronize();
-	MT_HOST(migration_seq) = h.seq + 1;
-	MT_HOST(tai_delta_ns) = compensated ? 0 : delta;
-	MT_HOST(tai_delta_total_ns) =
-		h.total + (compensated ? 0 : delta);
-	MT_HOST(flags) =
-		compensated ? MIGTIME_FLAG_COMPENSATED : 0;
-	__sync_synchronize();
-	MT_HOST(seq_count) = c + 2;
+	mt_write_host(&h, delta, compensated);
 }
 
 static void parse_args(int argc, char **argv)

@@ -121,6 +121,30 @@ static inline int mt_read_host(struct mt_host_view *h, long attempts)
 	return -1;
 }
 
+/*
+ * Play the host: publish one migration after the view *h (which the caller
+ * read), seqlock-protected like a real host: count odd, fields, count even.
+ * Compensated: flag set, no delta. Updates *h to what was written.
+ */
+static inline void mt_write_host(struct mt_host_view *h, int64_t delta, int compensated)
+{
+	uint32_t c = MT_HOST(seq_count);
+	int64_t d = compensated ? 0 : delta;
+
+	MT_HOST(seq_count) = c + 1;
+	__sync_synchronize();
+	MT_HOST(migration_seq) = h->seq + 1;
+	MT_HOST(tai_delta_ns) = d;
+	MT_HOST(tai_delta_total_ns) = h->total + d;
+	MT_HOST(flags) = compensated ? MIGTIME_FLAG_COMPENSATED : 0;
+	__sync_synchronize();
+	MT_HOST(seq_count) = c + 2;
+	h->seq += 1;
+	h->delta = d;
+	h->total += d;
+	h->flags = compensated ? MIGTIME_FLAG_COMPENSATED : 0;
+}
+
 static inline int64_t mt_clock_ns(clockid_t id)
 {
 	struct timespec t;

@@ -49,22 +49,10 @@ static struct waiter w[WAITERS + 2];
 static struct mt_host_view write_host(int64_t delta)
 {
 	struct mt_host_view h;
-	uint32_t c;
 
 	if (mt_read_host(&h, 1000000))
 		ksft_exit_fail_msg("page seqcount never settled\n");
-	c = MT_HOST(seq_count);
-	MT_HOST(seq_count) = c + 1;
-	__sync_synchronize();
-	MT_HOST(migration_seq) = h.seq + 1;
-	MT_HOST(tai_delta_ns) = delta;
-	MT_HOST(tai_delta_total_ns) = h.total + delta;
-	MT_HOST(flags) = 0;
-	__sync_synchronize();
-	MT_HOST(seq_count) = c + 2;
-	h.seq += 1;
-	h.delta = delta;
-	h.total += delta;
+	mt_write_host(&h, delta, 0);
 	return h;
 }
 

@@ -54,7 +54,6 @@ static int64_t next_delta = 1000000; /* 1 ms, then +1 us each */
 static uint64_t write_host(int unloaded)
 {
 	struct mt_host_view h;
-	uint32_t c;
 	int64_t d;
 
 	pthread_mutex_lock(&page_lock);
@@ -62,21 +61,13 @@ static uint64_t write_host(int unloaded)
 		ksft_exit_fail_msg("page seqcount never settled\n");
 	d = next_delta;
 	next_delta += 1000;
-	c = MT_HOST(seq_count);
-	MT_HOST(seq_count) = c + 1;
-	__sync_synchronize();
-	MT_HOST(migration_seq) = h.seq + 1;
-	MT_HOST(tai_delta_ns) = d;
-	MT_HOST(tai_delta_total_ns) = h.total + d;
-	MT_HOST(flags) = 0;
-	__sync_synchronize();
-	MT_HOST(seq_count) = c + 2;
 	if (h.seq + 1 >= MAX_SEQ)
 		ksft_exit_fail_msg("too many updates\n");
-	delta_of[h.seq + 1] = d;
-	unloaded_write[h.seq + 1] = unloaded;
+	mt_write_host(&h, d, 0);
+	delta_of[h.seq] = d;
+	unloaded_write[h.seq] = unloaded;
 	pthread_mutex_unlock(&page_lock);
-	return h.seq + 1;
+	return h.seq;
 }
 
 static int insmod(void)
