@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/timex.h>
 #include <time.h>
@@ -24,6 +25,7 @@
 #include "migtime_abi.h"
 
 #define MT_NSEC_PER_SEC 1000000000LL
+#define MT_KO "/lib/modules/migtime.ko"
 
 /* The mapped page, or NULL. */
 static volatile uint8_t *mt_page;
@@ -202,6 +204,24 @@ static inline int mt_set_ntp_synced(void)
 	tx.maxerror = 1000;
 	tx.esterror = 1000;
 	return adjtimex(&tx) < 0 ? -1 : 0;
+}
+
+/* insmod MT_KO with PARAMS ("" for none): 0 or -errno. */
+static inline int mt_insmod(const char *params)
+{
+	int fd = open(MT_KO, O_RDONLY | O_CLOEXEC), r;
+
+	if (fd < 0)
+		return -errno;
+	r = syscall(SYS_finit_module, fd, params, 0) ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+/* rmmod migtime: 0 or -errno. */
+static inline int mt_rmmod(void)
+{
+	return syscall(SYS_delete_module, "migtime", O_NONBLOCK) ? -errno : 0;
 }
 
 #endif /* MT_PAGE_H */

@@ -36,7 +36,6 @@
 #include "kselftest.h"
 #include "mt_page.h"
 
-#define KO "/lib/modules/migtime.ko"
 #define DEV "/dev/migtime"
 #define MAX_SEQ 4096
 
@@ -72,18 +71,7 @@ static uint64_t write_host(int unloaded)
 
 static int insmod(void)
 {
-	int fd = open(KO, O_RDONLY | O_CLOEXEC), r;
-
-	if (fd < 0)
-		return -errno;
-	r = syscall(SYS_finit_module, fd, params, 0) ? -errno : 0;
-	close(fd);
-	return r;
-}
-
-static int rmmod(void)
-{
-	return syscall(SYS_delete_module, "migtime", O_NONBLOCK) ? -errno : 0;
+	return mt_insmod(params);
 }
 
 /* Waits up to 2 s for DEV to exist (want=1) or not (want=0). */
@@ -140,7 +128,7 @@ int main(int argc, char **argv)
 	off0 = mt_clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
 
 	/* /init loaded the module: start by unloading it. */
-	r = rmmod();
+	r = mt_rmmod();
 	rm_ok += !r;
 	dev_ok += dev_is(0);
 	if (r)
@@ -186,7 +174,7 @@ int main(int argc, char **argv)
 			write_host(0);
 			usleep((i * 7919) % 10000);
 		}
-		r = rmmod();
+		r = mt_rmmod();
 		rm_ok += !r;
 		dev_ok += dev_is(0);
 		if (r)

@@ -168,6 +168,22 @@ pub fn table() -> Vec<Scenario> {
             kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::HugeDelta), ..s(0, E::RefusedOverLimit) }),
         },
         Scenario {
+            name: "huge-delta-warn",
+            about: "on_violation=0: the +10-day delta is logged as a violation and stepped anyway",
+            mode: Mode::Plain,
+            run: "mt_migrate:expect=step",
+            params: "on_violation=0",
+            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::HugeDelta), ..s(0, E::Stepped) }),
+        },
+        Scenario {
+            name: "bad-params",
+            about: "out-of-range module parameters fail insmod with EINVAL and a log line naming them",
+            mode: Mode::Plain,
+            run: "mt_params",
+            params: "",
+            kind: Kind::Boot { bad_page: None },
+        },
+        Scenario {
             name: "dest-killed",
             about: "migration completes, destination SIGKILLed before cont, source resumed: no event, no step",
             mode: Mode::Plain,
