@@ -461,7 +461,7 @@ pub fn bench(o: &BenchOpts) -> Result<bool> {
                 run_dir: run_dir.clone(),
                 memory_mb: o.memory_mb,
             };
-            let bo = BootOpts { guest, timeout: o.timeout + Duration::from_secs(o.idle_seconds), page_file: None, bad_page: None };
+            let bo = BootOpts { guest, timeout: o.timeout + Duration::from_secs(o.idle_seconds), page_file: None, bad_page: None, expect_panic: None };
             let rep = quietly(&log, || boot(&bo));
             let text = std::fs::read_to_string(run_dir.join("results-guest.ktap")).unwrap_or_default();
             let mut idle = text.lines().find_map(Idle::parse).unwrap_or_default();

@@ -78,6 +78,9 @@ pub struct BootOpts {
     pub timeout: Duration,
     pub page_file: Option<PathBuf>,
     pub bad_page: Option<BadPage>,
+    /// The guest must panic on purpose: pass only if QEMU exits by itself,
+    /// without `# MIGTIME-DONE`, and the console log contains this text.
+    pub expect_panic: Option<String>,
 }
 
 /// Boots one guest, follows its results channel to `# MIGTIME-DONE`, and
@@ -150,7 +153,10 @@ pub fn boot(o: &BootOpts) -> Result<Report> {
         status.map_or("none (killed)".into(), |c| c.to_string())
     ));
     let _ = std::fs::write(run.join("page-guest.bin"), g.page.page_bytes());
-    let report = verdict(run, &[&g.results], status, done, problems);
+    let report = match &o.expect_panic {
+        Some(needle) => panic_verdict(run, &g.console, needle, status, done, problems),
+        None => verdict(run, &[&g.results], status, done, problems),
+    };
     let summary = serde_json::json!({
         "scenario": "boot",
         "mode": format!("{:?}", o.guest.mode).to_lowercase(),
@@ -168,6 +174,29 @@ pub fn boot(o: &BootOpts) -> Result<Report> {
         print_failure(run, &["guest"], &report.problems);
     }
     Ok(report)
+}
+
+/// Verdict for a guest that must panic: QEMU exited by itself (`panic=-1`
+/// with `-no-reboot`), the guest never reached `# MIGTIME-DONE`, and the
+/// console shows `needle`. Counted as one KTAP-style result.
+pub fn panic_verdict(run: &Path, console: &Path, needle: &str, status: Option<i32>, done: Option<i64>, mut problems: Vec<String>) -> Report {
+    let log = std::fs::read_to_string(console).unwrap_or_default();
+    if status.is_none() {
+        problems.push("QEMU did not exit by itself (expected a guest panic)".into());
+    }
+    if let Some(n) = done {
+        problems.push(format!("guest finished its tests (MIGTIME-DONE {n}) instead of panicking"));
+    }
+    if !log.contains(needle) {
+        problems.push(format!("console log lacks \"{needle}\""));
+    }
+    let ok = problems.is_empty();
+    Report {
+        ok,
+        ktap: ktap::Summary { passed: u32::from(ok), failed: u32::from(!ok), skipped: 0, problems: Vec::new() },
+        problems,
+        run_dir: run.to_path_buf(),
+    }
 }
 
 /// Common verdict: QEMU exit status 1 (mt-exit 0), `# MIGTIME-DONE 0`, and

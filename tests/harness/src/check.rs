@@ -19,6 +19,8 @@ pub enum Kind {
     Boot { bad_page: Option<BadPage> },
     /// `sim` with these settings.
     Sim(SimSettings),
+    /// `boot` of a guest that must panic with this console text.
+    Panic { needle: &'static str },
 }
 
 /// The `sim` options a scenario sets (the rest: defaults).
@@ -176,6 +178,14 @@ pub fn table() -> Vec<Scenario> {
             kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::HugeDelta), ..s(0, E::Stepped) }),
         },
         Scenario {
+            name: "violation-panic",
+            about: "on_violation=2: a +20 min step (over max_step_ms) panics the guest on purpose (cooperate or die hard)",
+            mode: Mode::Plain,
+            run: "mt_migrate:expect=step:self=1200000000000",
+            params: "on_violation=2",
+            kind: Kind::Panic { needle: "Kernel panic - not syncing: migtime: " },
+        },
+        Scenario {
             name: "bad-params",
             about: "out-of-range module parameters fail insmod with EINVAL and a log line naming them",
             mode: Mode::Plain,
@@ -246,6 +256,7 @@ pub fn list() {
     for sc in table() {
         let how = match &sc.kind {
             Kind::Boot { .. } => "boot".to_string(),
+            Kind::Panic { needle } => format!("boot --expect-panic \"{needle}\""),
             Kind::Sim(s) => {
                 let mut o = vec![format!("sim --mode {:?}", sc.mode).to_lowercase()];
                 if s.blackout_ms > 0 {
@@ -359,7 +370,16 @@ fn run_one(o: &CheckOpts, sc: &Scenario, dir: &Path) -> Result<Report> {
         memory_mb: o.memory_mb,
     };
     match &sc.kind {
-        Kind::Boot { bad_page } => boot(&BootOpts { guest, timeout: o.timeout, page_file: None, bad_page: *bad_page }),
+        Kind::Boot { bad_page } => {
+            boot(&BootOpts { guest, timeout: o.timeout, page_file: None, bad_page: *bad_page, expect_panic: None })
+        }
+        Kind::Panic { needle } => boot(&BootOpts {
+            guest,
+            timeout: o.timeout,
+            page_file: None,
+            bad_page: None,
+            expect_panic: Some((*needle).to_string()),
+        }),
         Kind::Sim(s) => sim(&SimOpts {
             scenario: sc.name.to_string(),
             guest,

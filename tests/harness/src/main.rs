@@ -203,6 +203,10 @@ struct BootArgs {
     /// Corrupt the page header before boot (bad-magic, bad-version, bad-size).
     #[arg(long, value_enum)]
     bad_page: Option<BadPage>,
+    /// The guest must panic: pass only if QEMU exits by itself without
+    /// `# MIGTIME-DONE` and the console log contains TEXT.
+    #[arg(long, value_name = "TEXT")]
+    expect_panic: Option<String>,
 }
 
 #[derive(Args)]
@@ -318,6 +322,7 @@ fn run(cli: Cli) -> Result<bool> {
                 timeout: Duration::from_secs(a.g.timeout),
                 page_file: a.page_file,
                 bad_page: a.bad_page,
+                expect_panic: a.expect_panic,
             })?;
             println!("{} passed, {} failed", r.ktap.passed, r.ktap.failed + u32::from(!r.ok && r.ktap.failed == 0));
             Ok(r.ok)

@@ -43,7 +43,6 @@ pub struct Guest {
     pub child: Option<Child>,
     pub page: PageFile,
     pub server: Option<DoorbellServer>,
-    #[allow(dead_code)]
     pub console: PathBuf,
     pub results: PathBuf,
     pub qmp_sock: PathBuf,
