@@ -178,6 +178,14 @@ pub fn table() -> Vec<Scenario> {
             kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::HugeDelta), ..s(0, E::Stepped) }),
         },
         Scenario {
+            name: "header-after-bind",
+            about: "the host breaks the magic after bind: page ignored (logged once) until restored, then applied once",
+            mode: Mode::Plain,
+            run: "mt_header",
+            params: "",
+            kind: Kind::Boot { bad_page: None },
+        },
+        Scenario {
             name: "violation-panic",
             about: "on_violation=2: a +20 min step (over max_step_ms) panics the guest on purpose (cooperate or die hard)",
             mode: Mode::Plain,
