@@ -22,7 +22,7 @@
  *
  * Options (key=value): expect=..., hops=K (default 1), wait=SECS (default
  * 120; guest time, which does not run during the blackout), tol_us=N
- * (default 5000), outcome=NAME (expect=refuse: the exact refusal),
+ * (default 100000), outcome=NAME (expect=refuse: the exact refusal),
  * self=NS[/c] (write the page ourselves: +NS uncompensated, /c compensated),
  * once=SECS (expect=step|notify: after the event, no further event may come
  * within SECS; for host storms), retries=1 (then debugfs read_retries must
@@ -43,7 +43,14 @@ enum expect { EXPECT_STEP, EXPECT_NOTIFY, EXPECT_REFUSE, EXPECT_NONE };
 static enum expect expect = EXPECT_STEP;
 static int hops = 1;
 static int wait_s = 120;
-static long long tol_ns = 5000000;
+/*
+ * A correctness bound, not a performance target: every stepping scenario
+ * moves the clock by 1 s or more, so 100 ms still tells "stepped right" from
+ * "not stepped", "stepped twice" or "wrong sign", while staying clear of the
+ * read->set window, which on a loaded 2-core host running TCG guests can
+ * reach milliseconds. The residual's size is measured by `make bench`.
+ */
+static long long tol_ns = 100000000;
 static const char *want_outcome;
 static long long self_ns;
 static int self_write, self_compensated;

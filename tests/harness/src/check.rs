@@ -213,7 +213,7 @@ pub fn table() -> Vec<Scenario> {
             name: "doorbell-storm",
             about: "doorbell mode, 10 000 rings in a burst after the update: exactly one event, right step",
             mode: Mode::Doorbell,
-            run: "mt_migrate:expect=step:once=3:tol_us=20000",
+            run: "mt_migrate:expect=step:once=3",
             params: "",
             kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::DoorbellStorm), ..s(1000, E::Stepped) }),
         },
