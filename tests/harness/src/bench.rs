@@ -333,6 +333,8 @@ fn quietly<T>(log: &Path, f: impl FnOnce() -> T) -> T {
     let Ok(file) = file else { return f() };
     // SAFETY: plain fd duplication of our own stdout/stderr and a file we opened.
     let (o, e) = unsafe { (libc::dup(1), libc::dup(2)) };
+    // SAFETY: `file` is open for the whole call; dup2 onto fds 1 and 2 only
+    // replaces this process's stdout/stderr, saved above and restored below.
     unsafe {
         libc::dup2(file.as_raw_fd(), 1);
         libc::dup2(file.as_raw_fd(), 2);

@@ -98,7 +98,9 @@ pub struct PageFile {
     remove_on_drop: bool,
 }
 
-// The mapping is plain shared memory; all accesses are volatile.
+// SAFETY: `ptr` is a MAP_SHARED mapping owned by this value (unmapped only in
+// `drop`), not tied to the creating thread; every access is a bounds-checked
+// volatile read or write, so moving the owner to another thread is sound.
 unsafe impl Send for PageFile {}
 
 impl PageFile {
