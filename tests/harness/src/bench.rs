@@ -21,7 +21,7 @@ use crate::boot::{boot, BootOpts};
 use crate::check::append_for;
 use crate::demo::{mt_clock_run, observe, parse_kv, Observed};
 use crate::qemu::{GuestConfig, Mode};
-use crate::sim::SimOpts;
+use crate::sim::{SimOpts, SimSettings};
 
 /// One configuration of the guest.
 #[derive(Clone, Debug, Serialize)]
@@ -418,14 +418,7 @@ pub fn bench(o: &BenchOpts) -> Result<bool> {
                 scenario: format!("bench-{}", c.key),
                 guest,
                 timeout: o.timeout + Duration::from_secs(20 * u64::from(hops)),
-                blackout_ms: o.blackout_ms,
-                skew_ns: 0,
-                compensated: false,
-                migrations: hops,
-                no_guest_run_between: false,
-                cancel: false,
-                bad_page: None,
-                expect_outcome: None,
+                settings: SimSettings { blackout_ms: o.blackout_ms, migrations: hops, ..Default::default() },
                 ack_timeout: if c.module || c.daemon_ms.is_some() { Duration::from_secs(10) } else { Duration::from_millis(300) },
             };
             let ob = quietly(&log, || observe(&sim_opts));

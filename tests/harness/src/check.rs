@@ -10,7 +10,7 @@ use anyhow::Result;
 use crate::boot::{boot, BootOpts, Report};
 use crate::page::BadPage;
 use crate::qemu::{GuestConfig, Mode};
-use crate::sim::{sim, ExpectOutcome, SimOpts};
+use crate::sim::{sim, ExpectOutcome, SimOpts, SimSettings};
 
 /// How a scenario runs.
 #[derive(Clone, Debug)]
@@ -21,19 +21,6 @@ pub enum Kind {
     Sim(SimSettings),
     /// `boot` of a guest that must panic with this console text.
     Panic { needle: &'static str },
-}
-
-/// The `sim` options a scenario sets (the rest: defaults).
-#[derive(Clone, Debug, Default)]
-pub struct SimSettings {
-    pub blackout_ms: u64,
-    pub skew_ns: i64,
-    pub compensated: bool,
-    pub migrations: u32,
-    pub no_guest_run_between: bool,
-    pub cancel: bool,
-    pub bad_page: Option<BadPage>,
-    pub expect: Option<ExpectOutcome>,
 }
 
 /// One row of the suite.
@@ -392,14 +379,7 @@ fn run_one(o: &CheckOpts, sc: &Scenario, dir: &Path) -> Result<Report> {
             scenario: sc.name.to_string(),
             guest,
             timeout: o.timeout,
-            blackout_ms: s.blackout_ms,
-            skew_ns: s.skew_ns,
-            compensated: s.compensated,
-            migrations: s.migrations.max(1),
-            no_guest_run_between: s.no_guest_run_between,
-            cancel: s.cancel,
-            bad_page: s.bad_page,
-            expect_outcome: s.expect,
+            settings: SimSettings { migrations: s.migrations.max(1), ..s.clone() },
             ack_timeout: Duration::from_secs(20),
         }),
     }

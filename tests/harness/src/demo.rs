@@ -27,7 +27,7 @@ use crate::boot::{realtime_ns, stage};
 use crate::check::append_for;
 use crate::plot::{line_plot_png, Band, LinePlot, Series};
 use crate::qemu::{GuestConfig, Mode, Tail};
-use crate::sim::{sim, SimOpts};
+use crate::sim::{sim, SimOpts, SimSettings};
 
 /// How often the watcher reads the results files.
 pub const WATCH_PERIOD: Duration = Duration::from_millis(2);
@@ -342,7 +342,7 @@ pub fn observe(o: &SimOpts) -> Observed {
         .and_then(|s| serde_json::from_str(&s).ok())
         .unwrap_or(Value::Null);
     let qmp = std::fs::read_to_string(run.join("qmp.log")).unwrap_or_default();
-    let names = chain_names(o.migrations);
+    let names = chain_names(o.settings.migrations);
     let shops = ob.summary["hops"].as_array().cloned().unwrap_or_default();
     for (i, w) in names.windows(2).enumerate() {
         let (src, dst) = (&w[0], &w[1]);
@@ -528,14 +528,7 @@ pub fn demo(o: &DemoOpts) -> Result<bool> {
             scenario: format!("demo-{slug}"),
             guest,
             timeout: o.timeout,
-            blackout_ms: o.blackout_ms,
-            skew_ns: 0,
-            compensated: false,
-            migrations: 1,
-            no_guest_run_between: false,
-            cancel: false,
-            bad_page: None,
-            expect_outcome: None,
+            settings: SimSettings { blackout_ms: o.blackout_ms, migrations: 1, ..Default::default() },
             // Without the module nothing acks: do not wait long for it.
             ack_timeout: if load { Duration::from_secs(20) } else { Duration::from_millis(1500) },
         });

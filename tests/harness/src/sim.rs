@@ -99,20 +99,29 @@ impl ExpectOutcome {
     }
 }
 
+/// What a migration run does to the guest: the scenario part of [`SimOpts`],
+/// also what a row of the `check` table sets (the rest: defaults).
+#[derive(Clone, Debug, Default)]
+pub struct SimSettings {
+    pub blackout_ms: u64,
+    pub skew_ns: i64,
+    pub compensated: bool,
+    /// Migrations in the chain (0 is taken as 1).
+    pub migrations: u32,
+    pub no_guest_run_between: bool,
+    pub cancel: bool,
+    pub bad_page: Option<BadPage>,
+    /// The outcome the guest must ack.
+    pub expect: Option<ExpectOutcome>,
+}
+
 /// Options of `sim`.
 #[derive(Clone, Debug)]
 pub struct SimOpts {
     pub scenario: String,
     pub guest: GuestConfig,
     pub timeout: Duration,
-    pub blackout_ms: u64,
-    pub skew_ns: i64,
-    pub compensated: bool,
-    pub migrations: u32,
-    pub no_guest_run_between: bool,
-    pub cancel: bool,
-    pub bad_page: Option<BadPage>,
-    pub expect_outcome: Option<ExpectOutcome>,
+    pub settings: SimSettings,
     /// How long to wait for the guest's ack after `cont`.
     pub ack_timeout: Duration,
 }
@@ -299,7 +308,7 @@ pub fn sim(o: &SimOpts) -> Result<Report> {
     let mut sum = SimSummary {
         scenario: o.scenario.clone(),
         mode: format!("{:?}", o.guest.mode).to_lowercase(),
-        expect_outcome: o.expect_outcome,
+        expect_outcome: o.settings.expect,
         run_dir: run.clone(),
         ..Default::default()
     };
@@ -330,12 +339,12 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
     let deadline = Instant::now() + o.timeout;
     let cfg = &o.guest;
     let run = &cfg.run_dir;
-    let hops_total = if o.no_guest_run_between { 2 } else { o.migrations.max(1) };
-    if o.cancel && o.no_guest_run_between {
+    let hops_total = if o.settings.no_guest_run_between { 2 } else { o.settings.migrations.max(1) };
+    if o.settings.cancel && o.settings.no_guest_run_between {
         bail!("--cancel and --no-guest-run-between do not combine");
     }
-    let fault = o.bad_page.filter(|k| k.is_fault());
-    if fault.is_some() && (o.cancel || o.no_guest_run_between) {
+    let fault = o.settings.bad_page.filter(|k| k.is_fault());
+    if fault.is_some() && (o.settings.cancel || o.settings.no_guest_run_between) {
         bail!("fault kinds of --bad-page do not combine with --cancel or --no-guest-run-between");
     }
     if fault == Some(BadPage::DoorbellStorm) && cfg.mode != crate::qemu::Mode::Doorbell {
@@ -344,8 +353,8 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
 
     // The source page: valid, or with the header corrupted before boot.
     let src_page = PageFile::create(&shm_path("a"))?;
-    src_page.init_valid(if o.bad_page == Some(BadPage::SeqBackwards) { 5 } else { 0 });
-    if let Some(k) = o.bad_page.filter(|k| k.is_header()) {
+    src_page.init_valid(if o.settings.bad_page == Some(BadPage::SeqBackwards) { 5 } else { 0 });
+    if let Some(k) = o.settings.bad_page.filter(|k| k.is_header()) {
         src_page.write_bad_header(k)?;
         stage(format!("source page header corrupted before boot: {k:?}"));
     }
@@ -370,7 +379,7 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
                 Wait::Done(st) => {
                     sum.boot_s = boot;
                     sum.done_status = Some(st);
-                    if hop == 0 && o.bad_page.is_some_and(|k| k.is_header()) {
+                    if hop == 0 && o.settings.bad_page.is_some_and(|k| k.is_header()) {
                         stage("guest finished without asking to migrate (bad header: nothing to migrate)");
                         let st = cur.wait_exit(remaining(deadline)?)?;
                         sum.exit_status = st.code();
@@ -390,7 +399,7 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
         dst_q.execute("migrate-incoming", Some(json!({ "uri": uri })), Duration::from_secs(10))?;
         let mut h = Hop { from: cur.name.clone(), to: dname.clone(), host_minus_guest_before_ns: clock, ..Default::default() };
 
-        if o.cancel {
+        if o.settings.cancel {
             let before = cur.page.host_raw();
             cur_q.execute("migrate-set-parameters", Some(json!({ "max-bandwidth": 1u64 << 20 })), Duration::from_secs(5))?;
             stage(format!("migrating {} -> {dname} at 1 MiB/s, to cancel it", cur.name));
@@ -453,9 +462,9 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
         let events_before = dst.page.guest_area().map_or(0, |g| g.events);
 
         if fault == Some(BadPage::DestKilled) && last {
-            if o.blackout_ms > 0 {
-                std::thread::sleep(Duration::from_millis(o.blackout_ms));
-                h.blackout_ms = o.blackout_ms;
+            if o.settings.blackout_ms > 0 {
+                std::thread::sleep(Duration::from_millis(o.settings.blackout_ms));
+                h.blackout_ms = o.settings.blackout_ms;
             }
             let pid = dst.child.as_ref().map(|c| c.id());
             dst.kill(); // Child::kill: SIGKILL
@@ -481,16 +490,16 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
             sum.hops.push(h);
             break;
         }
-        if !o.compensated && o.blackout_ms > 0 && !(o.no_guest_run_between && hop == 1) {
-            stage(format!("blackout {} ms", o.blackout_ms));
-            std::thread::sleep(Duration::from_millis(o.blackout_ms));
-            h.blackout_ms = o.blackout_ms;
+        if !o.settings.compensated && o.settings.blackout_ms > 0 && !(o.settings.no_guest_run_between && hop == 1) {
+            stage(format!("blackout {} ms", o.settings.blackout_ms));
+            std::thread::sleep(Duration::from_millis(o.settings.blackout_ms));
+            h.blackout_ms = o.settings.blackout_ms;
         }
         let now = tai_ns();
         let now_rt = realtime_ns();
         h.frozen_ns = now - frozen_at;
-        let tout = h.frozen_ns + o.skew_ns;
-        let mut u = if o.compensated {
+        let tout = h.frozen_ns + o.settings.skew_ns;
+        let mut u = if o.settings.compensated {
             Update {
                 migration_seq: old.migration_seq + 1,
                 flags: (old.flags & !abi::FLAGS_KNOWN) | abi::FLAG_COMPENSATED,
@@ -507,7 +516,7 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
                 leave_odd: false,
             }
         };
-        match o.bad_page {
+        match o.settings.bad_page {
             Some(BadPage::StuckOdd) if last => u.leave_odd = true,
             Some(BadPage::SeqBackwards) if last => u.migration_seq = old.migration_seq.saturating_sub(1),
             Some(BadPage::HugeDelta) if last => {
@@ -543,7 +552,7 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
             if u.leave_odd { " (left odd)" } else { "" }
         ));
 
-        let resume = !(o.no_guest_run_between && hop == 0);
+        let resume = !(o.settings.no_guest_run_between && hop == 0);
         let mut t_cont = Instant::now();
         if resume {
             dst_q.execute("cont", None, Duration::from_secs(10))?;
@@ -605,7 +614,7 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
                     if acted && a.intended_ns != pending {
                         sum.problems.push(format!("hop {}: guest intended {} ns, pending total is {pending} ns", hop + 1, a.intended_ns));
                     }
-                    if let Some(e) = o.expect_outcome.filter(|e| *e != ExpectOutcome::None && !last) {
+                    if let Some(e) = o.settings.expect.filter(|e| *e != ExpectOutcome::None && !last) {
                         if !e.matches(Some(a.outcome_raw)) {
                             sum.problems.push(format!("hop {}: expected guest outcome {e:?}, got {}", hop + 1, a.outcome));
                         }
@@ -616,7 +625,7 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
                 }
                 None => {
                     stage(format!("no guest ack within {:.1} s", ack_timeout.as_secs_f64()));
-                    if o.expect_outcome.is_some_and(|e| e != ExpectOutcome::None) && !last {
+                    if o.settings.expect.is_some_and(|e| e != ExpectOutcome::None) && !last {
                         sum.problems.push(format!("hop {}: no guest ack", hop + 1));
                     }
                     last_ack = None;
@@ -697,7 +706,7 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
 }
 
 fn check_expect(o: &SimOpts, sum: &mut SimSummary, outcome: Option<u32>) {
-    if let Some(e) = o.expect_outcome {
+    if let Some(e) = o.settings.expect {
         if !e.matches(outcome) {
             let got = outcome.map_or("no ack".to_string(), |v| Outcome::from_u32(v).map_or(v.to_string(), |o| o.name().into()));
             sum.problems.push(format!("host check: expected guest outcome {e:?}, got {got}"));
