@@ -61,9 +61,18 @@ fn expected() -> BTreeMap<String, u64> {
     p("EVENT_BYTES", abi::EVENT_BYTES as u64);
     p("OUTCOME_STEPPED", Outcome::Stepped as u64);
     p("OUTCOME_NOTIFIED", Outcome::Notified as u64);
-    p("OUTCOME_REFUSED_SEQ_BACKWARDS", Outcome::RefusedSeqBackwards as u64);
-    p("OUTCOME_REFUSED_OVER_LIMIT", Outcome::RefusedOverLimit as u64);
-    p("OUTCOME_REFUSED_INCONSISTENT", Outcome::RefusedInconsistent as u64);
+    p(
+        "OUTCOME_REFUSED_SEQ_BACKWARDS",
+        Outcome::RefusedSeqBackwards as u64,
+    );
+    p(
+        "OUTCOME_REFUSED_OVER_LIMIT",
+        Outcome::RefusedOverLimit as u64,
+    );
+    p(
+        "OUTCOME_REFUSED_INCONSISTENT",
+        Outcome::RefusedInconsistent as u64,
+    );
     p("OUTCOME_FAILED", Outcome::Failed as u64);
     p("sizeof.host", size_of::<HostArea>() as u64);
     p("sizeof.guest", size_of::<GuestArea>() as u64);
@@ -73,28 +82,67 @@ fn expected() -> BTreeMap<String, u64> {
     p("migtime_host_area.size", host_off::SIZE as u64);
     p("migtime_host_area.seq_count", host_off::SEQ_COUNT as u64);
     p("migtime_host_area.flags", host_off::FLAGS as u64);
-    p("migtime_host_area.migration_seq", host_off::MIGRATION_SEQ as u64);
+    p(
+        "migtime_host_area.migration_seq",
+        host_off::MIGRATION_SEQ as u64,
+    );
     p("migtime_host_area.tai_delta_ns", host_off::TAI_DELTA as u64);
-    p("migtime_host_area.tai_delta_total_ns", host_off::TAI_DELTA_TOTAL as u64);
-    p("migtime_host_area.reserved", offset_of!(HostArea, reserved) as u64);
+    p(
+        "migtime_host_area.tai_delta_total_ns",
+        host_off::TAI_DELTA_TOTAL as u64,
+    );
+    p(
+        "migtime_host_area.reserved",
+        offset_of!(HostArea, reserved) as u64,
+    );
     p("migtime_guest_area.seq_count", g(guest_off::SEQ_COUNT));
     p("migtime_guest_area.outcome", g(guest_off::OUTCOME));
     p("migtime_guest_area.ack_seq", g(guest_off::ACK_SEQ));
     p("migtime_guest_area.intended_ns", g(guest_off::INTENDED));
     p("migtime_guest_area.applied_ns", g(guest_off::APPLIED));
-    p("migtime_guest_area.applied_total_ns", g(guest_off::APPLIED_TOTAL));
-    p("migtime_guest_area.ack_realtime_ns", g(guest_off::ACK_REALTIME));
+    p(
+        "migtime_guest_area.applied_total_ns",
+        g(guest_off::APPLIED_TOTAL),
+    );
+    p(
+        "migtime_guest_area.ack_realtime_ns",
+        g(guest_off::ACK_REALTIME),
+    );
     p("migtime_guest_area.events", g(guest_off::EVENTS));
-    p("migtime_guest_area.reserved", offset_of!(GuestArea, reserved) as u64);
+    p(
+        "migtime_guest_area.reserved",
+        offset_of!(GuestArea, reserved) as u64,
+    );
     p("migtime_event.event", offset_of!(Event, event) as u64);
-    p("migtime_event.migration_seq", offset_of!(Event, migration_seq) as u64);
-    p("migtime_event.page_flags", offset_of!(Event, page_flags) as u64);
+    p(
+        "migtime_event.migration_seq",
+        offset_of!(Event, migration_seq) as u64,
+    );
+    p(
+        "migtime_event.page_flags",
+        offset_of!(Event, page_flags) as u64,
+    );
     p("migtime_event.outcome", offset_of!(Event, outcome) as u64);
-    p("migtime_event.intended_ns", offset_of!(Event, intended_ns) as u64);
-    p("migtime_event.applied_ns", offset_of!(Event, applied_ns) as u64);
-    p("migtime_event.residual_ns", offset_of!(Event, residual_ns) as u64);
-    p("migtime_event.realtime_ns", offset_of!(Event, realtime_ns) as u64);
-    p("migtime_event.monotonic_ns", offset_of!(Event, monotonic_ns) as u64);
+    p(
+        "migtime_event.intended_ns",
+        offset_of!(Event, intended_ns) as u64,
+    );
+    p(
+        "migtime_event.applied_ns",
+        offset_of!(Event, applied_ns) as u64,
+    );
+    p(
+        "migtime_event.residual_ns",
+        offset_of!(Event, residual_ns) as u64,
+    );
+    p(
+        "migtime_event.realtime_ns",
+        offset_of!(Event, realtime_ns) as u64,
+    );
+    p(
+        "migtime_event.monotonic_ns",
+        offset_of!(Event, monotonic_ns) as u64,
+    );
     m
 }
 
@@ -102,7 +150,10 @@ fn expected() -> BTreeMap<String, u64> {
 fn c_header_matches_rust_layout() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let include = root.join("include");
-    assert!(include.join("migtime_abi.h").exists(), "include/migtime_abi.h missing");
+    assert!(
+        include.join("migtime_abi.h").exists(),
+        "include/migtime_abi.h missing"
+    );
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let src = dir.join("migtime_abi_layout.c");
     let bin = dir.join("migtime_abi_layout");
@@ -133,7 +184,11 @@ fn c_header_matches_rust_layout() {
         .collect();
     let want = expected();
     for (k, v) in &want {
-        assert_eq!(got.get(k), Some(v), "C header disagrees with rust/abi.rs on {k}");
+        assert_eq!(
+            got.get(k),
+            Some(v),
+            "C header disagrees with rust/abi.rs on {k}"
+        );
     }
     assert_eq!(got.len(), want.len(), "unexpected extra keys");
 }

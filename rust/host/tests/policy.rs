@@ -10,19 +10,38 @@ use proptest::prelude::*;
 const SEC: i64 = 1_000_000_000;
 
 fn pol(v: OnViolation) -> Policy {
-    Policy { limit_ns: 600 * SEC as u64, on_violation: v }
+    Policy {
+        limit_ns: 600 * SEC as u64,
+        on_violation: v,
+    }
 }
 
 fn snap(seq: u64, flags: u32, delta: i64, total: i64) -> Snapshot {
-    Snapshot { seq_count: 2, flags, migration_seq: seq, tai_delta_ns: delta, tai_delta_total_ns: total }
+    Snapshot {
+        seq_count: 2,
+        flags,
+        migration_seq: seq,
+        tai_delta_ns: delta,
+        tai_delta_total_ns: total,
+    }
 }
 
 fn base(seq: u64, total: i64) -> Baseline {
-    Baseline { seq, total_ns: total }
+    Baseline {
+        seq,
+        total_ns: total,
+    }
 }
 
 fn apply(step_ns: i64) -> Action {
-    Action::Apply { step_ns, outcome: if step_ns == 0 { Outcome::Notified } else { Outcome::Stepped } }
+    Action::Apply {
+        step_ns,
+        outcome: if step_ns == 0 {
+            Outcome::Notified
+        } else {
+            Outcome::Stepped
+        },
+    }
 }
 
 #[test]
@@ -30,12 +49,18 @@ fn baseline_from_snapshot_means_no_step_at_bind() {
     let s = snap(9, 0, 5 * SEC, 77 * SEC);
     let b = Baseline::from_snapshot(&s);
     assert_eq!(b, base(9, 77 * SEC));
-    assert_eq!(b.decide(&s, &pol(OnViolation::Refuse)).action, Action::Nothing);
+    assert_eq!(
+        b.decide(&s, &pol(OnViolation::Refuse)).action,
+        Action::Nothing
+    );
 }
 
 #[test]
 fn one_migration_steps_by_delta() {
-    let d = base(3, 10).decide(&snap(4, 0, 2 * SEC, 10 + 2 * SEC), &pol(OnViolation::Refuse));
+    let d = base(3, 10).decide(
+        &snap(4, 0, 2 * SEC, 10 + 2 * SEC),
+        &pol(OnViolation::Refuse),
+    );
     assert_eq!(d.action, apply(2 * SEC));
     assert_eq!(d.next, base(4, 10 + 2 * SEC));
     assert_eq!(d.pending_ns, Some(2 * SEC));
@@ -78,10 +103,19 @@ fn compensated_with_a_delta_is_inconsistent() {
 #[test]
 fn backwards_refused_warned_refused_panics() {
     let s = snap(4, 0, 0, 0);
-    assert_eq!(base(5, 0).decide(&s, &pol(OnViolation::Refuse)).action, Action::Refuse(Outcome::RefusedSeqBackwards));
+    assert_eq!(
+        base(5, 0).decide(&s, &pol(OnViolation::Refuse)).action,
+        Action::Refuse(Outcome::RefusedSeqBackwards)
+    );
     // Warn has no well-defined step for backwards: refuse.
-    assert_eq!(base(5, 0).decide(&s, &pol(OnViolation::Warn)).action, Action::Refuse(Outcome::RefusedSeqBackwards));
-    assert_eq!(base(5, 0).decide(&s, &pol(OnViolation::Panic)).action, Action::Panic(Outcome::RefusedSeqBackwards));
+    assert_eq!(
+        base(5, 0).decide(&s, &pol(OnViolation::Warn)).action,
+        Action::Refuse(Outcome::RefusedSeqBackwards)
+    );
+    assert_eq!(
+        base(5, 0).decide(&s, &pol(OnViolation::Panic)).action,
+        Action::Panic(Outcome::RefusedSeqBackwards)
+    );
     // The baseline follows the page: a refused change is dropped, never applied later.
     let d = base(5, 0).decide(&s, &pol(OnViolation::Refuse));
     assert_eq!(d.next, base(4, 0));
@@ -93,17 +127,35 @@ fn over_limit() {
     let s = snap(2, 0, big, big);
     let d = base(1, 0).decide(&s, &pol(OnViolation::Refuse));
     assert_eq!(d.action, Action::Refuse(Outcome::RefusedOverLimit));
-    assert_eq!(d.next.decide(&s, &pol(OnViolation::Refuse)).action, Action::Nothing);
+    assert_eq!(
+        d.next.decide(&s, &pol(OnViolation::Refuse)).action,
+        Action::Nothing
+    );
     let d = base(1, 0).decide(&s, &pol(OnViolation::Warn));
     assert_eq!(d.action, apply(big));
     assert_eq!(d.warned, Some(Outcome::RefusedOverLimit));
-    assert_eq!(base(1, 0).decide(&s, &pol(OnViolation::Panic)).action, Action::Panic(Outcome::RefusedOverLimit));
+    assert_eq!(
+        base(1, 0).decide(&s, &pol(OnViolation::Panic)).action,
+        Action::Panic(Outcome::RefusedOverLimit)
+    );
     // Exactly at the limit is fine; also negative.
     let at = 600 * SEC;
-    assert_eq!(base(1, 0).decide(&snap(2, 0, at, at), &pol(OnViolation::Refuse)).action, apply(at));
-    assert_eq!(base(1, 0).decide(&snap(2, 0, -at, -at), &pol(OnViolation::Refuse)).action, apply(-at));
     assert_eq!(
-        base(1, 0).decide(&snap(2, 0, -at - 1, -at - 1), &pol(OnViolation::Refuse)).action,
+        base(1, 0)
+            .decide(&snap(2, 0, at, at), &pol(OnViolation::Refuse))
+            .action,
+        apply(at)
+    );
+    assert_eq!(
+        base(1, 0)
+            .decide(&snap(2, 0, -at, -at), &pol(OnViolation::Refuse))
+            .action,
+        apply(-at)
+    );
+    assert_eq!(
+        base(1, 0)
+            .decide(&snap(2, 0, -at - 1, -at - 1), &pol(OnViolation::Refuse))
+            .action,
         Action::Refuse(Outcome::RefusedOverLimit)
     );
 }
@@ -111,13 +163,19 @@ fn over_limit() {
 #[test]
 fn inconsistent_total_without_seq() {
     let s = snap(1, 0, 0, SEC);
-    assert_eq!(base(1, 0).decide(&s, &pol(OnViolation::Refuse)).action, Action::Refuse(Outcome::RefusedInconsistent));
+    assert_eq!(
+        base(1, 0).decide(&s, &pol(OnViolation::Refuse)).action,
+        Action::Refuse(Outcome::RefusedInconsistent)
+    );
     let d = base(1, 0).decide(&s, &pol(OnViolation::Warn));
     assert_eq!(d.action, apply(SEC));
     assert_eq!(d.warned, Some(Outcome::RefusedInconsistent));
     // seq+1 but delta disagrees with the total.
     let s = snap(2, 0, SEC, 2 * SEC);
-    assert_eq!(base(1, 0).decide(&s, &pol(OnViolation::Refuse)).action, Action::Refuse(Outcome::RefusedInconsistent));
+    assert_eq!(
+        base(1, 0).decide(&s, &pol(OnViolation::Refuse)).action,
+        Action::Refuse(Outcome::RefusedInconsistent)
+    );
 }
 
 #[test]
@@ -130,7 +188,10 @@ fn overflow_is_refused_not_a_panic() {
         assert_eq!(d.action, Action::Refuse(Outcome::RefusedInconsistent));
     }
     // limit u64::MAX and |i64::MIN|.
-    let p = Policy { limit_ns: u64::MAX, on_violation: OnViolation::Refuse };
+    let p = Policy {
+        limit_ns: u64::MAX,
+        on_violation: OnViolation::Refuse,
+    };
     let d = base(1, 0).decide(&snap(3, 0, 0, i64::MIN), &p);
     assert_eq!(d.action, apply(i64::MIN));
     // seq wrap-around: u64::MAX -> 0 is backwards, not +1.
@@ -147,8 +208,11 @@ struct Update {
 }
 
 fn update() -> impl Strategy<Value = Update> {
-    (-3600 * SEC..3600 * SEC, any::<bool>(), any::<bool>())
-        .prop_map(|(delta, comp, seen)| Update { delta: if comp { 0 } else { delta }, comp, seen })
+    (-3600 * SEC..3600 * SEC, any::<bool>(), any::<bool>()).prop_map(|(delta, comp, seen)| Update {
+        delta: if comp { 0 } else { delta },
+        comp,
+        seen,
+    })
 }
 
 proptest! {

@@ -73,11 +73,17 @@ fn header_checked() {
     );
     let mut p = Page::new(1, 0, 0, 0);
     p.put16(host_off::VERSION, 2);
-    assert_eq!(read_snapshot(&p, 4), Err(ReadError::Header(HeaderError::BadVersion(2))));
+    assert_eq!(
+        read_snapshot(&p, 4),
+        Err(ReadError::Header(HeaderError::BadVersion(2)))
+    );
     for bad in [0u16, 63, 257, u16::MAX] {
         let mut p = Page::new(1, 0, 0, 0);
         p.put16(host_off::SIZE, bad);
-        assert_eq!(read_snapshot(&p, 4), Err(ReadError::Header(HeaderError::BadSize(bad))));
+        assert_eq!(
+            read_snapshot(&p, 4),
+            Err(ReadError::Header(HeaderError::BadSize(bad)))
+        );
     }
     for good in [64u16, 128, 256] {
         let mut p = Page::new(1, 0, 0, 0);
@@ -91,8 +97,14 @@ fn stuck_odd_is_busy_after_exactly_max_attempts() {
     let mut p = Page::new(1, 0, 0, 0);
     p.put32(host_off::SEQ_COUNT, 3);
     for max in [1u32, 2, 64, 1000] {
-        let r = Counting { page: p.clone(), seq_reads: Cell::new(0) };
-        assert_eq!(read_snapshot(&r, max), Err(ReadError::Busy { attempts: max }));
+        let r = Counting {
+            page: p.clone(),
+            seq_reads: Cell::new(0),
+        };
+        assert_eq!(
+            read_snapshot(&r, max),
+            Err(ReadError::Busy { attempts: max })
+        );
         assert_eq!(r.seq_reads.get(), max, "one count read per attempt");
     }
     // Zero means one attempt.
@@ -213,5 +225,8 @@ fn never_accepts_a_torn_snapshot() {
             }
         }
     }
-    assert!(accepted > 0, "the racing host must not make every read fail");
+    assert!(
+        accepted > 0,
+        "the racing host must not make every read fail"
+    );
 }

@@ -37,17 +37,44 @@ pub struct Config {
 
 pub fn configs(daemon_ms: u32) -> Vec<Config> {
     vec![
-        Config { key: "baseline", title: "baseline (no module)", mode: Mode::Plain, module: false, daemon_ms: None },
-        Config { key: "polling", title: "migtime polling", mode: Mode::Plain, module: true, daemon_ms: None },
-        Config { key: "doorbell", title: "migtime doorbell", mode: Mode::Doorbell, module: true, daemon_ms: None },
-        Config { key: "daemon", title: "userspace daemon", mode: Mode::Plain, module: false, daemon_ms: Some(daemon_ms) },
+        Config {
+            key: "baseline",
+            title: "baseline (no module)",
+            mode: Mode::Plain,
+            module: false,
+            daemon_ms: None,
+        },
+        Config {
+            key: "polling",
+            title: "migtime polling",
+            mode: Mode::Plain,
+            module: true,
+            daemon_ms: None,
+        },
+        Config {
+            key: "doorbell",
+            title: "migtime doorbell",
+            mode: Mode::Doorbell,
+            module: true,
+            daemon_ms: None,
+        },
+        Config {
+            key: "daemon",
+            title: "userspace daemon",
+            mode: Mode::Plain,
+            module: false,
+            daemon_ms: Some(daemon_ms),
+        },
     ]
 }
 
 impl Config {
     /// The kernel command line besides `mt.run`.
     pub fn append(&self) -> String {
-        let mut v = vec![format!("mt.load={}", u8::from(self.module)), "mt.kunit=0".to_string()];
+        let mut v = vec![
+            format!("mt.load={}", u8::from(self.module)),
+            "mt.kunit=0".to_string(),
+        ];
         if let Some(p) = self.daemon_ms {
             v.push(format!("mt.daemon={p}"));
         }
@@ -93,9 +120,18 @@ pub fn stats(v: &[f64]) -> Option<Stats> {
     }
     s.sort_by(f64::total_cmp);
     let n = s.len();
-    let median = if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 };
+    let median = if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    };
     let rank = ((0.99 * n as f64).ceil() as usize).clamp(1, n);
-    Some(Stats { n, median, p99: s[rank - 1], max: s[n - 1] })
+    Some(Stats {
+        n,
+        median,
+        p99: s[rank - 1],
+        max: s[n - 1],
+    })
 }
 
 /// One migration, as measured.
@@ -130,7 +166,12 @@ impl Idle {
     pub fn parse(line: &str) -> Option<Self> {
         let m = parse_kv(line, "MIGTIME-IDLE")?;
         let f = |k: &str| m.get(k).and_then(|v| v.parse::<f64>().ok());
-        let i = Self { seconds: f("seconds"), wakeups_per_s: f("wakeups_per_s"), busy_pct: f("busy_pct"), error: None };
+        let i = Self {
+            seconds: f("seconds"),
+            wakeups_per_s: f("wakeups_per_s"),
+            busy_pct: f("busy_pct"),
+            error: None,
+        };
         i.wakeups_per_s.map(|_| i)
     }
 }
@@ -168,11 +209,19 @@ impl ConfigResult {
     }
 
     fn summarise(&mut self) {
-        let col = |f: &dyn Fn(&HopRecord) -> Option<f64>| -> Vec<f64> { self.hops.iter().filter_map(f).collect() };
-        self.residual_us = stats(&col(&|h| h.residual_ns.map(|r| r.unsigned_abs() as f64 / 1e3)));
+        let col = |f: &dyn Fn(&HopRecord) -> Option<f64>| -> Vec<f64> {
+            self.hops.iter().filter_map(f).collect()
+        };
+        self.residual_us = stats(&col(&|h| {
+            h.residual_ns.map(|r| r.unsigned_abs() as f64 / 1e3)
+        }));
         self.ack_latency_ms = stats(&col(&|h| h.ack_latency_ms));
         self.clock_error_ms = stats(&col(&|h| h.clock_change_ms.map(f64::abs)));
-        let res: Vec<bool> = self.hops.iter().filter_map(|h| h.timerfd_cancelled).collect();
+        let res: Vec<bool> = self
+            .hops
+            .iter()
+            .filter_map(|h| h.timerfd_cancelled)
+            .collect();
         self.cancel_woken = (res.iter().filter(|&&b| b).count() as u32, res.len() as u32);
     }
 }
@@ -193,7 +242,14 @@ fn cmd_line(cmd: &str, args: &[&str]) -> String {
         .args(args)
         .output()
         .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").trim().to_string())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
         .unwrap_or_default()
 }
 
@@ -201,7 +257,11 @@ fn cmd_line(cmd: &str, args: &[&str]) -> String {
 pub fn cpu_model(cpuinfo: &str) -> String {
     cpuinfo
         .lines()
-        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_string()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|r| r.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
@@ -209,7 +269,10 @@ pub fn cpu_model(cpuinfo: &str) -> String {
 pub fn mem_gib(meminfo: &str) -> f64 {
     meminfo
         .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:").and_then(|r| r.split_whitespace().next()?.parse::<f64>().ok()))
+        .find_map(|l| {
+            l.strip_prefix("MemTotal:")
+                .and_then(|r| r.split_whitespace().next()?.parse::<f64>().ok())
+        })
         .map_or(0.0, |kib| kib / 1024.0 / 1024.0)
 }
 
@@ -284,18 +347,33 @@ pub fn render_markdown(m: &Machine, o: &BenchOpts, rs: &[ConfigResult]) -> Strin
     let base = rs.iter().find(|r| r.config.key == "baseline");
     type Get = fn(&ConfigResult) -> Option<f64>;
     let rows: Vec<(&str, Get)> = vec![
-        ("step residual \\|applied − intended\\|, µs: median", |r| r.residual_us.map(|s| s.median)),
+        (
+            "step residual \\|applied − intended\\|, µs: median",
+            |r| r.residual_us.map(|s| s.median),
+        ),
         ("… p99", |r| r.residual_us.map(|s| s.p99)),
         ("… max", |r| r.residual_us.map(|s| s.max)),
-        ("latency `cont` → guest ack, ms: median", |r| r.ack_latency_ms.map(|s| s.median)),
+        ("latency `cont` → guest ack, ms: median", |r| {
+            r.ack_latency_ms.map(|s| s.median)
+        }),
         ("… p99", |r| r.ack_latency_ms.map(|s| s.p99)),
         ("… max", |r| r.ack_latency_ms.map(|s| s.max)),
-        ("wall-clock error after migration \\|Δ(guest − host)\\|, ms: median", |r| r.clock_error_ms.map(|s| s.median)),
+        (
+            "wall-clock error after migration \\|Δ(guest − host)\\|, ms: median",
+            |r| r.clock_error_ms.map(|s| s.median),
+        ),
         ("… p99", |r| r.clock_error_ms.map(|s| s.p99)),
         ("… max", |r| r.clock_error_ms.map(|s| s.max)),
-        ("cancel-on-set waiters woken (fraction)", |r| (r.cancel_woken.1 > 0).then(|| f64::from(r.cancel_woken.0) / f64::from(r.cancel_woken.1))),
-        ("idle: wakeups/s", |r| r.idle.as_ref().and_then(|i| i.wakeups_per_s)),
-        ("idle: CPU busy %", |r| r.idle.as_ref().and_then(|i| i.busy_pct)),
+        ("cancel-on-set waiters woken (fraction)", |r| {
+            (r.cancel_woken.1 > 0)
+                .then(|| f64::from(r.cancel_woken.0) / f64::from(r.cancel_woken.1))
+        }),
+        ("idle: wakeups/s", |r| {
+            r.idle.as_ref().and_then(|i| i.wakeups_per_s)
+        }),
+        ("idle: CPU busy %", |r| {
+            r.idle.as_ref().and_then(|i| i.busy_pct)
+        }),
     ];
     for (name, get) in rows {
         s.push_str(&format!("| {name} |"));
@@ -303,7 +381,12 @@ pub fn render_markdown(m: &Machine, o: &BenchOpts, rs: &[ConfigResult]) -> Strin
         for r in rs {
             let mut c = cell(get(r), b, r.config.key == "baseline");
             if name.starts_with("cancel-on-set") {
-                c = format!("{} ({}/{})", get(r).map_or("n/a".into(), num), r.cancel_woken.0, r.cancel_woken.1);
+                c = format!(
+                    "{} ({}/{})",
+                    get(r).map_or("n/a".into(), num),
+                    r.cancel_woken.0,
+                    r.cancel_woken.1
+                );
             }
             s.push_str(&format!(" {c} |"));
         }
@@ -311,7 +394,14 @@ pub fn render_markdown(m: &Machine, o: &BenchOpts, rs: &[ConfigResult]) -> Strin
     }
     s.push_str("| migrations measured / attempted |");
     for r in rs {
-        s.push_str(&format!(" {}/{} |", r.hops.iter().filter(|h| h.clock_change_ms.is_some()).count(), r.attempted));
+        s.push_str(&format!(
+            " {}/{} |",
+            r.hops
+                .iter()
+                .filter(|h| h.clock_change_ms.is_some())
+                .count(),
+            r.attempted
+        ));
     }
     s.push_str("\n\n");
     s.push_str(
@@ -329,7 +419,10 @@ pub fn render_markdown(m: &Machine, o: &BenchOpts, rs: &[ConfigResult]) -> Strin
 fn quietly<T>(log: &Path, f: impl FnOnce() -> T) -> T {
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(log);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log);
     let Ok(file) = file else { return f() };
     // SAFETY: plain fd duplication of our own stdout/stderr and a file we opened.
     let (o, e) = unsafe { (libc::dup(1), libc::dup(2)) };
@@ -383,13 +476,17 @@ fn records(ob: &Observed, boot_no: u32) -> Vec<HopRecord> {
 /// Runs the bench; writes OUT/bench.json and OUT/bench.md, prints the table.
 pub fn bench(o: &BenchOpts) -> Result<bool> {
     let t0 = Instant::now();
-    std::fs::create_dir_all(&o.out_dir).with_context(|| format!("creating {}", o.out_dir.display()))?;
+    std::fs::create_dir_all(&o.out_dir)
+        .with_context(|| format!("creating {}", o.out_dir.display()))?;
     let runs_dir = o.out_dir.join("runs");
     let _ = std::fs::remove_dir_all(&runs_dir);
     std::fs::create_dir_all(&runs_dir)?;
     let log = o.out_dir.join("bench.log");
     let _ = std::fs::remove_file(&log);
-    let cfgs: Vec<Config> = configs(o.daemon_ms).into_iter().filter(|c| o.only.is_empty() || o.only.iter().any(|k| k == c.key)).collect();
+    let cfgs: Vec<Config> = configs(o.daemon_ms)
+        .into_iter()
+        .filter(|c| o.only.is_empty() || o.only.iter().any(|k| k == c.key))
+        .collect();
     let mut rs: Vec<ConfigResult> = cfgs.iter().cloned().map(ConfigResult::new).collect();
     let hpb = o.hops_per_boot.clamp(1, 20);
     let boots = o.runs.div_ceil(hpb);
@@ -409,7 +506,11 @@ pub fn bench(o: &BenchOpts) -> Result<bool> {
             let guest = GuestConfig {
                 kernel: o.kernel.clone(),
                 initrd: o.initrd.clone(),
-                append_extra: append_for(&mt_clock_run(hops, o.period_ms, o.before_ms, o.after_ms), "", &c.append()),
+                append_extra: append_for(
+                    &mt_clock_run(hops, o.period_ms, o.before_ms, o.after_ms),
+                    "",
+                    &c.append(),
+                ),
                 mode: c.mode,
                 run_dir: runs_dir.join(format!("{}-{}", c.key, b + 1)),
                 memory_mb: o.memory_mb,
@@ -418,8 +519,16 @@ pub fn bench(o: &BenchOpts) -> Result<bool> {
                 scenario: format!("bench-{}", c.key),
                 guest,
                 timeout: o.timeout + Duration::from_secs(20 * u64::from(hops)),
-                settings: SimSettings { blackout_ms: o.blackout_ms, migrations: hops, ..Default::default() },
-                ack_timeout: if c.module || c.daemon_ms.is_some() { Duration::from_secs(10) } else { Duration::from_millis(300) },
+                settings: SimSettings {
+                    blackout_ms: o.blackout_ms,
+                    migrations: hops,
+                    ..Default::default()
+                },
+                ack_timeout: if c.module || c.daemon_ms.is_some() {
+                    Duration::from_secs(10)
+                } else {
+                    Duration::from_millis(300)
+                },
             };
             let ob = quietly(&log, || observe(&sim_opts));
             let recs = records(&ob, b + 1);
@@ -451,14 +560,25 @@ pub fn bench(o: &BenchOpts) -> Result<bool> {
             let guest = GuestConfig {
                 kernel: o.kernel.clone(),
                 initrd: o.initrd.clone(),
-                append_extra: append_for(&format!("mt_idle:seconds={}", o.idle_seconds), "", &c.append()),
+                append_extra: append_for(
+                    &format!("mt_idle:seconds={}", o.idle_seconds),
+                    "",
+                    &c.append(),
+                ),
                 mode: c.mode,
                 run_dir: run_dir.clone(),
                 memory_mb: o.memory_mb,
             };
-            let bo = BootOpts { guest, timeout: o.timeout + Duration::from_secs(o.idle_seconds), page_file: None, bad_page: None, expect_panic: None };
+            let bo = BootOpts {
+                guest,
+                timeout: o.timeout + Duration::from_secs(o.idle_seconds),
+                page_file: None,
+                bad_page: None,
+                expect_panic: None,
+            };
             let rep = quietly(&log, || boot(&bo));
-            let text = std::fs::read_to_string(run_dir.join("results-guest.ktap")).unwrap_or_default();
+            let text =
+                std::fs::read_to_string(run_dir.join("results-guest.ktap")).unwrap_or_default();
             let mut idle = text.lines().find_map(Idle::parse).unwrap_or_default();
             match rep {
                 Ok(rep) if !rep.ok => idle.error = Some(rep.problems.join("; ")),
@@ -473,7 +593,10 @@ pub fn bench(o: &BenchOpts) -> Result<bool> {
                 idle.wakeups_per_s.map_or("?".into(), |v| format!("{v:.1}")),
                 idle.busy_pct.map_or("?".into(), |v| format!("{v:.2}")),
                 t.elapsed().as_secs_f64(),
-                idle.error.as_ref().map_or(String::new(), |e| format!("  [{}]", e.chars().take(160).collect::<String>()))
+                idle.error.as_ref().map_or(String::new(), |e| format!(
+                    "  [{}]",
+                    e.chars().take(160).collect::<String>()
+                ))
             );
             r.idle = Some(idle);
         }
@@ -493,7 +616,10 @@ pub fn bench(o: &BenchOpts) -> Result<bool> {
         },
         "configs": rs,
     });
-    std::fs::write(o.out_dir.join("bench.json"), serde_json::to_string_pretty(&json)?)?;
+    std::fs::write(
+        o.out_dir.join("bench.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
     std::fs::write(o.out_dir.join("bench.md"), &md)?;
     println!();
     print!("{md}");
@@ -515,7 +641,15 @@ mod tests {
     #[test]
     fn stats_median_p99_max() {
         assert_eq!(stats(&[]), None);
-        assert_eq!(stats(&[5.0]), Some(Stats { n: 1, median: 5.0, p99: 5.0, max: 5.0 }));
+        assert_eq!(
+            stats(&[5.0]),
+            Some(Stats {
+                n: 1,
+                median: 5.0,
+                p99: 5.0,
+                max: 5.0
+            })
+        );
         let s = stats(&[3.0, 1.0, 2.0, 10.0]).unwrap();
         assert_eq!((s.median, s.p99, s.max), (2.5, 10.0, 10.0));
         // 1..=200: p99 by nearest rank is the 198th value.
@@ -528,15 +662,26 @@ mod tests {
 
     #[test]
     fn idle_marker_parsing() {
-        let i = Idle::parse("    # MIGTIME-IDLE seconds=60.002 wakeups_per_s=101.25 busy_pct=0.812").unwrap();
-        assert_eq!((i.seconds, i.wakeups_per_s, i.busy_pct), (Some(60.002), Some(101.25), Some(0.812)));
-        assert!(Idle::parse("# MIGTIME-IDLE 60").is_none(), "/init's own idle marker is not a result");
+        let i =
+            Idle::parse("    # MIGTIME-IDLE seconds=60.002 wakeups_per_s=101.25 busy_pct=0.812")
+                .unwrap();
+        assert_eq!(
+            (i.seconds, i.wakeups_per_s, i.busy_pct),
+            (Some(60.002), Some(101.25), Some(0.812))
+        );
+        assert!(
+            Idle::parse("# MIGTIME-IDLE 60").is_none(),
+            "/init's own idle marker is not a result"
+        );
         assert!(Idle::parse("# MIGTIME-IDLE seconds=1").is_none());
     }
 
     #[test]
     fn machine_text_parsing() {
-        assert_eq!(cpu_model("processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags : x\n"), "AMD EPYC 7B13");
+        assert_eq!(
+            cpu_model("processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags : x\n"),
+            "AMD EPYC 7B13"
+        );
         assert_eq!(cpu_model(""), "unknown CPU");
         assert!((mem_gib("MemTotal:       24683988 kB\n") - 23.54).abs() < 0.01);
     }
@@ -544,7 +689,10 @@ mod tests {
     #[test]
     fn config_command_lines() {
         let c = configs(100);
-        assert_eq!(c.iter().map(|c| c.key).collect::<Vec<_>>(), ["baseline", "polling", "doorbell", "daemon"]);
+        assert_eq!(
+            c.iter().map(|c| c.key).collect::<Vec<_>>(),
+            ["baseline", "polling", "doorbell", "daemon"]
+        );
         assert_eq!(c[0].append(), "mt.load=0 mt.kunit=0");
         assert_eq!(c[2].append(), "mt.load=1 mt.kunit=0");
         assert_eq!(c[2].mode, Mode::Doorbell);
@@ -555,7 +703,12 @@ mod tests {
         let mut r = ConfigResult::new(c);
         r.attempted = hops.len() as u32;
         r.hops = hops;
-        r.idle = Some(Idle { seconds: Some(60.0), wakeups_per_s: Some(idle), busy_pct: Some(0.5), error: None });
+        r.idle = Some(Idle {
+            seconds: Some(60.0),
+            wakeups_per_s: Some(idle),
+            busy_pct: Some(0.5),
+            error: None,
+        });
         r.summarise();
         r
     }
@@ -566,20 +719,48 @@ mod tests {
         let base = result(
             c[0].clone(),
             vec![
-                HopRecord { clock_change_ms: Some(-1000.0), timerfd_cancelled: Some(false), ..Default::default() },
-                HopRecord { clock_change_ms: Some(-1200.0), timerfd_cancelled: Some(false), ..Default::default() },
+                HopRecord {
+                    clock_change_ms: Some(-1000.0),
+                    timerfd_cancelled: Some(false),
+                    ..Default::default()
+                },
+                HopRecord {
+                    clock_change_ms: Some(-1200.0),
+                    timerfd_cancelled: Some(false),
+                    ..Default::default()
+                },
             ],
             100.0,
         );
         let pol = result(
             c[1].clone(),
             vec![
-                HopRecord { clock_change_ms: Some(-1.0), residual_ns: Some(-2000), ack_latency_ms: Some(50.0), timerfd_cancelled: Some(true), ..Default::default() },
-                HopRecord { clock_change_ms: Some(3.0), residual_ns: Some(4000), ack_latency_ms: Some(70.0), timerfd_cancelled: Some(true), ..Default::default() },
+                HopRecord {
+                    clock_change_ms: Some(-1.0),
+                    residual_ns: Some(-2000),
+                    ack_latency_ms: Some(50.0),
+                    timerfd_cancelled: Some(true),
+                    ..Default::default()
+                },
+                HopRecord {
+                    clock_change_ms: Some(3.0),
+                    residual_ns: Some(4000),
+                    ack_latency_ms: Some(70.0),
+                    timerfd_cancelled: Some(true),
+                    ..Default::default()
+                },
             ],
             110.0,
         );
-        assert_eq!(pol.residual_us, Some(Stats { n: 2, median: 3.0, p99: 4.0, max: 4.0 }));
+        assert_eq!(
+            pol.residual_us,
+            Some(Stats {
+                n: 2,
+                median: 3.0,
+                p99: 4.0,
+                max: 4.0
+            })
+        );
         assert_eq!(pol.cancel_woken, (2, 2));
         let o = BenchOpts {
             kernel: "k".into(),
@@ -597,20 +778,66 @@ mod tests {
             timeout: Duration::from_secs(1),
             memory_mb: 256,
         };
-        let m = Machine { date_utc: "2030-01-01 00:00 UTC".into(), nproc: 2, cpu: "CPU X".into(), mem_gib: 8.0, qemu: "QEMU emulator version 10.0.2".into(), accel: "tcg".into() };
+        let m = Machine {
+            date_utc: "2030-01-01 00:00 UTC".into(),
+            nproc: 2,
+            cpu: "CPU X".into(),
+            mem_gib: 8.0,
+            qemu: "QEMU emulator version 10.0.2".into(),
+            accel: "tcg".into(),
+        };
         let md = render_markdown(&m, &o, &[base, pol]);
         assert!(md.contains("2030-01-01 00:00 UTC: 2 CPUs (CPU X), 8.0 GiB RAM; QEMU emulator version 10.0.2; guests under **TCG**"));
-        let line = |start: &str| md.lines().find(|l| l.starts_with(start)).unwrap_or_else(|| panic!("no row {start}")).to_string();
-        assert_eq!(line("| metric |"), "| metric | baseline (no module) | migtime polling |");
+        let line = |start: &str| {
+            md.lines()
+                .find(|l| l.starts_with(start))
+                .unwrap_or_else(|| panic!("no row {start}"))
+                .to_string()
+        };
+        assert_eq!(
+            line("| metric |"),
+            "| metric | baseline (no module) | migtime polling |"
+        );
         // |change| median: baseline 1100, polling 2 -> ratio 0.0018.
         assert_eq!(line("| wall-clock error"), "| wall-clock error after migration \\|Δ(guest − host)\\|, ms: median | 1100 | 2.00 (0.00182×) |");
-        assert_eq!(line("| step residual"), "| step residual \\|applied − intended\\|, µs: median | n/a | 3.00 |");
-        assert_eq!(line("| cancel-on-set"), "| cancel-on-set waiters woken (fraction) | 0 (0/2) | 1.00 (2/2) |");
-        assert_eq!((num(0.0015), num(0.000812), num(-0.05), num(12.34), num(1234.0)), ("0.00150".into(), "0.000812".into(), "-0.05".into(), "12.3".into(), "1234".into()));
-        assert_eq!(line("| idle: wakeups/s"), "| idle: wakeups/s | 100 | 110 (1.10×) |");
-        assert_eq!(line("| migrations measured"), "| migrations measured / attempted | 2/2 | 2/2 |");
+        assert_eq!(
+            line("| step residual"),
+            "| step residual \\|applied − intended\\|, µs: median | n/a | 3.00 |"
+        );
+        assert_eq!(
+            line("| cancel-on-set"),
+            "| cancel-on-set waiters woken (fraction) | 0 (0/2) | 1.00 (2/2) |"
+        );
+        assert_eq!(
+            (
+                num(0.0015),
+                num(0.000812),
+                num(-0.05),
+                num(12.34),
+                num(1234.0)
+            ),
+            (
+                "0.00150".into(),
+                "0.000812".into(),
+                "-0.05".into(),
+                "12.3".into(),
+                "1234".into()
+            )
+        );
+        assert_eq!(
+            line("| idle: wakeups/s"),
+            "| idle: wakeups/s | 100 | 110 (1.10×) |"
+        );
+        assert_eq!(
+            line("| migrations measured"),
+            "| migrations measured / attempted | 2/2 | 2/2 |"
+        );
         for l in md.lines().filter(|l| l.starts_with('|')) {
-            assert_eq!(l.replace("\\|", "").matches('|').count(), 4, "3 columns in {l}");
+            assert_eq!(
+                l.replace("\\|", "").matches('|').count(),
+                4,
+                "3 columns in {l}"
+            );
         }
     }
 }

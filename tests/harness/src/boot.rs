@@ -40,7 +40,10 @@ pub fn stage(msg: impl AsRef<str>) {
 
 /// Host clock readings (nanoseconds).
 pub fn clock_ns(id: libc::clockid_t) -> i64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid out-pointer.
     unsafe { libc::clock_gettime(id, &mut ts) };
     ts.tv_sec * 1_000_000_000 + ts.tv_nsec
@@ -56,7 +59,10 @@ pub fn tai_ns() -> i64 {
 pub fn print_failure(run_dir: &Path, guests: &[&str], problems: &[String]) {
     eprintln!("---- FAILED: {}", problems.join("; "));
     for g in guests {
-        for (what, file) in [("console", format!("console-{g}.log")), ("results", format!("results-{g}.ktap"))] {
+        for (what, file) in [
+            ("console", format!("console-{g}.log")),
+            ("results", format!("results-{g}.ktap")),
+        ] {
             let p = run_dir.join(&file);
             if p.exists() {
                 eprintln!("---- tail of {what} ({}):", p.display());
@@ -65,7 +71,11 @@ pub fn print_failure(run_dir: &Path, guests: &[&str], problems: &[String]) {
         }
         let se = run_dir.join(format!("qemu-{g}.stderr"));
         if std::fs::metadata(&se).map(|m| m.len() > 0).unwrap_or(false) {
-            eprintln!("---- QEMU stderr ({}):\n{}", se.display(), tail_lines(&se, 20));
+            eprintln!(
+                "---- QEMU stderr ({}):\n{}",
+                se.display(),
+                tail_lines(&se, 20)
+            );
         }
     }
     eprintln!("---- run folder kept: {}", run_dir.display());
@@ -87,7 +97,8 @@ pub struct BootOpts {
 /// checks exit status, DONE status and KTAP.
 pub fn boot(o: &BootOpts) -> Result<Report> {
     let run = &o.guest.run_dir;
-    std::fs::create_dir_all(run).with_context(|| format!("creating run folder {}", run.display()))?;
+    std::fs::create_dir_all(run)
+        .with_context(|| format!("creating run folder {}", run.display()))?;
     let page = match &o.page_file {
         Some(p) if p.exists() => PageFile::open(p)?,
         Some(p) => {
@@ -103,10 +114,17 @@ pub fn boot(o: &BootOpts) -> Result<Report> {
         }
     };
     if let Some(k) = o.bad_page {
-        page.write_bad_header(k).context("--bad-page for boot takes a header kind (bad-magic, bad-version, bad-size)")?;
+        page.write_bad_header(k).context(
+            "--bad-page for boot takes a header kind (bad-magic, bad-version, bad-size)",
+        )?;
         stage(format!("page header corrupted before boot: {k:?}"));
     }
-    stage(format!("booting guest ({}, {:?} mode, page {})", crate::qemu::accel(), o.guest.mode, page.path().display()));
+    stage(format!(
+        "booting guest ({}, {:?} mode, page {})",
+        crate::qemu::accel(),
+        o.guest.mode,
+        page.path().display()
+    ));
     let t0 = Instant::now();
     let mut g = Guest::start(&o.guest, "guest", page, false)?;
     let deadline = t0 + o.timeout;
@@ -118,7 +136,10 @@ pub fn boot(o: &BootOpts) -> Result<Report> {
         for l in tail.poll() {
             if first_line.is_none() {
                 first_line = Some(t0.elapsed());
-                stage(format!("guest up: first results line after {:.2} s", t0.elapsed().as_secs_f64()));
+                stage(format!(
+                    "guest up: first results line after {:.2} s",
+                    t0.elapsed().as_secs_f64()
+                ));
             }
             if let Some(Marker::Done(st)) = marker(&l) {
                 done = Some(st);
@@ -132,7 +153,10 @@ pub fn boot(o: &BootOpts) -> Result<Report> {
             break;
         }
         if Instant::now() >= deadline {
-            problems.push(format!("timeout: no MIGTIME-DONE within {} s", o.timeout.as_secs()));
+            problems.push(format!(
+                "timeout: no MIGTIME-DONE within {} s",
+                o.timeout.as_secs()
+            ));
             g.kill();
             break;
         }
@@ -168,7 +192,10 @@ pub fn boot(o: &BootOpts) -> Result<Report> {
         "exit_status": status,
         "ktap": report.ktap,
     });
-    let _ = std::fs::write(run.join("summary.json"), serde_json::to_string_pretty(&summary).unwrap_or_default());
+    let _ = std::fs::write(
+        run.join("summary.json"),
+        serde_json::to_string_pretty(&summary).unwrap_or_default(),
+    );
     drop(g);
     if !report.ok {
         print_failure(run, &["guest"], &report.problems);
@@ -179,13 +206,22 @@ pub fn boot(o: &BootOpts) -> Result<Report> {
 /// Verdict for a guest that must panic: QEMU exited by itself (`panic=-1`
 /// with `-no-reboot`), the guest never reached `# MIGTIME-DONE`, and the
 /// console shows `needle`. Counted as one KTAP-style result.
-pub fn panic_verdict(run: &Path, console: &Path, needle: &str, status: Option<i32>, done: Option<i64>, mut problems: Vec<String>) -> Report {
+pub fn panic_verdict(
+    run: &Path,
+    console: &Path,
+    needle: &str,
+    status: Option<i32>,
+    done: Option<i64>,
+    mut problems: Vec<String>,
+) -> Report {
     let log = std::fs::read_to_string(console).unwrap_or_default();
     if status.is_none() {
         problems.push("QEMU did not exit by itself (expected a guest panic)".into());
     }
     if let Some(n) = done {
-        problems.push(format!("guest finished its tests (MIGTIME-DONE {n}) instead of panicking"));
+        problems.push(format!(
+            "guest finished its tests (MIGTIME-DONE {n}) instead of panicking"
+        ));
     }
     if !log.contains(needle) {
         problems.push(format!("console log lacks \"{needle}\""));
@@ -193,7 +229,12 @@ pub fn panic_verdict(run: &Path, console: &Path, needle: &str, status: Option<i3
     let ok = problems.is_empty();
     Report {
         ok,
-        ktap: ktap::Summary { passed: u32::from(ok), failed: u32::from(!ok), skipped: 0, problems: Vec::new() },
+        ktap: ktap::Summary {
+            passed: u32::from(ok),
+            failed: u32::from(!ok),
+            skipped: 0,
+            problems: Vec::new(),
+        },
         problems,
         run_dir: run.to_path_buf(),
     }
@@ -201,7 +242,13 @@ pub fn panic_verdict(run: &Path, console: &Path, needle: &str, status: Option<i3
 
 /// Common verdict: QEMU exit status 1 (mt-exit 0), `# MIGTIME-DONE 0`, and
 /// a fully passing KTAP document over the concatenated results files.
-pub fn verdict(run: &Path, results: &[&Path], status: Option<i32>, done: Option<i64>, mut problems: Vec<String>) -> Report {
+pub fn verdict(
+    run: &Path,
+    results: &[&Path],
+    status: Option<i32>,
+    done: Option<i64>,
+    mut problems: Vec<String>,
+) -> Report {
     let mut text = String::new();
     for r in results {
         text.push_str(&std::fs::read_to_string(r).unwrap_or_default());
@@ -227,6 +274,14 @@ pub fn verdict(run: &Path, results: &[&Path], status: Option<i32>, done: Option<
     if k.passed + k.skipped == 0 {
         problems.push("KTAP: no test results".into());
     }
-    println!("KTAP: {} passed, {} failed, {} skipped", k.passed, k.failed, k.skipped);
-    Report { ok: problems.is_empty(), problems, ktap: k, run_dir: run.to_path_buf() }
+    println!(
+        "KTAP: {} passed, {} failed, {} skipped",
+        k.passed, k.failed, k.skipped
+    );
+    Report {
+        ok: problems.is_empty(),
+        problems,
+        ktap: k,
+        run_dir: run.to_path_buf(),
+    }
 }

@@ -37,7 +37,12 @@ pub struct Scenario {
 }
 
 fn s(blackout_ms: u64, expect: ExpectOutcome) -> SimSettings {
-    SimSettings { blackout_ms, migrations: 1, expect: Some(expect), ..Default::default() }
+    SimSettings {
+        blackout_ms,
+        migrations: 1,
+        expect: Some(expect),
+        ..Default::default()
+    }
 }
 
 /// The built-in scenario table.
@@ -273,15 +278,32 @@ pub fn list() {
                     o.push("--cancel".into());
                 }
                 if let Some(b) = s.bad_page {
-                    o.push(format!("--bad-page {}", clap::ValueEnum::to_possible_value(&b).unwrap().get_name()));
+                    o.push(format!(
+                        "--bad-page {}",
+                        clap::ValueEnum::to_possible_value(&b).unwrap().get_name()
+                    ));
                 }
                 if let Some(e) = s.expect {
-                    o.push(format!("--expect-outcome {}", clap::ValueEnum::to_possible_value(&e).unwrap().get_name()));
+                    o.push(format!(
+                        "--expect-outcome {}",
+                        clap::ValueEnum::to_possible_value(&e).unwrap().get_name()
+                    ));
                 }
                 o.join(" ")
             }
         };
-        println!("{:<14} {}\n{:<14}   guest: {}\n{:<14}   host:  {how}", sc.name, sc.about, "", if sc.run.is_empty() { "(no program)" } else { sc.run }, "");
+        println!(
+            "{:<14} {}\n{:<14}   guest: {}\n{:<14}   host:  {how}",
+            sc.name,
+            sc.about,
+            "",
+            if sc.run.is_empty() {
+                "(no program)"
+            } else {
+                sc.run
+            },
+            ""
+        );
     }
 }
 
@@ -307,14 +329,23 @@ pub fn check(o: &CheckOpts) -> Result<(u32, u32)> {
             anyhow::bail!("no scenario named {n:?} (see --list)");
         }
     }
-    let sel: Vec<Scenario> = all.into_iter().filter(|s| o.only.is_empty() || o.only.iter().any(|n| n == s.name)).collect();
+    let sel: Vec<Scenario> = all
+        .into_iter()
+        .filter(|s| o.only.is_empty() || o.only.iter().any(|n| n == s.name))
+        .collect();
     std::fs::create_dir_all(&o.run_dir)?;
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     let (mut sc_passed, mut sc_failed) = (0, 0);
     let mut failed_dirs = Vec::new();
     let t_all = Instant::now();
     for (i, sc) in sel.iter().enumerate() {
-        println!("\n# scenario {}/{}: {} — {}", i + 1, sel.len(), sc.name, sc.about);
+        println!(
+            "\n# scenario {}/{}: {} — {}",
+            i + 1,
+            sel.len(),
+            sc.name,
+            sc.about
+        );
         let dir = o.run_dir.join(sc.name);
         let _ = std::fs::remove_dir_all(&dir);
         let t0 = Instant::now();
@@ -322,7 +353,12 @@ pub fn check(o: &CheckOpts) -> Result<(u32, u32)> {
         let secs = t0.elapsed().as_secs_f64();
         let rep = match r {
             Ok(rep) => rep,
-            Err(e) => Report { ok: false, problems: vec![format!("{e:#}")], run_dir: dir.clone(), ..Default::default() },
+            Err(e) => Report {
+                ok: false,
+                problems: vec![format!("{e:#}")],
+                run_dir: dir.clone(),
+                ..Default::default()
+            },
         };
         let k = &rep.ktap;
         passed += k.passed;
@@ -333,13 +369,26 @@ pub fn check(o: &CheckOpts) -> Result<(u32, u32)> {
         }
         if rep.ok {
             sc_passed += 1;
-            println!("ok {} {} ({:.1} s; KTAP {} passed, {} skipped)", i + 1, sc.name, secs, k.passed, k.skipped);
+            println!(
+                "ok {} {} ({:.1} s; KTAP {} passed, {} skipped)",
+                i + 1,
+                sc.name,
+                secs,
+                k.passed,
+                k.skipped
+            );
             if !o.keep_all {
                 let _ = std::fs::remove_dir_all(&dir);
             }
         } else {
             sc_failed += 1;
-            println!("not ok {} {} ({:.1} s): {}", i + 1, sc.name, secs, rep.problems.join("; "));
+            println!(
+                "not ok {} {} ({:.1} s): {}",
+                i + 1,
+                sc.name,
+                secs,
+                rep.problems.join("; ")
+            );
             println!("# run folder: {}", dir.display());
             failed_dirs.push(dir);
         }
@@ -365,9 +414,13 @@ fn run_one(o: &CheckOpts, sc: &Scenario, dir: &Path) -> Result<Report> {
         memory_mb: o.memory_mb,
     };
     match &sc.kind {
-        Kind::Boot { bad_page } => {
-            boot(&BootOpts { guest, timeout: o.timeout, page_file: None, bad_page: *bad_page, expect_panic: None })
-        }
+        Kind::Boot { bad_page } => boot(&BootOpts {
+            guest,
+            timeout: o.timeout,
+            page_file: None,
+            bad_page: *bad_page,
+            expect_panic: None,
+        }),
         Kind::Panic { needle } => boot(&BootOpts {
             guest,
             timeout: o.timeout,
@@ -379,7 +432,10 @@ fn run_one(o: &CheckOpts, sc: &Scenario, dir: &Path) -> Result<Report> {
             scenario: sc.name.to_string(),
             guest,
             timeout: o.timeout,
-            settings: SimSettings { migrations: s.migrations.max(1), ..s.clone() },
+            settings: SimSettings {
+                migrations: s.migrations.max(1),
+                ..s.clone()
+            },
             ack_timeout: Duration::from_secs(20),
         }),
     }
@@ -406,7 +462,10 @@ mod tests {
 
     #[test]
     fn append_line() {
-        assert_eq!(append_for("a:x=1,b", "p=1,q=2", ""), "mt.run=a:x=1,b mt.params=p=1,q=2");
+        assert_eq!(
+            append_for("a:x=1,b", "p=1,q=2", ""),
+            "mt.run=a:x=1,b mt.params=p=1,q=2"
+        );
         assert_eq!(append_for("", "", "quiet"), "quiet");
     }
 }

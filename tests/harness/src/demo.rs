@@ -36,7 +36,11 @@ pub const WATCH_PERIOD: Duration = Duration::from_millis(2);
 
 /// `# MIGTIME-CLOCK <realtime_ns> [<monotonic_ns>]` (at any indentation).
 pub fn parse_clock(line: &str) -> Option<(i64, Option<i64>)> {
-    let r = line.trim().strip_prefix('#')?.trim_start().strip_prefix("MIGTIME-CLOCK")?;
+    let r = line
+        .trim()
+        .strip_prefix('#')?
+        .trim_start()
+        .strip_prefix("MIGTIME-CLOCK")?;
     if !r.starts_with(char::is_whitespace) {
         return None;
     }
@@ -55,7 +59,11 @@ pub fn parse_clock(line: &str) -> Option<(i64, Option<i64>)> {
 /// `# <TAG> k=v k=v...` (at any indentation) as a map; `None` if the line is
 /// not that marker or a word is not `k=v`.
 pub fn parse_kv(line: &str, tag: &str) -> Option<BTreeMap<String, String>> {
-    let r = line.trim().strip_prefix('#')?.trim_start().strip_prefix(tag)?;
+    let r = line
+        .trim()
+        .strip_prefix('#')?
+        .trim_start()
+        .strip_prefix(tag)?;
     if !r.is_empty() && !r.starts_with(char::is_whitespace) {
         return None;
     }
@@ -102,7 +110,11 @@ impl ClockResult {
 
 /// All `# MIGTIME-RESULT` lines of a results file, in order.
 pub fn results_in(path: &Path) -> Vec<ClockResult> {
-    std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(ClockResult::parse).collect()
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(ClockResult::parse)
+        .collect()
 }
 
 // ---------------------------------------------------------------- watcher
@@ -146,8 +158,13 @@ impl ClockWatch {
                     if let Ok(rd) = std::fs::read_dir(&dir) {
                         for e in rd.flatten() {
                             let n = e.file_name().to_string_lossy().to_string();
-                            if let Some(g) = n.strip_prefix("results-").and_then(|s| s.strip_suffix(".ktap")) {
-                                tails.entry(g.to_string()).or_insert_with(|| Tail::new(&e.path()));
+                            if let Some(g) = n
+                                .strip_prefix("results-")
+                                .and_then(|s| s.strip_suffix(".ktap"))
+                            {
+                                tails
+                                    .entry(g.to_string())
+                                    .or_insert_with(|| Tail::new(&e.path()));
                             }
                         }
                     }
@@ -161,7 +178,12 @@ impl ClockWatch {
                     let mut v = sa.lock().unwrap();
                     for l in lines {
                         if let Some((rt, mono)) = parse_clock(&l) {
-                            v.push(Sample { guest: g.clone(), guest_rt_ns: rt, guest_mono_ns: mono, host_rt_ns: host });
+                            v.push(Sample {
+                                guest: g.clone(),
+                                guest_rt_ns: rt,
+                                guest_mono_ns: mono,
+                                host_rt_ns: host,
+                            });
                         }
                     }
                 }
@@ -171,7 +193,11 @@ impl ClockWatch {
                 std::thread::sleep(WATCH_PERIOD);
             }
         });
-        Self { stop, samples, thread: Some(thread) }
+        Self {
+            stop,
+            samples,
+            thread: Some(thread),
+        }
     }
 
     /// Stops the thread (after one last read) and returns every sample.
@@ -200,12 +226,16 @@ impl Drop for ClockWatch {
 pub fn qmp_event_time(qmp_log: &str, guest: &str, event: &str) -> Option<i64> {
     for l in qmp_log.lines() {
         let mut parts = l.split_whitespace();
-        let (Some(_t), Some(name), Some(dir)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let (Some(_t), Some(name), Some(dir)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
         if name != guest || dir != "<-" {
             continue;
         }
         let Some(i) = l.find('{') else { continue };
-        let Ok(v) = serde_json::from_str::<Value>(&l[i..]) else { continue };
+        let Ok(v) = serde_json::from_str::<Value>(&l[i..]) else {
+            continue;
+        };
         if v["event"] == event {
             return crate::qmp::event_time_ns(&v);
         }
@@ -247,7 +277,11 @@ fn median_i64(v: &mut [i64]) -> Option<i64> {
     }
     v.sort_unstable();
     let n = v.len();
-    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2 })
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2
+    })
 }
 
 /// Analyses the hop `src` -> `dst` from the samples and the event times.
@@ -257,19 +291,35 @@ fn median_i64(v: &mut [i64]) -> Option<i64> {
 /// (busybox sed reads one line ahead), which delays most samples by up to a
 /// period. That bias is the same before and after, so it cancels in the
 /// change; the spread is reported as the error bar.
-pub fn analyse_hop(samples: &[Sample], src: &str, dst: &str, stop_ns: i64, resume_ns: i64) -> Option<HopClock> {
+pub fn analyse_hop(
+    samples: &[Sample],
+    src: &str,
+    dst: &str,
+    stop_ns: i64,
+    resume_ns: i64,
+) -> Option<HopClock> {
     let mut pre: Vec<i64> = samples
         .iter()
-        .filter(|s| s.guest == src && s.host_rt_ns < stop_ns && s.host_rt_ns >= stop_ns - 1_000_000_000)
+        .filter(|s| {
+            s.guest == src && s.host_rt_ns < stop_ns && s.host_rt_ns >= stop_ns - 1_000_000_000
+        })
         .map(Sample::offset_ns)
         .collect();
     let before = median_i64(&mut pre)?;
     let spread = pre.last()? - pre.first()?;
-    let post: Vec<&Sample> = samples.iter().filter(|s| s.guest == dst && s.host_rt_ns >= resume_ns).collect();
-    let first = post.iter().min_by_key(|s| s.host_rt_ns).map(|s| (s.offset_ns() - before) as f64 / 1e6);
+    let post: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.guest == dst && s.host_rt_ns >= resume_ns)
+        .collect();
+    let first = post
+        .iter()
+        .min_by_key(|s| s.host_rt_ns)
+        .map(|s| (s.offset_ns() - before) as f64 / 1e6);
     let mut settled: Vec<i64> = post
         .iter()
-        .filter(|s| s.host_rt_ns >= resume_ns + SETTLE_FROM_NS && s.host_rt_ns < resume_ns + SETTLE_TO_NS)
+        .filter(|s| {
+            s.host_rt_ns >= resume_ns + SETTLE_FROM_NS && s.host_rt_ns < resume_ns + SETTLE_TO_NS
+        })
         .map(|s| s.offset_ns())
         .collect();
     let settled = median_i64(&mut settled);
@@ -287,12 +337,18 @@ pub fn analyse_hop(samples: &[Sample], src: &str, dst: &str, stop_ns: i64, resum
 
 /// The guest names of a chain of `hops` migrations, as `sim` names them.
 pub fn chain_names(hops: u32) -> Vec<String> {
-    (0..=hops).map(|i| ((b'a' + i as u8) as char).to_string()).collect()
+    (0..=hops)
+        .map(|i| ((b'a' + i as u8) as char).to_string())
+        .collect()
 }
 
 /// The `mt.run` of `count` mt_clock runs.
 pub fn mt_clock_run(count: u32, period_ms: u64, before_ms: u64, after_ms: u64) -> String {
-    vec![format!("mt_clock:period_ms={period_ms}:before_ms={before_ms}:after_ms={after_ms}"); count as usize].join(",")
+    vec![
+        format!("mt_clock:period_ms={period_ms}:before_ms={before_ms}:after_ms={after_ms}");
+        count as usize
+    ]
+    .join(",")
 }
 
 /// One `sim` run with the watcher around it, and what came out of it.
@@ -327,7 +383,11 @@ pub fn observe(o: &SimOpts) -> Observed {
     let watch = ClockWatch::start(&run);
     let r = sim(o);
     let samples = watch.finish();
-    let mut ob = Observed { run_dir: run.clone(), samples, ..Default::default() };
+    let mut ob = Observed {
+        run_dir: run.clone(),
+        samples,
+        ..Default::default()
+    };
     match r {
         Ok(rep) => {
             ob.sim_ok = rep.ok;
@@ -347,11 +407,16 @@ pub fn observe(o: &SimOpts) -> Observed {
     for (i, w) in names.windows(2).enumerate() {
         let (src, dst) = (&w[0], &w[1]);
         let sh = shops.get(i);
-        let clock = match (qmp_event_time(&qmp, src, "STOP"), qmp_event_time(&qmp, dst, "RESUME")) {
+        let clock = match (
+            qmp_event_time(&qmp, src, "STOP"),
+            qmp_event_time(&qmp, dst, "RESUME"),
+        ) {
             (Some(s), Some(r)) => analyse_hop(&ob.samples, src, dst, s, r),
             _ => None,
         };
-        let result = results_in(&run.join(format!("results-{dst}.ktap"))).into_iter().next();
+        let result = results_in(&run.join(format!("results-{dst}.ktap")))
+            .into_iter()
+            .next();
         if sh.is_none() && clock.is_none() && result.is_none() {
             break;
         }
@@ -435,13 +500,26 @@ pub fn render_table(rows: &[DemoRow]) -> String {
             },
             yes_no(r.timerfd_cancelled, "fired", "not fired"),
             yes_no(r.sta_unsync, "STA_UNSYNC (resync)", "synced (stale)"),
-            r.tout_ns.map_or("?".into(), |t| format!("{:.3} s", t as f64 / 1e9)),
+            r.tout_ns
+                .map_or("?".into(), |t| format!("{:.3} s", t as f64 / 1e9)),
         ]);
     }
-    let widths: Vec<usize> = (0..head.len()).map(|c| cells.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..head.len())
+        .map(|c| {
+            cells
+                .iter()
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     let mut out = String::new();
     for (i, r) in cells.iter().enumerate() {
-        let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         out.push_str(line.join(" | ").trim_end());
         out.push('\n');
         if i == 0 {
@@ -489,7 +567,12 @@ fn plot_points(ob: &Observed) -> Option<(Vec<Vec<(f64, f64)>>, f64)> {
                 .samples
                 .iter()
                 .filter(|s| s.guest == *g)
-                .map(|s| ((s.host_rt_ns - c.stop_ns) as f64 / 1e9, (s.offset_ns() - before) as f64 / 1e6))
+                .map(|s| {
+                    (
+                        (s.host_rt_ns - c.stop_ns) as f64 / 1e9,
+                        (s.offset_ns() - before) as f64 / 1e6,
+                    )
+                })
                 .collect();
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
             pts
@@ -500,15 +583,23 @@ fn plot_points(ob: &Observed) -> Option<(Vec<Vec<(f64, f64)>>, f64)> {
 
 /// Runs the demo; returns whether both runs produced their numbers.
 pub fn demo(o: &DemoOpts) -> Result<bool> {
-    std::fs::create_dir_all(&o.out_dir).with_context(|| format!("creating {}", o.out_dir.display()))?;
-    let runs = [("without migtime", false, "without"), ("with migtime", true, "with")];
+    std::fs::create_dir_all(&o.out_dir)
+        .with_context(|| format!("creating {}", o.out_dir.display()))?;
+    let runs = [
+        ("without migtime", false, "without"),
+        ("with migtime", true, "with"),
+    ];
     let mut rows = Vec::new();
     let mut obs = Vec::new();
     for (label, load, slug) in runs {
         stage(format!(
             "demo run '{label}': boot, mt_clock, live migration with a {} ms blackout ({} mode{})",
             o.blackout_ms,
-            if o.mode == Mode::Plain { "polling" } else { "doorbell" },
+            if o.mode == Mode::Plain {
+                "polling"
+            } else {
+                "doorbell"
+            },
             if load { "" } else { ", mt.load=0" }
         ));
         let run = mt_clock_run(1, o.period_ms, o.before_ms, o.after_ms);
@@ -528,9 +619,17 @@ pub fn demo(o: &DemoOpts) -> Result<bool> {
             scenario: format!("demo-{slug}"),
             guest,
             timeout: o.timeout,
-            settings: SimSettings { blackout_ms: o.blackout_ms, migrations: 1, ..Default::default() },
+            settings: SimSettings {
+                blackout_ms: o.blackout_ms,
+                migrations: 1,
+                ..Default::default()
+            },
             // Without the module nothing acks: do not wait long for it.
-            ack_timeout: if load { Duration::from_secs(20) } else { Duration::from_millis(1500) },
+            ack_timeout: if load {
+                Duration::from_secs(20)
+            } else {
+                Duration::from_millis(1500)
+            },
         });
         if let Some(e) = &ob.error {
             stage(format!("run '{label}' reported a problem: {e}"));
@@ -561,7 +660,10 @@ pub fn demo(o: &DemoOpts) -> Result<bool> {
         );
     }
 
-    if rows.iter().any(|r| !r.module_loaded && r.sta_unsync == Some(true)) {
+    if rows
+        .iter()
+        .any(|r| !r.module_loaded && r.sta_unsync == Some(true))
+    {
         println!("note: the run without migtime reports STA_UNSYNC too: the guest kernel did not keep the synchronised");
         println!("      NTP state mt_clock set before the migration (same without any migration), so the NTP column");
         println!("      does not tell the runs apart on this guest.");
@@ -574,7 +676,11 @@ pub fn demo(o: &DemoOpts) -> Result<bool> {
     for (i, ob) in obs.iter().enumerate() {
         if let Some((pts, resume_s)) = plot_points(ob) {
             blackout.get_or_insert(resume_s);
-            series.push(Series { label: rows[i].run.clone(), color: colors[i % 2], segments: pts });
+            series.push(Series {
+                label: rows[i].run.clone(),
+                color: colors[i % 2],
+                segments: pts,
+            });
         }
     }
     let plot = LinePlot {
@@ -583,12 +689,20 @@ pub fn demo(o: &DemoOpts) -> Result<bool> {
         y_label: "guest - host offset change (ms)".into(),
         series,
         bands: blackout
-            .map(|r| Band { label: format!("VM paused ({} ms blackout + migration)", o.blackout_ms), from: 0.0, to: r })
+            .map(|r| Band {
+                label: format!("VM paused ({} ms blackout + migration)", o.blackout_ms),
+                from: 0.0,
+                to: r,
+            })
             .into_iter()
             .collect(),
         notes: vec![format!(
             "QEMU TCG, {} mode, samples every {} ms paired with the host clock when read",
-            if o.mode == Mode::Plain { "polling" } else { "doorbell" },
+            if o.mode == Mode::Plain {
+                "polling"
+            } else {
+                "doorbell"
+            },
             o.period_ms
         )],
     };
@@ -604,9 +718,15 @@ pub fn demo(o: &DemoOpts) -> Result<bool> {
         }
     };
     let json = serde_json::json!({ "rows": rows, "runs": obs });
-    std::fs::write(o.out_dir.join("demo.json"), serde_json::to_string_pretty(&json)?)?;
+    std::fs::write(
+        o.out_dir.join("demo.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
     println!("data: {}", o.out_dir.join("demo.json").display());
-    let ok = plotted && rows.iter().all(|r| r.change_settled_ms.is_some() && r.timerfd_cancelled.is_some());
+    let ok = plotted
+        && rows
+            .iter()
+            .all(|r| r.change_settled_ms.is_some() && r.timerfd_cancelled.is_some());
     Ok(ok)
 }
 
@@ -616,7 +736,10 @@ mod tests {
 
     #[test]
     fn clock_marker_parsing() {
-        assert_eq!(parse_clock("    # MIGTIME-CLOCK 1700000000123456789 5000"), Some((1_700_000_000_123_456_789, Some(5000))));
+        assert_eq!(
+            parse_clock("    # MIGTIME-CLOCK 1700000000123456789 5000"),
+            Some((1_700_000_000_123_456_789, Some(5000)))
+        );
         assert_eq!(parse_clock("# MIGTIME-CLOCK 12"), Some((12, None)));
         assert_eq!(parse_clock("# MIGTIME-CLOCK x 1"), None);
         assert_eq!(parse_clock("# MIGTIME-CLOCK 1 2 3"), None);
@@ -629,13 +752,27 @@ mod tests {
         let l = "    # MIGTIME-RESULT timerfd_cancelled=1 sta_unsync=1 maxerror_us=16000000 event=1 outcome=1 intended_ns=2613000000 applied_ns=2613000001 residual_ns=1";
         let r = ClockResult::parse(l).unwrap();
         assert!(r.timerfd_cancelled && r.sta_unsync && r.event);
-        assert_eq!((r.outcome, r.intended_ns, r.applied_ns, r.residual_ns), (1, 2_613_000_000, 2_613_000_001, 1));
+        assert_eq!(
+            (r.outcome, r.intended_ns, r.applied_ns, r.residual_ns),
+            (1, 2_613_000_000, 2_613_000_001, 1)
+        );
         let r = ClockResult::parse("# MIGTIME-RESULT timerfd_cancelled=0 sta_unsync=0 maxerror_us=1000 event=0 outcome=0 intended_ns=0 applied_ns=0 residual_ns=0").unwrap();
         assert!(!r.timerfd_cancelled && !r.sta_unsync);
-        assert_eq!(ClockResult::parse("# MIGTIME-RESULT sta_unsync=0"), None, "timerfd_cancelled is required");
-        assert_eq!(ClockResult::parse("# MIGTIME-RESULTS timerfd_cancelled=1 sta_unsync=1"), None);
+        assert_eq!(
+            ClockResult::parse("# MIGTIME-RESULT sta_unsync=0"),
+            None,
+            "timerfd_cancelled is required"
+        );
+        assert_eq!(
+            ClockResult::parse("# MIGTIME-RESULTS timerfd_cancelled=1 sta_unsync=1"),
+            None
+        );
         assert!(parse_kv("# MIGTIME-IDLE seconds=60.001 garbage", "MIGTIME-IDLE").is_none());
-        let m = parse_kv("  # MIGTIME-IDLE seconds=60.001 wakeups_per_s=12.5 busy_pct=0.4", "MIGTIME-IDLE").unwrap();
+        let m = parse_kv(
+            "  # MIGTIME-IDLE seconds=60.001 wakeups_per_s=12.5 busy_pct=0.4",
+            "MIGTIME-IDLE",
+        )
+        .unwrap();
         assert_eq!(m["wakeups_per_s"], "12.5");
     }
 
@@ -652,16 +789,25 @@ mod tests {
     }
 
     fn s(g: &str, guest_ms: i64, host_ms: i64) -> Sample {
-        Sample { guest: g.into(), guest_rt_ns: guest_ms * 1_000_000, guest_mono_ns: None, host_rt_ns: host_ms * 1_000_000 }
+        Sample {
+            guest: g.into(),
+            guest_rt_ns: guest_ms * 1_000_000,
+            guest_mono_ns: None,
+            host_rt_ns: host_ms * 1_000_000,
+        }
     }
 
     #[test]
     fn hop_analysis_uses_medians_and_the_settle_window() {
         // Guest 300 ms ahead of the host before (one sample read 5 ms late,
         // one 2 ms); STOP at 10 s, RESUME at 13 s.
-        let mut v = vec![s("a", 9_300 + 300, 9_300), s("a", 9_600 + 300, 9_605), s("a", 9_900 + 300, 9_902)];
+        let mut v = vec![
+            s("a", 9_300 + 300, 9_300),
+            s("a", 9_600 + 300, 9_605),
+            s("a", 9_900 + 300, 9_902),
+        ];
         v.push(s("a", 1_000, 5_000)); // older than 1 s before STOP: ignored
-        // After: the guest lags 3 s (first sample), then is stepped back.
+                                      // After: the guest lags 3 s (first sample), then is stepped back.
         v.push(s("b", 13_010 - 2_700, 13_010));
         v.push(s("b", 14_200 + 301, 14_202)); // offset 299
         v.push(s("b", 14_500 + 300, 14_500)); // 300
@@ -707,7 +853,11 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(lines[2].starts_with("with migtime"));
-        assert!(lines[2].contains("-0.4 ms") && lines[2].contains("+2.600 s (40 ms after cont)") && lines[2].contains("fired"));
+        assert!(
+            lines[2].contains("-0.4 ms")
+                && lines[2].contains("+2.600 s (40 ms after cont)")
+                && lines[2].contains("fired")
+        );
         assert_eq!(lines[0].find('|'), lines[2].find('|'), "columns aligned");
     }
 }

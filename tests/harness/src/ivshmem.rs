@@ -43,18 +43,33 @@ pub fn encode(value: i64) -> [u8; 8] {
 /// The setup messages for a new client with no other peers.
 pub fn setup_messages(client_id: i64, shm_fd: RawFd, own_vectors: &[RawFd]) -> Vec<Msg> {
     let mut v = vec![
-        Msg { value: PROTOCOL_VERSION, fd: None },
-        Msg { value: client_id, fd: None },
-        Msg { value: -1, fd: Some(shm_fd) },
+        Msg {
+            value: PROTOCOL_VERSION,
+            fd: None,
+        },
+        Msg {
+            value: client_id,
+            fd: None,
+        },
+        Msg {
+            value: -1,
+            fd: Some(shm_fd),
+        },
     ];
-    v.extend(own_vectors.iter().map(|&fd| Msg { value: client_id, fd: Some(fd) }));
+    v.extend(own_vectors.iter().map(|&fd| Msg {
+        value: client_id,
+        fd: Some(fd),
+    }));
     v
 }
 
 /// Sends one message with `sendmsg(2)`, the fd (if any) as `SCM_RIGHTS`.
 pub fn send_msg(sock: RawFd, m: &Msg) -> Result<()> {
     let bytes = encode(m.value);
-    let mut iov = libc::iovec { iov_base: bytes.as_ptr() as *mut libc::c_void, iov_len: bytes.len() };
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
     // Room for one fd, aligned for cmsghdr.
     let mut cbuf = [0u64; 8];
     // SAFETY: msghdr is plain data; zeroed is a valid start.
@@ -87,7 +102,10 @@ pub fn send_msg(sock: RawFd, m: &Msg) -> Result<()> {
 #[cfg_attr(not(test), allow(dead_code))]
 pub fn recv_msg(sock: RawFd) -> Result<(i64, Option<OwnedFd>)> {
     let mut bytes = [0u8; 8];
-    let mut iov = libc::iovec { iov_base: bytes.as_mut_ptr() as *mut libc::c_void, iov_len: 8 };
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_mut_ptr() as *mut libc::c_void,
+        iov_len: 8,
+    };
     let mut cbuf = [0u64; 8];
     // SAFETY: as in send_msg.
     let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -104,7 +122,8 @@ pub fn recv_msg(sock: RawFd) -> Result<(i64, Option<OwnedFd>)> {
     // SAFETY: walking the control messages the kernel filled in.
     unsafe {
         let c = libc::CMSG_FIRSTHDR(&hdr);
-        if !c.is_null() && (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+        if !c.is_null() && (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS
+        {
             let raw = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const RawFd);
             fd = Some(OwnedFd::from_raw_fd(raw));
         }
@@ -154,7 +173,9 @@ impl DoorbellServer {
             .write(true)
             .open(shm_path)
             .with_context(|| format!("opening shared memory {}", shm_path.display()))?;
-        let vectors = (0..nvectors).map(|_| eventfd()).collect::<Result<Vec<_>>>()?;
+        let vectors = (0..nvectors)
+            .map(|_| eventfd())
+            .collect::<Result<Vec<_>>>()?;
         // The fds stay open as long as `self.vectors` (the server outlives its thread).
         let raw: Vec<RawFd> = vectors.iter().map(|f| f.as_raw_fd()).collect();
         let client = Arc::new(Mutex::new(None));
@@ -169,7 +190,12 @@ impl DoorbellServer {
             *client2.lock().unwrap() = Some(stream);
             Ok(())
         });
-        Ok(Self { path: sock.to_path_buf(), vectors, client, thread: Some(thread) })
+        Ok(Self {
+            path: sock.to_path_buf(),
+            vectors,
+            client,
+            thread: Some(thread),
+        })
     }
 
     /// Whether the client connected and got its setup.
@@ -179,7 +205,10 @@ impl DoorbellServer {
 
     /// Rings vector `k` of the client.
     pub fn ring(&self, k: usize) -> Result<()> {
-        let fd = self.vectors.get(k).with_context(|| format!("no vector {k}"))?;
+        let fd = self
+            .vectors
+            .get(k)
+            .with_context(|| format!("no vector {k}"))?;
         ring_fd(fd.as_raw_fd())
     }
 
@@ -187,10 +216,17 @@ impl DoorbellServer {
     /// counter is back to 0, i.e. not readable) within `timeout`. Does not
     /// consume anything itself.
     pub fn wait_consumed(&self, k: usize, timeout: Duration) -> Result<bool> {
-        let fd = self.vectors.get(k).with_context(|| format!("no vector {k}"))?;
+        let fd = self
+            .vectors
+            .get(k)
+            .with_context(|| format!("no vector {k}"))?;
         let t = std::time::Instant::now();
         loop {
-            let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            let mut p = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
             // SAFETY: one valid pollfd, zero timeout.
             let n = unsafe { libc::poll(&mut p, 1, 0) };
             if n == 0 {
@@ -207,7 +243,13 @@ impl DoorbellServer {
     #[allow(dead_code)]
     pub fn setup_result(&mut self) -> Option<Result<()>> {
         if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
-            return Some(self.thread.take().unwrap().join().unwrap_or_else(|_| bail!("server thread panicked")));
+            return Some(
+                self.thread
+                    .take()
+                    .unwrap()
+                    .join()
+                    .unwrap_or_else(|_| bail!("server thread panicked")),
+            );
         }
         None
     }
@@ -247,14 +289,29 @@ mod tests {
             vec![
                 Msg { value: 0, fd: None },
                 Msg { value: 0, fd: None },
-                Msg { value: -1, fd: Some(10) },
-                Msg { value: 0, fd: Some(20) },
-                Msg { value: 0, fd: Some(21) },
+                Msg {
+                    value: -1,
+                    fd: Some(10)
+                },
+                Msg {
+                    value: 0,
+                    fd: Some(20)
+                },
+                Msg {
+                    value: 0,
+                    fd: Some(21)
+                },
             ]
         );
         let m = setup_messages(3, 10, &[20]);
         assert_eq!(m[1], Msg { value: 3, fd: None });
-        assert_eq!(m[3], Msg { value: 3, fd: Some(20) });
+        assert_eq!(
+            m[3],
+            Msg {
+                value: 3,
+                fd: Some(20)
+            }
+        );
     }
 
     #[test]
@@ -273,7 +330,9 @@ mod tests {
         let (v, f) = recv_msg(fd).unwrap();
         assert_eq!(v, -1);
         let mut text = String::new();
-        std::fs::File::from(f.expect("shm fd")).read_to_string(&mut text).unwrap();
+        std::fs::File::from(f.expect("shm fd"))
+            .read_to_string(&mut text)
+            .unwrap();
         assert_eq!(text, "MIGT-shared");
         let (v, f) = recv_msg(fd).unwrap();
         assert_eq!(v, 0);
@@ -282,7 +341,11 @@ mod tests {
         srv.ring(0).unwrap();
         let mut b = [0u8; 8];
         (&efd).read_exact(&mut b).unwrap();
-        assert_eq!(u64::from_ne_bytes(b), 2, "two rings accumulate in the eventfd");
+        assert_eq!(
+            u64::from_ne_bytes(b),
+            2,
+            "two rings accumulate in the eventfd"
+        );
         assert!(srv.ring(1).is_err());
         for _ in 0..100 {
             if srv.client_connected() {

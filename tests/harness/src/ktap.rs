@@ -209,7 +209,11 @@ fn eval(doc: &Doc, path: &str, top: bool, s: &mut Summary) -> u32 {
         eval(o, &format!("{path}/(unfinished)"), false, s);
     }
     for r in &doc.results {
-        let p = if path.is_empty() { r.name.clone() } else { format!("{path}/{}", r.name) };
+        let p = if path.is_empty() {
+            r.name.clone()
+        } else {
+            format!("{path}/{}", r.name)
+        };
         match &r.subtest {
             Some(sub) => {
                 let sub_fail = eval(sub, &p, false, s);
@@ -299,8 +303,14 @@ ok 4 kernel_log_clean
         let mt = d.results[2].subtest.as_ref().unwrap();
         assert_eq!(mt.plan, Some(3));
         assert_eq!(mt.results[0].name, "nested parent");
-        assert_eq!(mt.results[0].subtest.as_ref().unwrap().results[0].name, "deep");
-        assert_eq!(d.results[1].subtest.as_ref().unwrap().results[1].directive, Directive::Skip);
+        assert_eq!(
+            mt.results[0].subtest.as_ref().unwrap().results[0].name,
+            "deep"
+        );
+        assert_eq!(
+            d.results[1].subtest.as_ref().unwrap().results[1].directive,
+            Directive::Skip
+        );
         assert!(d.results[0].subtest.is_none());
     }
 
@@ -317,13 +327,17 @@ ok 4 kernel_log_clean
         let s = check("KTAP version 1\n1..1\n    1..2\n    ok 1 x\n    not ok 2 y\nok 1 parent\n");
         assert_eq!(s.failed, 1);
         assert!(s.problems.iter().any(|p| p.contains("parent/y")));
-        assert!(s.problems.iter().any(|p| p.contains("ok but its subtests failed")));
+        assert!(s
+            .problems
+            .iter()
+            .any(|p| p.contains("ok but its subtests failed")));
         assert!(!s.success());
     }
 
     #[test]
     fn not_ok_parent_with_passing_children_fails() {
-        let s = check("KTAP version 1\n1..1\n    1..1\n    ok 1 x\nnot ok 1 prog # exit status 1\n");
+        let s =
+            check("KTAP version 1\n1..1\n    1..1\n    ok 1 x\nnot ok 1 prog # exit status 1\n");
         assert_eq!((s.passed, s.failed), (1, 1));
         assert!(!s.success());
     }
@@ -342,9 +356,15 @@ ok 4 kernel_log_clean
         // Plan says 3, output stops after 1 and in the middle of a subtest.
         let s = check("KTAP version 1\n1..3\nok 1 a\n    1..2\n    ok 1 x\n");
         assert!(!s.success());
-        assert!(s.problems.iter().any(|p| p.contains("planned 3 tests, got 1")));
+        assert!(s
+            .problems
+            .iter()
+            .any(|p| p.contains("planned 3 tests, got 1")));
         assert!(s.problems.iter().any(|p| p.contains("no result line")));
-        assert!(s.problems.iter().any(|p| p.contains("planned 2 tests, got 1")));
+        assert!(s
+            .problems
+            .iter()
+            .any(|p| p.contains("planned 2 tests, got 1")));
     }
 
     #[test]
@@ -363,7 +383,10 @@ ok 4 kernel_log_clean
     #[test]
     fn result_line_parsing() {
         let r = parse_result("not ok 12 some name # SKIP why").unwrap();
-        assert_eq!((r.ok, r.number, r.name.as_str(), r.directive), (false, Some(12), "some name", Directive::Skip));
+        assert_eq!(
+            (r.ok, r.number, r.name.as_str(), r.directive),
+            (false, Some(12), "some name", Directive::Skip)
+        );
         assert!(parse_result("okay 1").is_none());
         assert!(parse_result("# ok 1 x").is_none());
         assert_eq!(parse_result("ok").unwrap().number, None);

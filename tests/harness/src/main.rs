@@ -287,16 +287,25 @@ struct CheckArgs {
 }
 
 fn default_run_dir(cmd: &str) -> PathBuf {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     PathBuf::from("runs").join(format!("{cmd}-{t}-{}", std::process::id()))
 }
 
 fn check_inputs(kernel: &std::path::Path, initrd: &std::path::Path) -> Result<()> {
     if !kernel.is_file() {
-        bail!("guest kernel {} not found (build it with scripts/build-kernel)", kernel.display());
+        bail!(
+            "guest kernel {} not found (build it with scripts/build-kernel)",
+            kernel.display()
+        );
     }
     if !initrd.is_file() {
-        bail!("initramfs {} not found (build it with scripts/mkinitramfs)", initrd.display());
+        bail!(
+            "initramfs {} not found (build it with scripts/mkinitramfs)",
+            initrd.display()
+        );
     }
     Ok(())
 }
@@ -324,7 +333,11 @@ fn run(cli: Cli) -> Result<bool> {
                 bad_page: a.bad_page,
                 expect_panic: a.expect_panic,
             })?;
-            println!("{} passed, {} failed", r.ktap.passed, r.ktap.failed + u32::from(!r.ok && r.ktap.failed == 0));
+            println!(
+                "{} passed, {} failed",
+                r.ktap.passed,
+                r.ktap.failed + u32::from(!r.ok && r.ktap.failed == 0)
+            );
             Ok(r.ok)
         }
         Cmd::Sim(a) => {
@@ -349,7 +362,11 @@ fn run(cli: Cli) -> Result<bool> {
                 },
                 ack_timeout: Duration::from_secs_f64(a.ack_timeout),
             })?;
-            println!("{} passed, {} failed", r.ktap.passed, r.ktap.failed + u32::from(!r.ok && r.ktap.failed == 0));
+            println!(
+                "{} passed, {} failed",
+                r.ktap.passed,
+                r.ktap.failed + u32::from(!r.ok && r.ktap.failed == 0)
+            );
             Ok(r.ok)
         }
         Cmd::Check(a) => {

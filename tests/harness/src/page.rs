@@ -56,13 +56,19 @@ pub enum BadPage {
 impl BadPage {
     /// Whether the corruption is in the header (written before boot).
     pub fn is_header(self) -> bool {
-        matches!(self, BadPage::BadMagic | BadPage::BadVersion | BadPage::BadSize)
+        matches!(
+            self,
+            BadPage::BadMagic | BadPage::BadVersion | BadPage::BadSize
+        )
     }
 
     /// Whether the kind is a host-side fault around the last migration
     /// rather than page content.
     pub fn is_fault(self) -> bool {
-        matches!(self, BadPage::DestKilled | BadPage::DoorbellStorm | BadPage::PageHammer)
+        matches!(
+            self,
+            BadPage::DestKilled | BadPage::DoorbellStorm | BadPage::PageHammer
+        )
     }
 }
 
@@ -134,7 +140,12 @@ impl PageFile {
     fn map(path: &Path, f: &std::fs::File) -> Result<Self> {
         let len = f.metadata()?.len() as usize;
         if len < abi::PAGE_BYTES {
-            bail!("page file {} is {} bytes, need at least {}", path.display(), len, abi::PAGE_BYTES);
+            bail!(
+                "page file {} is {} bytes, need at least {}",
+                path.display(),
+                len,
+                abi::PAGE_BYTES
+            );
         }
         // SAFETY: mapping a regular file we opened read-write; checked for MAP_FAILED.
         let ptr = unsafe {
@@ -148,7 +159,8 @@ impl PageFile {
             )
         };
         if ptr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error()).with_context(|| format!("mmap {}", path.display()));
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("mmap {}", path.display()));
         }
         Ok(Self {
             path: path.to_path_buf(),
@@ -168,7 +180,10 @@ impl PageFile {
     }
 
     fn check(&self, off: usize, n: usize) {
-        assert!(off + n <= self.len && off % n == 0, "page access {off}+{n} out of range");
+        assert!(
+            off + n <= self.len && off % n == 0,
+            "page access {off}+{n} out of range"
+        );
     }
 
     pub fn r16(&self, off: usize) -> u16 {
@@ -246,7 +261,11 @@ impl PageFile {
     /// moved on to the next odd value first. Returns the final `seq_count`.
     pub fn write_update(&self, u: &Update) -> u32 {
         let c = self.r32(host_off::SEQ_COUNT);
-        let odd = if c & 1 == 1 { c.wrapping_add(2) } else { c.wrapping_add(1) };
+        let odd = if c & 1 == 1 {
+            c.wrapping_add(2)
+        } else {
+            c.wrapping_add(1)
+        };
         self.w32(host_off::SEQ_COUNT, odd);
         fence(Ordering::SeqCst);
         self.w32(host_off::FLAGS, u.flags);
@@ -294,10 +313,12 @@ impl PageFile {
 
     /// A copy of the first ABI page (for the run folder).
     pub fn page_bytes(&self) -> Vec<u8> {
-        (0..abi::PAGE_BYTES).map(|i| {
-            // SAFETY: i < PAGE_BYTES <= len.
-            unsafe { std::ptr::read_volatile(self.ptr.add(i)) }
-        }).collect()
+        (0..abi::PAGE_BYTES)
+            .map(|i| {
+                // SAFETY: i < PAGE_BYTES <= len.
+                unsafe { std::ptr::read_volatile(self.ptr.add(i)) }
+            })
+            .collect()
     }
 }
 
@@ -405,8 +426,13 @@ mod tests {
             tai_delta_total_ns: -5,
             leave_odd: false,
         });
-        let s = read_snapshot(&BytesReader(&file_bytes(&path)), 1).unwrap().snapshot;
-        assert_eq!((s.seq_count, s.flags, s.migration_seq, s.tai_delta_total_ns), (4, 1, 2, -5));
+        let s = read_snapshot(&BytesReader(&file_bytes(&path)), 1)
+            .unwrap()
+            .snapshot;
+        assert_eq!(
+            (s.seq_count, s.flags, s.migration_seq, s.tai_delta_total_ns),
+            (4, 1, 2, -5)
+        );
     }
 
     #[test]
@@ -414,11 +440,21 @@ mod tests {
         let path = temp_path("odd");
         let page = PageFile::create(&path).unwrap();
         page.init_valid(0);
-        let c = page.write_update(&Update { migration_seq: 1, leave_odd: true, ..Default::default() });
+        let c = page.write_update(&Update {
+            migration_seq: 1,
+            leave_odd: true,
+            ..Default::default()
+        });
         assert_eq!(c, 1);
         let bytes = file_bytes(&path);
-        assert_eq!(read_snapshot(&BytesReader(&bytes), 3), Err(ReadError::Busy { attempts: 3 }));
-        let c = page.write_update(&Update { migration_seq: 2, ..Default::default() });
+        assert_eq!(
+            read_snapshot(&BytesReader(&bytes), 3),
+            Err(ReadError::Busy { attempts: 3 })
+        );
+        let c = page.write_update(&Update {
+            migration_seq: 2,
+            ..Default::default()
+        });
         assert_eq!(c, 4);
         assert!(read_snapshot(&BytesReader(&file_bytes(&path)), 1).is_ok());
     }
@@ -426,7 +462,10 @@ mod tests {
     #[test]
     fn bad_headers_are_rejected_by_the_reader() {
         for (kind, want) in [
-            (BadPage::BadMagic, HeaderError::BadMagic(u32::from_le_bytes(*b"GARB"))),
+            (
+                BadPage::BadMagic,
+                HeaderError::BadMagic(u32::from_le_bytes(*b"GARB")),
+            ),
             (BadPage::BadVersion, HeaderError::BadVersion(2)),
             (BadPage::BadSize, HeaderError::BadSize(8)),
         ] {
@@ -435,7 +474,10 @@ mod tests {
             page.init_valid(0);
             page.write_bad_header(kind).unwrap();
             let bytes = file_bytes(&path);
-            assert_eq!(read_snapshot(&BytesReader(&bytes), 1), Err(ReadError::Header(want)));
+            assert_eq!(
+                read_snapshot(&BytesReader(&bytes), 1),
+                Err(ReadError::Header(want))
+            );
         }
         let path = temp_path("notheader");
         let page = PageFile::create(&path).unwrap();

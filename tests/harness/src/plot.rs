@@ -43,7 +43,9 @@ pub fn text_pixels(text: &str, size: f64) -> Vec<(i32, i32, u8)> {
     let w = get_raster_width(FontWeight::Regular, h);
     let mut out = Vec::new();
     for (i, c) in text.chars().enumerate() {
-        let Some(r) = get_raster(c, FontWeight::Regular, h).or_else(|| get_raster('?', FontWeight::Regular, h)) else {
+        let Some(r) = get_raster(c, FontWeight::Regular, h)
+            .or_else(|| get_raster('?', FontWeight::Regular, h))
+        else {
             continue;
         };
         for (y, row) in r.rows().enumerate() {
@@ -73,29 +75,68 @@ impl<B: DrawingBackend> DrawingBackend for TextBackend<B> {
     fn present(&mut self) -> Result<(), DrawingErrorKind<B::ErrorType>> {
         self.0.present()
     }
-    fn draw_pixel(&mut self, p: BackendCoord, c: BackendColor) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+    fn draw_pixel(
+        &mut self,
+        p: BackendCoord,
+        c: BackendColor,
+    ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
         self.0.draw_pixel(p, c)
     }
-    fn draw_line<S: BackendStyle>(&mut self, a: BackendCoord, b: BackendCoord, s: &S) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+    fn draw_line<S: BackendStyle>(
+        &mut self,
+        a: BackendCoord,
+        b: BackendCoord,
+        s: &S,
+    ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
         self.0.draw_line(a, b, s)
     }
-    fn draw_rect<S: BackendStyle>(&mut self, a: BackendCoord, b: BackendCoord, s: &S, fill: bool) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+    fn draw_rect<S: BackendStyle>(
+        &mut self,
+        a: BackendCoord,
+        b: BackendCoord,
+        s: &S,
+        fill: bool,
+    ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
         self.0.draw_rect(a, b, s, fill)
     }
-    fn draw_path<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(&mut self, p: I, s: &S) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+    fn draw_path<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
+        &mut self,
+        p: I,
+        s: &S,
+    ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
         self.0.draw_path(p, s)
     }
-    fn draw_circle<S: BackendStyle>(&mut self, c: BackendCoord, r: u32, s: &S, fill: bool) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+    fn draw_circle<S: BackendStyle>(
+        &mut self,
+        c: BackendCoord,
+        r: u32,
+        s: &S,
+        fill: bool,
+    ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
         self.0.draw_circle(c, r, s, fill)
     }
-    fn fill_polygon<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(&mut self, v: I, s: &S) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+    fn fill_polygon<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
+        &mut self,
+        v: I,
+        s: &S,
+    ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
         self.0.fill_polygon(v, s)
     }
-    fn blit_bitmap(&mut self, pos: BackendCoord, wh: (u32, u32), src: &[u8]) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+    fn blit_bitmap(
+        &mut self,
+        pos: BackendCoord,
+        wh: (u32, u32),
+        src: &[u8],
+    ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
         self.0.blit_bitmap(pos, wh, src)
     }
 
-    fn draw_text<T: BackendTextStyle>(&mut self, text: &str, style: &T, pos: BackendCoord) -> Result<(), DrawingErrorKind<B::ErrorType>> {
+    fn draw_text<T: BackendTextStyle>(
+        &mut self,
+        text: &str,
+        style: &T,
+        pos: BackendCoord,
+    ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
         let color = style.color();
         if color.alpha == 0.0 {
             return Ok(());
@@ -118,14 +159,21 @@ impl<B: DrawingBackend> DrawingBackend for TextBackend<B> {
             let (x, y) = trans.transform(x + dx, y + dy);
             let (x, y) = (pos.0 + x, pos.1 + y);
             if x >= 0 && y >= 0 && x < sw as i32 && y < sh as i32 {
-                let c = BackendColor { alpha: color.alpha * f64::from(v) / 255.0, rgb: color.rgb };
+                let c = BackendColor {
+                    alpha: color.alpha * f64::from(v) / 255.0,
+                    rgb: color.rgb,
+                };
                 self.0.draw_pixel((x, y), c)?;
             }
         }
         Ok(())
     }
 
-    fn estimate_text_size<T: BackendTextStyle>(&self, text: &str, style: &T) -> Result<(u32, u32), DrawingErrorKind<B::ErrorType>> {
+    fn estimate_text_size<T: BackendTextStyle>(
+        &self,
+        text: &str,
+        style: &T,
+    ) -> Result<(u32, u32), DrawingErrorKind<B::ErrorType>> {
         Ok(text_size(text, style.size()))
     }
 }
@@ -183,17 +231,33 @@ where
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("plotting: {e}");
     root.fill(&WHITE).map_err(e)?;
     let (xr, yr) = {
-        let xs = p.series.iter().flat_map(|s| s.segments.iter().flatten().map(|q| q.0)).chain(p.bands.iter().flat_map(|b| [b.from, b.to]));
-        let ys = p.series.iter().flat_map(|s| s.segments.iter().flatten().map(|q| q.1));
+        let xs = p
+            .series
+            .iter()
+            .flat_map(|s| s.segments.iter().flatten().map(|q| q.0))
+            .chain(p.bands.iter().flat_map(|b| [b.from, b.to]));
+        let ys = p
+            .series
+            .iter()
+            .flat_map(|s| s.segments.iter().flatten().map(|q| q.1));
         (range(xs, 0.02), range(ys.chain([0.0]), 0.08))
     };
     let (w, _) = root.dim_in_pixel();
-    root.draw(&Text::new(p.title.clone(), (w as i32 / 2 - text_size(&p.title, 24.0).0 as i32 / 2, 10), ("sans-serif", 24).into_font()))
-        .map_err(e)?;
+    root.draw(&Text::new(
+        p.title.clone(),
+        (w as i32 / 2 - text_size(&p.title, 24.0).0 as i32 / 2, 10),
+        ("sans-serif", 24).into_font(),
+    ))
+    .map_err(e)?;
     let mut y0 = 42;
     for line in &p.notes {
         let x = w as i32 / 2 - text_size(line, 16.0).0 as i32 / 2;
-        root.draw(&Text::new(line.clone(), (x, y0), ("sans-serif", 16).into_font().color(&RGBColor(80, 80, 80)))).map_err(e)?;
+        root.draw(&Text::new(
+            line.clone(),
+            (x, y0),
+            ("sans-serif", 16).into_font().color(&RGBColor(80, 80, 80)),
+        ))
+        .map_err(e)?;
         y0 += 20;
     }
     let top = root.margin(y0 as u32 + 6, 10, 10, 25);
@@ -215,22 +279,37 @@ where
     let band_color = RGBColor(255, 200, 120);
     for b in &p.bands {
         chart
-            .draw_series(std::iter::once(Rectangle::new([(b.from, yr.0), (b.to, yr.1)], band_color.mix(0.35).filled())))
+            .draw_series(std::iter::once(Rectangle::new(
+                [(b.from, yr.0), (b.to, yr.1)],
+                band_color.mix(0.35).filled(),
+            )))
             .map_err(e)?
             .label(b.label.clone())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 20, y + 6)], band_color.mix(0.5).filled()));
+            .legend(move |(x, y)| {
+                Rectangle::new([(x, y - 6), (x + 20, y + 6)], band_color.mix(0.5).filled())
+            });
     }
     // The zero line: no clock error introduced.
-    chart.draw_series(LineSeries::new([(xr.0, 0.0), (xr.1, 0.0)], BLACK.mix(0.4))).map_err(e)?;
+    chart
+        .draw_series(LineSeries::new([(xr.0, 0.0), (xr.1, 0.0)], BLACK.mix(0.4)))
+        .map_err(e)?;
     for s in &p.series {
         let c = s.color;
         for (i, seg) in s.segments.iter().enumerate() {
-            let a = chart.draw_series(LineSeries::new(seg.iter().copied(), Color::stroke_width(&c, 2))).map_err(e)?;
+            let a = chart
+                .draw_series(LineSeries::new(
+                    seg.iter().copied(),
+                    Color::stroke_width(&c, 2),
+                ))
+                .map_err(e)?;
             if i == 0 {
-                a.label(s.label.clone())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], Color::stroke_width(&c, 3)));
+                a.label(s.label.clone()).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], Color::stroke_width(&c, 3))
+                });
             }
-            chart.draw_series(seg.iter().map(|&q| Circle::new(q, 2, c.filled()))).map_err(e)?;
+            chart
+                .draw_series(seg.iter().map(|&q| Circle::new(q, 2, c.filled())))
+                .map_err(e)?;
         }
     }
     chart
@@ -287,7 +366,9 @@ mod tests {
         assert!(w >= 3 * 6);
         let px = text_pixels("I", 16.0);
         assert!(px.len() > 5, "a glyph has pixels");
-        assert!(px.iter().all(|&(x, y, _)| x >= 0 && (x as u32) < w / 3 && y >= 0 && y < 16));
+        assert!(px
+            .iter()
+            .all(|&(x, y, _)| x >= 0 && (x as u32) < w / 3 && y >= 0 && y < 16));
         assert!(text_pixels(" ", 16.0).is_empty());
         // Larger sizes use a larger raster.
         assert_eq!(text_size("a", 24.0).1, 24);
@@ -299,8 +380,16 @@ mod tests {
             title: "TITLE".into(),
             x_label: "x".into(),
             y_label: "y".into(),
-            series: vec![Series { label: "s".into(), color: RED, segments: vec![vec![(0.0, 0.0), (1.0, 1.0)], vec![(2.0, -1.0), (2.5, 0.0)]] }],
-            bands: vec![Band { label: "band".into(), from: 0.5, to: 1.0 }],
+            series: vec![Series {
+                label: "s".into(),
+                color: RED,
+                segments: vec![vec![(0.0, 0.0), (1.0, 1.0)], vec![(2.0, -1.0), (2.5, 0.0)]],
+            }],
+            bands: vec![Band {
+                label: "band".into(),
+                from: 0.5,
+                to: 1.0,
+            }],
             notes: vec![],
         };
         let (w, h) = (400, 300);
@@ -308,7 +397,10 @@ mod tests {
         // The title is centred at the top: dark text pixels there.
         assert!(dark(&buf, w, 150, 0, 250, 40) > 20, "title text drawn");
         // Red line pixels somewhere.
-        let red = buf.chunks(3).filter(|c| c[0] > 200 && c[1] < 80 && c[2] < 80).count();
+        let red = buf
+            .chunks(3)
+            .filter(|c| c[0] > 200 && c[1] < 80 && c[2] < 80)
+            .count();
         assert!(red > 50, "series drawn ({red} red pixels)");
     }
 }

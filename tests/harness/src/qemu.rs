@@ -51,7 +51,10 @@ pub struct Guest {
 }
 
 fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_=.,/:+@%".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_=.,/:+@%".contains(c))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
@@ -60,11 +63,20 @@ fn shell_quote(s: &str) -> String {
 
 /// The accelerator: TCG unless `MIGTIME_ACCEL` says otherwise.
 pub fn accel() -> String {
-    std::env::var("MIGTIME_ACCEL").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "tcg".into())
+    std::env::var("MIGTIME_ACCEL")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "tcg".into())
 }
 
 /// The QEMU arguments for guest `name` (no program name).
-pub fn qemu_args(cfg: &GuestConfig, name: &str, page: &Path, doorbell_sock: Option<&Path>, incoming: bool) -> Vec<String> {
+pub fn qemu_args(
+    cfg: &GuestConfig,
+    name: &str,
+    page: &Path,
+    doorbell_sock: Option<&Path>,
+    incoming: bool,
+) -> Vec<String> {
     let run = &cfg.run_dir;
     let m = cfg.memory_mb;
     let mut a: Vec<String> = vec![
@@ -92,12 +104,17 @@ pub fn qemu_args(cfg: &GuestConfig, name: &str, page: &Path, doorbell_sock: Opti
         }
         _ => {
             a.push("-object".into());
-            a.push(format!("memory-backend-file,id=pv,size=1M,mem-path={},share=on", page.display()));
+            a.push(format!(
+                "memory-backend-file,id=pv,size=1M,mem-path={},share=on",
+                page.display()
+            ));
             a.push("-device".into());
             a.push("ivshmem-plain,memdev=pv,master=on".into());
         }
     }
-    let append = format!("console=ttyS0 panic=-1 {}", cfg.append_extra).trim().to_string();
+    let append = format!("console=ttyS0 panic=-1 {}", cfg.append_extra)
+        .trim()
+        .to_string();
     a.extend([
         "-kernel".into(),
         cfg.kernel.display().to_string(),
@@ -108,11 +125,17 @@ pub fn qemu_args(cfg: &GuestConfig, name: &str, page: &Path, doorbell_sock: Opti
         "-serial".into(),
         format!("file:{}", run.join(format!("console-{name}.log")).display()),
         "-serial".into(),
-        format!("file:{}", run.join(format!("results-{name}.ktap")).display()),
+        format!(
+            "file:{}",
+            run.join(format!("results-{name}.ktap")).display()
+        ),
         "-device".into(),
         "isa-debug-exit,iobase=0xf4,iosize=0x04".into(),
         "-qmp".into(),
-        format!("unix:{},server=on,wait=off", run.join(format!("qmp-{name}.sock")).display()),
+        format!(
+            "unix:{},server=on,wait=off",
+            run.join(format!("qmp-{name}.sock")).display()
+        ),
     ]);
     if incoming {
         a.extend(["-incoming".into(), "defer".into(), "-S".into()]);
@@ -125,14 +148,31 @@ impl Guest {
     pub fn start(cfg: &GuestConfig, name: &str, page: PageFile, incoming: bool) -> Result<Self> {
         let run = &cfg.run_dir;
         let server = match cfg.mode {
-            Mode::Doorbell => Some(DoorbellServer::start(&run.join(format!("ivshmem-{name}.sock")), page.path(), 1)?),
+            Mode::Doorbell => Some(DoorbellServer::start(
+                &run.join(format!("ivshmem-{name}.sock")),
+                page.path(),
+                1,
+            )?),
             Mode::Plain => None,
         };
         let sock = run.join(format!("ivshmem-{name}.sock"));
-        let args = qemu_args(cfg, name, page.path(), server.as_ref().map(|_| sock.as_path()), incoming);
+        let args = qemu_args(
+            cfg,
+            name,
+            page.path(),
+            server.as_ref().map(|_| sock.as_path()),
+            incoming,
+        );
         let qemu = std::env::var("MIGTIME_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into());
-        let line = std::iter::once(qemu.clone()).chain(args.iter().cloned()).map(|s| shell_quote(&s)).collect::<Vec<_>>().join(" ");
-        let mut log = std::fs::OpenOptions::new().create(true).append(true).open(run.join("commands.log"))?;
+        let line = std::iter::once(qemu.clone())
+            .chain(args.iter().cloned())
+            .map(|s| shell_quote(&s))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(run.join("commands.log"))?;
         writeln!(log, "# {name}\n{line}")?;
         let console = run.join(format!("console-{name}.log"));
         let results = run.join(format!("results-{name}.ktap"));
@@ -183,7 +223,11 @@ impl Guest {
             }
             if Instant::now() >= deadline {
                 self.kill();
-                bail!("QEMU {} did not exit within {:.0} s (killed)", self.name, timeout.as_secs_f64());
+                bail!(
+                    "QEMU {} did not exit within {:.0} s (killed)",
+                    self.name,
+                    timeout.as_secs_f64()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -223,7 +267,13 @@ pub struct Tail {
 
 impl Tail {
     pub fn new(path: &Path) -> Self {
-        Self { path: path.to_path_buf(), offset: 0, partial: String::new(), lines: Vec::new(), queue: Default::default() }
+        Self {
+            path: path.to_path_buf(),
+            offset: 0,
+            partial: String::new(),
+            lines: Vec::new(),
+            queue: Default::default(),
+        }
     }
 
     /// The next unconsumed line, if one is available now.
@@ -237,7 +287,9 @@ impl Tail {
 
     /// Reads what was appended; returns the new complete lines.
     pub fn poll(&mut self) -> Vec<String> {
-        let Ok(mut f) = File::open(&self.path) else { return Vec::new() };
+        let Ok(mut f) = File::open(&self.path) else {
+            return Vec::new();
+        };
         if f.seek(SeekFrom::Start(self.offset)).is_err() {
             return Vec::new();
         }
@@ -284,7 +336,8 @@ pub fn marker(line: &str) -> Option<Marker> {
 
 /// Last `n` lines of a file (for failure reports).
 pub fn tail_lines(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("({}: {e})", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| format!("({}: {e})", path.display()));
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
@@ -295,12 +348,21 @@ mod tests {
 
     #[test]
     fn markers() {
-        assert_eq!(marker("    # MIGTIME-READY mt_migrate hop 1"), Some(Marker::Ready("mt_migrate hop 1".into())));
+        assert_eq!(
+            marker("    # MIGTIME-READY mt_migrate hop 1"),
+            Some(Marker::Ready("mt_migrate hop 1".into()))
+        );
         assert_eq!(marker("# MIGTIME-DONE 0\r"), Some(Marker::Done(0)));
         assert_eq!(marker("# MIGTIME-DONE 3"), Some(Marker::Done(3)));
-        assert_eq!(marker("# MIGTIME-CLOCK 1700000000123456789"), Some(Marker::Clock(1_700_000_000_123_456_789)));
+        assert_eq!(
+            marker("# MIGTIME-CLOCK 1700000000123456789"),
+            Some(Marker::Clock(1_700_000_000_123_456_789))
+        );
         // mt_clock and mt_migrate print realtime and monotonic.
-        assert_eq!(marker("    # MIGTIME-CLOCK 1700000000123456789 42"), Some(Marker::Clock(1_700_000_000_123_456_789)));
+        assert_eq!(
+            marker("    # MIGTIME-CLOCK 1700000000123456789 42"),
+            Some(Marker::Clock(1_700_000_000_123_456_789))
+        );
         assert_eq!(marker("ok 1 MIGTIME-DONE"), None);
     }
 
@@ -316,14 +378,29 @@ mod tests {
         };
         let a = qemu_args(&cfg, "a", Path::new("/dev/shm/p"), None, false).join(" ");
         let ram = a.find("memory-backend-ram,id=ram0").unwrap();
-        let file = a.find("memory-backend-file,id=pv,size=1M,mem-path=/dev/shm/p,share=on").unwrap();
-        assert!(ram < file, "main RAM backend must come before the file backend");
+        let file = a
+            .find("memory-backend-file,id=pv,size=1M,mem-path=/dev/shm/p,share=on")
+            .unwrap();
+        assert!(
+            ram < file,
+            "main RAM backend must come before the file backend"
+        );
         assert!(a.contains("ivshmem-plain,memdev=pv,master=on"));
         assert!(a.contains("-append console=ttyS0 panic=-1 mt.run=mt_basic"));
         assert!(a.contains("-serial file:/run/console-a.log -serial file:/run/results-a.ktap"));
         assert!(!a.contains("-incoming"));
-        let cfg = GuestConfig { mode: Mode::Doorbell, ..cfg };
-        let a = qemu_args(&cfg, "b", Path::new("/dev/shm/p"), Some(Path::new("/run/s")), true).join(" ");
+        let cfg = GuestConfig {
+            mode: Mode::Doorbell,
+            ..cfg
+        };
+        let a = qemu_args(
+            &cfg,
+            "b",
+            Path::new("/dev/shm/p"),
+            Some(Path::new("/run/s")),
+            true,
+        )
+        .join(" ");
         assert!(a.contains("-chardev socket,id=ivsh,path=/run/s -device ivshmem-doorbell,chardev=ivsh,vectors=1,master=on"));
         assert!(!a.contains("memory-backend-file"));
         assert!(a.ends_with("-incoming defer -S"));
@@ -335,7 +412,12 @@ mod tests {
         std::fs::write(&p, "a\r\nb").unwrap();
         let mut t = Tail::new(&p);
         assert_eq!(t.poll(), vec!["a".to_string()]);
-        std::fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b"c\nd\n").unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(b"c\nd\n")
+            .unwrap();
         assert_eq!(t.poll(), vec!["bc".to_string(), "d".to_string()]);
         assert!(t.poll().is_empty());
         std::fs::remove_file(&p).unwrap();
@@ -346,7 +428,10 @@ mod tests {
         let p = std::env::temp_dir().join(format!("mth-tail2-{}", std::process::id()));
         std::fs::write(&p, "# MIGTIME-READY x\n# MIGTIME-DONE 0\n").unwrap();
         let mut t = Tail::new(&p);
-        assert_eq!(marker(&t.next_line().unwrap()), Some(Marker::Ready("x".into())));
+        assert_eq!(
+            marker(&t.next_line().unwrap()),
+            Some(Marker::Ready("x".into()))
+        );
         assert_eq!(marker(&t.next_line().unwrap()), Some(Marker::Done(0)));
         assert_eq!(t.next_line(), None);
         assert_eq!(t.lines.len(), 2);

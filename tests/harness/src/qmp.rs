@@ -35,7 +35,12 @@ pub fn event_time_ns(ev: &Value) -> Option<i64> {
 impl Qmp {
     /// Connects to `path` (retrying until `timeout`, QEMU may still be
     /// starting), reads the greeting and sends `qmp_capabilities`.
-    pub fn connect(path: &Path, name: &str, transcript: Option<&Path>, timeout: Duration) -> Result<Self> {
+    pub fn connect(
+        path: &Path,
+        name: &str,
+        transcript: Option<&Path>,
+        timeout: Duration,
+    ) -> Result<Self> {
         let deadline = Instant::now() + timeout;
         let stream = loop {
             match UnixStream::connect(path) {
@@ -44,7 +49,10 @@ impl Qmp {
                     let _ = e;
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                Err(e) => return Err(e).with_context(|| format!("connecting to QMP socket {}", path.display())),
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("connecting to QMP socket {}", path.display()))
+                }
             }
         };
         let transcript = match transcript {
@@ -105,7 +113,11 @@ impl Qmp {
             match self.stream.read(&mut tmp) {
                 Ok(0) => bail!("QMP {}: connection closed by QEMU", self.name),
                 Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
                 Err(e) => return Err(e).with_context(|| format!("QMP {}: reading", self.name)),
             }
         }
@@ -153,7 +165,12 @@ impl Qmp {
 
     /// Waits for the first event (buffered or new) for which `pred` holds,
     /// removes it from the buffer and returns it. Other events stay buffered.
-    pub fn wait_event(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Result<Value> {
+    pub fn wait_event(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
         if let Some(i) = self.events.iter().position(&pred) {
             return Ok(self.events.remove(i).unwrap());
         }
@@ -217,17 +234,22 @@ mod tests {
 
     /// A fake QEMU: greets, answers capabilities, then runs `script` with the
     /// accepted stream and a line reader.
-    fn fake(path: &Path, script: impl FnOnce(&mut UnixStream, &mut BufReader<UnixStream>) + Send + 'static) -> std::thread::JoinHandle<()> {
+    fn fake(
+        path: &Path,
+        script: impl FnOnce(&mut UnixStream, &mut BufReader<UnixStream>) + Send + 'static,
+    ) -> std::thread::JoinHandle<()> {
         let l = UnixListener::bind(path).unwrap();
         std::thread::spawn(move || {
             let (mut s, _) = l.accept().unwrap();
             let mut r = BufReader::new(s.try_clone().unwrap());
-            s.write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n").unwrap();
+            s.write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n")
+                .unwrap();
             let mut line = String::new();
             r.read_line(&mut line).unwrap();
             let v: Value = serde_json::from_str(&line).unwrap();
             assert_eq!(v["execute"], "qmp_capabilities");
-            s.write_all(format!("{{\"return\": {{}}, \"id\": {}}}\r\n", v["id"]).as_bytes()).unwrap();
+            s.write_all(format!("{{\"return\": {{}}, \"id\": {}}}\r\n", v["id"]).as_bytes())
+                .unwrap();
             script(&mut s, &mut r);
         })
     }
@@ -248,15 +270,25 @@ mod tests {
             // Event, then the return split across two writes, then another event.
             s.write_all(b"{\"event\": \"STOP\", \"timestamp\": {\"seconds\": 2, \"microseconds\": 5}}\r\n{\"ret").unwrap();
             std::thread::sleep(Duration::from_millis(50));
-            s.write_all(format!("urn\": {{\"x\": 1}}, \"id\": {}}}\r\n", c["id"]).as_bytes()).unwrap();
-            s.write_all(b"{\"event\": \"MIGRATION\", \"data\": {\"status\": \"completed\"}}\n").unwrap();
+            s.write_all(format!("urn\": {{\"x\": 1}}, \"id\": {}}}\r\n", c["id"]).as_bytes())
+                .unwrap();
+            s.write_all(b"{\"event\": \"MIGRATION\", \"data\": {\"status\": \"completed\"}}\n")
+                .unwrap();
             std::thread::sleep(Duration::from_millis(200));
         });
         let mut q = Qmp::connect(&p, "t", None, Duration::from_secs(5)).unwrap();
-        let r = q.execute("migrate", Some(json!({"uri": "unix:/x"})), Duration::from_secs(5)).unwrap();
+        let r = q
+            .execute(
+                "migrate",
+                Some(json!({"uri": "unix:/x"})),
+                Duration::from_secs(5),
+            )
+            .unwrap();
         assert_eq!(r["x"], 1);
         assert_eq!(q.buffered().count(), 1, "STOP must be buffered");
-        let m = q.wait_migration(&["completed", "failed"], Duration::from_secs(5)).unwrap();
+        let m = q
+            .wait_migration(&["completed", "failed"], Duration::from_secs(5))
+            .unwrap();
         assert_eq!(m["data"]["status"], "completed");
         let stop = q.wait_named("STOP", Duration::from_millis(1)).unwrap();
         assert_eq!(event_time_ns(&stop), Some(2_000_005_000));
@@ -277,10 +309,14 @@ mod tests {
         let e = q.execute("cont", None, Duration::from_secs(5)).unwrap_err();
         assert!(format!("{e:#}").contains("GenericError: nope"), "{e:#}");
         let t0 = Instant::now();
-        let e = q.execute("query-status", None, Duration::from_millis(150)).unwrap_err();
+        let e = q
+            .execute("query-status", None, Duration::from_millis(150))
+            .unwrap_err();
         assert!(format!("{e:#}").contains("timed out"), "{e:#}");
         assert!(t0.elapsed() < Duration::from_millis(350));
-        let e = q.wait_named("RESUME", Duration::from_millis(50)).unwrap_err();
+        let e = q
+            .wait_named("RESUME", Duration::from_millis(50))
+            .unwrap_err();
         assert!(format!("{e:#}").contains("waiting for RESUME"), "{e:#}");
         t.join().unwrap();
     }

@@ -54,7 +54,10 @@ fn hammer(path: &std::path::Path, good: Update, dur: Duration) -> Result<u64> {
         page.w32(host_off::SEQ_COUNT, c.wrapping_add(1));
         fence(Ordering::SeqCst);
         page.w32(host_off::FLAGS, 0xffff_ffff);
-        page.w64(host_off::MIGRATION_SEQ, good.migration_seq.wrapping_add((1 << 40) + n));
+        page.w64(
+            host_off::MIGRATION_SEQ,
+            good.migration_seq.wrapping_add((1 << 40) + n),
+        );
         page.w64(host_off::TAI_DELTA, (i64::MAX - n as i64) as u64);
         page.w64(host_off::TAI_DELTA_TOTAL, (i64::MIN + n as i64) as u64);
         fence(Ordering::SeqCst);
@@ -216,12 +219,22 @@ enum Wait {
 }
 
 /// Follows `tail` until a READY or DONE marker (or QEMU exits).
-fn wait_marker(g: &mut Guest, tail: &mut Tail, deadline: Instant, clock: &mut Option<i64>, boot: &mut Option<f64>) -> Result<Wait> {
+fn wait_marker(
+    g: &mut Guest,
+    tail: &mut Tail,
+    deadline: Instant,
+    clock: &mut Option<i64>,
+    boot: &mut Option<f64>,
+) -> Result<Wait> {
     loop {
         while let Some(l) = tail.next_line() {
             if boot.is_none() {
                 *boot = Some(g.started.elapsed().as_secs_f64());
-                stage(format!("guest {} up: first results line after {:.2} s", g.name, boot.unwrap()));
+                stage(format!(
+                    "guest {} up: first results line after {:.2} s",
+                    g.name,
+                    boot.unwrap()
+                ));
             }
             match marker(&l) {
                 Some(Marker::Ready(s)) => return Ok(Wait::Ready(s)),
@@ -232,7 +245,10 @@ fn wait_marker(g: &mut Guest, tail: &mut Tail, deadline: Instant, clock: &mut Op
         }
         if let Some(st) = g.try_exit()? {
             tail.poll();
-            bail!("QEMU {} exited ({st}) before the guest reported READY/DONE", g.name);
+            bail!(
+                "QEMU {} exited ({st}) before the guest reported READY/DONE",
+                g.name
+            );
         }
         if Instant::now() >= deadline {
             bail!("timeout waiting for a marker from guest {}", g.name);
@@ -243,7 +259,10 @@ fn wait_marker(g: &mut Guest, tail: &mut Tail, deadline: Instant, clock: &mut Op
 
 fn ack_of(g: &abi::GuestArea, latency: Duration) -> Ack {
     Ack {
-        outcome: Outcome::from_u32(g.outcome).map_or_else(|| format!("unknown({})", g.outcome), |o| o.name().to_string()),
+        outcome: Outcome::from_u32(g.outcome).map_or_else(
+            || format!("unknown({})", g.outcome),
+            |o| o.name().to_string(),
+        ),
         outcome_raw: g.outcome,
         ack_seq: g.ack_seq,
         intended_ns: g.intended_ns,
@@ -257,7 +276,12 @@ fn ack_of(g: &abi::GuestArea, latency: Duration) -> Ack {
 }
 
 /// Polls the guest area until `events` moves past `events_before`.
-fn wait_ack(page: &PageFile, events_before: u64, t_cont: Instant, timeout: Duration) -> Option<Ack> {
+fn wait_ack(
+    page: &PageFile,
+    events_before: u64,
+    t_cont: Instant,
+    timeout: Duration,
+) -> Option<Ack> {
     let deadline = t_cont + timeout;
     loop {
         if let Some(g) = page.guest_area() {
@@ -273,18 +297,31 @@ fn wait_ack(page: &PageFile, events_before: u64, t_cont: Instant, timeout: Durat
 }
 
 fn query_migrate(q: &mut Qmp) -> Value {
-    q.execute("query-migrate", None, Duration::from_secs(5)).unwrap_or(Value::Null)
+    q.execute("query-migrate", None, Duration::from_secs(5))
+        .unwrap_or(Value::Null)
 }
 
 /// Starts guest `name` (source or incoming destination) and its QMP.
-fn start(cfg: &GuestConfig, name: &str, page: PageFile, incoming: bool, deadline: Instant) -> Result<(Guest, Qmp)> {
+fn start(
+    cfg: &GuestConfig,
+    name: &str,
+    page: PageFile,
+    incoming: bool,
+    deadline: Instant,
+) -> Result<(Guest, Qmp)> {
     let mut g = Guest::start(cfg, name, page, incoming)?;
-    let q = Qmp::connect(&g.qmp_sock, name, Some(&cfg.run_dir.join("qmp.log")), remaining(deadline)?.min(Duration::from_secs(15)));
+    let q = Qmp::connect(
+        &g.qmp_sock,
+        name,
+        Some(&cfg.run_dir.join("qmp.log")),
+        remaining(deadline)?.min(Duration::from_secs(15)),
+    );
     let mut q = match q {
         Ok(q) => q,
         Err(e) => {
             let _ = g.try_exit();
-            return Err(e).with_context(|| format!("QEMU {name}: {}", g.stderr_text(&cfg.run_dir).trim()));
+            return Err(e)
+                .with_context(|| format!("QEMU {name}: {}", g.stderr_text(&cfg.run_dir).trim()));
         }
     };
     q.enable_migration_events(Duration::from_secs(5))?;
@@ -304,7 +341,8 @@ fn start(cfg: &GuestConfig, name: &str, page: PageFile, incoming: bool, deadline
 /// Runs the simulator; see the module doc.
 pub fn sim(o: &SimOpts) -> Result<Report> {
     let run = o.guest.run_dir.clone();
-    std::fs::create_dir_all(&run).with_context(|| format!("creating run folder {}", run.display()))?;
+    std::fs::create_dir_all(&run)
+        .with_context(|| format!("creating run folder {}", run.display()))?;
     let mut sum = SimSummary {
         scenario: o.scenario.clone(),
         mode: format!("{:?}", o.guest.mode).to_lowercase(),
@@ -318,13 +356,19 @@ pub fn sim(o: &SimOpts) -> Result<Report> {
     if let Err(e) = &result {
         problems.push(format!("{e:#}"));
     }
-    let results: Vec<PathBuf> = names.iter().map(|n| run.join(format!("results-{n}.ktap"))).collect();
+    let results: Vec<PathBuf> = names
+        .iter()
+        .map(|n| run.join(format!("results-{n}.ktap")))
+        .collect();
     let refs: Vec<&std::path::Path> = results.iter().map(|p| p.as_path()).collect();
     let mut report = verdict(&run, &refs, sum.exit_status, sum.done_status, problems);
     sum.ok = report.ok;
     sum.problems = report.problems.clone();
     sum.ktap = report.ktap.clone();
-    std::fs::write(run.join("summary.json"), serde_json::to_string_pretty(&sum)?)?;
+    std::fs::write(
+        run.join("summary.json"),
+        serde_json::to_string_pretty(&sum)?,
+    )?;
     report.run_dir = run.clone();
     if !report.ok {
         let ns: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -339,7 +383,11 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
     let deadline = Instant::now() + o.timeout;
     let cfg = &o.guest;
     let run = &cfg.run_dir;
-    let hops_total = if o.settings.no_guest_run_between { 2 } else { o.settings.migrations.max(1) };
+    let hops_total = if o.settings.no_guest_run_between {
+        2
+    } else {
+        o.settings.migrations.max(1)
+    };
     if o.settings.cancel && o.settings.no_guest_run_between {
         bail!("--cancel and --no-guest-run-between do not combine");
     }
@@ -353,12 +401,20 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
 
     // The source page: valid, or with the header corrupted before boot.
     let src_page = PageFile::create(&shm_path("a"))?;
-    src_page.init_valid(if o.settings.bad_page == Some(BadPage::SeqBackwards) { 5 } else { 0 });
+    src_page.init_valid(if o.settings.bad_page == Some(BadPage::SeqBackwards) {
+        5
+    } else {
+        0
+    });
     if let Some(k) = o.settings.bad_page.filter(|k| k.is_header()) {
         src_page.write_bad_header(k)?;
         stage(format!("source page header corrupted before boot: {k:?}"));
     }
-    stage(format!("starting source a ({}, {:?} mode)", crate::qemu::accel(), cfg.mode));
+    stage(format!(
+        "starting source a ({}, {:?} mode)",
+        crate::qemu::accel(),
+        cfg.mode
+    ));
     let (mut cur, mut cur_q) = start(cfg, "a", src_page, false, deadline)?;
     stage("source up");
     let mut tail = Tail::new(&cur.results);
@@ -386,7 +442,10 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
                         check_expect(o, sum, None);
                         return Ok(());
                     }
-                    bail!("guest finished (MIGTIME-DONE {st}) before asking for migration {}", hop + 1);
+                    bail!(
+                        "guest finished (MIGTIME-DONE {st}) before asking for migration {}",
+                        hop + 1
+                    );
                 }
             }
         }
@@ -396,30 +455,57 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
         let (mut dst, mut dst_q) = start(cfg, &dname, dpage, true, deadline)?;
         names.push(dname.clone());
         let uri = format!("unix:{}", run.join(format!("mig-{dname}.sock")).display());
-        dst_q.execute("migrate-incoming", Some(json!({ "uri": uri })), Duration::from_secs(10))?;
-        let mut h = Hop { from: cur.name.clone(), to: dname.clone(), host_minus_guest_before_ns: clock, ..Default::default() };
+        dst_q.execute(
+            "migrate-incoming",
+            Some(json!({ "uri": uri })),
+            Duration::from_secs(10),
+        )?;
+        let mut h = Hop {
+            from: cur.name.clone(),
+            to: dname.clone(),
+            host_minus_guest_before_ns: clock,
+            ..Default::default()
+        };
 
         if o.settings.cancel {
             let before = cur.page.host_raw();
-            cur_q.execute("migrate-set-parameters", Some(json!({ "max-bandwidth": 1u64 << 20 })), Duration::from_secs(5))?;
-            stage(format!("migrating {} -> {dname} at 1 MiB/s, to cancel it", cur.name));
-            cur_q.execute("migrate", Some(json!({ "uri": uri })), Duration::from_secs(10))?;
+            cur_q.execute(
+                "migrate-set-parameters",
+                Some(json!({ "max-bandwidth": 1u64 << 20 })),
+                Duration::from_secs(5),
+            )?;
+            stage(format!(
+                "migrating {} -> {dname} at 1 MiB/s, to cancel it",
+                cur.name
+            ));
+            cur_q.execute(
+                "migrate",
+                Some(json!({ "uri": uri })),
+                Duration::from_secs(10),
+            )?;
             cur_q.wait_migration(&["active"], remaining(deadline)?)?;
             std::thread::sleep(Duration::from_millis(500));
             cur_q.execute("migrate_cancel", None, Duration::from_secs(5))?;
-            let ev = cur_q.wait_migration(&["cancelled", "completed", "failed"], remaining(deadline)?)?;
+            let ev = cur_q
+                .wait_migration(&["cancelled", "completed", "failed"], remaining(deadline)?)?;
             if ev["data"]["status"] != "cancelled" {
                 bail!("migration was not cancelled: {}", ev["data"]["status"]);
             }
             let st = cur_q.execute("query-status", None, Duration::from_secs(5))?;
             if st["running"] != true {
-                sum.problems.push(format!("source not running after cancel: {st}"));
+                sum.problems
+                    .push(format!("source not running after cancel: {st}"));
             }
             let after = cur.page.host_raw();
             if after != before {
-                sum.problems.push(format!("source page changed by a cancelled migration: {before:?} -> {after:?}"));
+                sum.problems.push(format!(
+                    "source page changed by a cancelled migration: {before:?} -> {after:?}"
+                ));
             }
-            stage(format!("migration cancelled; source running ({}), page unchanged (seq {})", st["status"], after.migration_seq));
+            stage(format!(
+                "migration cancelled; source running ({}), page unchanged (seq {})",
+                st["status"], after.migration_seq
+            ));
             sum.cancelled = true;
             h.page = after;
             sum.hops.push(h);
@@ -432,16 +518,26 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
 
         stage(format!("migrating {} -> {dname}", cur.name));
         let t_mig = Instant::now();
-        cur_q.execute("migrate", Some(json!({ "uri": uri })), Duration::from_secs(10))?;
+        cur_q.execute(
+            "migrate",
+            Some(json!({ "uri": uri })),
+            Duration::from_secs(10),
+        )?;
         if src_running {
             let ev = cur_q.wait_named("STOP", remaining(deadline)?)?;
             let rt = event_time_ns(&ev).unwrap_or_else(realtime_ns);
             frozen_at = rt + (tai_ns() - realtime_ns());
         }
-        let ev = cur_q.wait_migration(&["completed", "failed", "cancelled"], remaining(deadline)?)?;
+        let ev =
+            cur_q.wait_migration(&["completed", "failed", "cancelled"], remaining(deadline)?)?;
         if ev["data"]["status"] != "completed" {
             let info = query_migrate(&mut cur_q);
-            bail!("migration {} -> {dname} {}: {}", cur.name, ev["data"]["status"], info["error-desc"]);
+            bail!(
+                "migration {} -> {dname} {}: {}",
+                cur.name,
+                ev["data"]["status"],
+                info["error-desc"]
+            );
         }
         h.migration_ms = t_mig.elapsed().as_secs_f64() * 1e3;
         dst_q.wait_migration(&["completed", "failed"], remaining(deadline)?)?;
@@ -468,29 +564,45 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
             }
             let pid = dst.child.as_ref().map(|c| c.id());
             dst.kill(); // Child::kill: SIGKILL
-            stage(format!("dest {dname} (pid {pid:?}) killed with SIGKILL before cont: {:?}", dst.exit));
+            stage(format!(
+                "dest {dname} (pid {pid:?}) killed with SIGKILL before cont: {:?}",
+                dst.exit
+            ));
             names.pop();
             drop(dst);
             let _ = std::fs::remove_file(run.join(format!("results-{dname}.ktap")));
             let st = cur_q.execute("query-status", None, Duration::from_secs(5))?;
-            stage(format!("source {} status after completed migration: {}", cur.name, st["status"]));
-            cur_q.execute("cont", None, Duration::from_secs(10)).context("cont on the source after a completed migration")?;
+            stage(format!(
+                "source {} status after completed migration: {}",
+                cur.name, st["status"]
+            ));
+            cur_q
+                .execute("cont", None, Duration::from_secs(10))
+                .context("cont on the source after a completed migration")?;
             cur_q.wait_named("RESUME", remaining(deadline)?)?;
             let st = cur_q.execute("query-status", None, Duration::from_secs(5))?;
             if st["running"] != true {
-                sum.problems.push(format!("source not running after cont: {st}"));
+                sum.problems
+                    .push(format!("source not running after cont: {st}"));
             }
             let after = cur.page.host_raw();
             if after != src_before {
-                sum.problems.push(format!("source page changed: {src_before:?} -> {after:?}"));
+                sum.problems
+                    .push(format!("source page changed: {src_before:?} -> {after:?}"));
             }
-            stage(format!("source {} resumed ({}), its page unchanged (seq {})", cur.name, st["status"], after.migration_seq));
+            stage(format!(
+                "source {} resumed ({}), its page unchanged (seq {})",
+                cur.name, st["status"], after.migration_seq
+            ));
             sum.dest_killed = true;
             h.page = after;
             sum.hops.push(h);
             break;
         }
-        if !o.settings.compensated && o.settings.blackout_ms > 0 && !(o.settings.no_guest_run_between && hop == 1) {
+        if !o.settings.compensated
+            && o.settings.blackout_ms > 0
+            && !(o.settings.no_guest_run_between && hop == 1)
+        {
             stage(format!("blackout {} ms", o.settings.blackout_ms));
             std::thread::sleep(Duration::from_millis(o.settings.blackout_ms));
             h.blackout_ms = o.settings.blackout_ms;
@@ -518,7 +630,9 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
         };
         match o.settings.bad_page {
             Some(BadPage::StuckOdd) if last => u.leave_odd = true,
-            Some(BadPage::SeqBackwards) if last => u.migration_seq = old.migration_seq.saturating_sub(1),
+            Some(BadPage::SeqBackwards) if last => {
+                u.migration_seq = old.migration_seq.saturating_sub(1)
+            }
             Some(BadPage::HugeDelta) if last => {
                 u.flags &= !abi::FLAG_COMPENSATED;
                 u.tai_delta_ns = HUGE_DELTA_NS;
@@ -571,7 +685,10 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
                     }
                     sum.storm_rings = STORM_RINGS;
                     sum.storm_ms = t.elapsed().as_secs_f64() * 1e3;
-                    stage(format!("doorbell storm: {STORM_RINGS} rings in a burst in {:.1} ms", sum.storm_ms));
+                    stage(format!(
+                        "doorbell storm: {STORM_RINGS} rings in a burst in {:.1} ms",
+                        sum.storm_ms
+                    ));
                     // QEMU drains the eventfd once for the whole burst (one
                     // MSI-X message): also ring one at a time, each after QEMU
                     // consumed the previous one, so the guest takes as many
@@ -588,12 +705,17 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
                 }
             }
         } else {
-            stage(format!("dest {dname} kept paused: migrating again before the guest runs"));
+            stage(format!(
+                "dest {dname} kept paused: migrating again before the guest runs"
+            ));
         }
 
-
         if resume {
-            let ack_timeout = if u.leave_odd { o.ack_timeout.min(Duration::from_secs(3)) } else { o.ack_timeout };
+            let ack_timeout = if u.leave_odd {
+                o.ack_timeout.min(Duration::from_secs(3))
+            } else {
+                o.ack_timeout
+            };
             match wait_ack(&dst.page, events_before, t_cont, ack_timeout) {
                 Some(a) => {
                     stage(format!(
@@ -608,15 +730,33 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
                     // Host-side checks of the ack against the page we wrote.
                     let pending = h.page.tai_delta_total_ns - baseline_total;
                     if a.ack_seq != u.migration_seq {
-                        sum.problems.push(format!("hop {}: guest acked seq {}, page seq is {}", hop + 1, a.ack_seq, u.migration_seq));
+                        sum.problems.push(format!(
+                            "hop {}: guest acked seq {}, page seq is {}",
+                            hop + 1,
+                            a.ack_seq,
+                            u.migration_seq
+                        ));
                     }
-                    let acted = a.outcome_raw == Outcome::Stepped as u32 || a.outcome_raw == Outcome::Notified as u32;
+                    let acted = a.outcome_raw == Outcome::Stepped as u32
+                        || a.outcome_raw == Outcome::Notified as u32;
                     if acted && a.intended_ns != pending {
-                        sum.problems.push(format!("hop {}: guest intended {} ns, pending total is {pending} ns", hop + 1, a.intended_ns));
+                        sum.problems.push(format!(
+                            "hop {}: guest intended {} ns, pending total is {pending} ns",
+                            hop + 1,
+                            a.intended_ns
+                        ));
                     }
-                    if let Some(e) = o.settings.expect.filter(|e| *e != ExpectOutcome::None && !last) {
+                    if let Some(e) = o
+                        .settings
+                        .expect
+                        .filter(|e| *e != ExpectOutcome::None && !last)
+                    {
                         if !e.matches(Some(a.outcome_raw)) {
-                            sum.problems.push(format!("hop {}: expected guest outcome {e:?}, got {}", hop + 1, a.outcome));
+                            sum.problems.push(format!(
+                                "hop {}: expected guest outcome {e:?}, got {}",
+                                hop + 1,
+                                a.outcome
+                            ));
                         }
                     }
                     baseline_total = h.page.tai_delta_total_ns;
@@ -624,7 +764,10 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
                     last_ack = Some(a);
                 }
                 None => {
-                    stage(format!("no guest ack within {:.1} s", ack_timeout.as_secs_f64()));
+                    stage(format!(
+                        "no guest ack within {:.1} s",
+                        ack_timeout.as_secs_f64()
+                    ));
                     if o.settings.expect.is_some_and(|e| e != ExpectOutcome::None) && !last {
                         sum.problems.push(format!("hop {}: no guest ack", hop + 1));
                     }
@@ -643,8 +786,16 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
                 Err(_) => sum.problems.push("page hammer thread panicked".into()),
             }
             let end = dst.page.host_raw();
-            if end.seq_count & 1 != 0 || (HostRaw { seq_count: h.page.seq_count, ..end }) != h.page {
-                sum.problems.push(format!("page after the hammer {end:?} differs from the update {:?}", h.page));
+            if end.seq_count & 1 != 0
+                || (HostRaw {
+                    seq_count: h.page.seq_count,
+                    ..end
+                }) != h.page
+            {
+                sum.problems.push(format!(
+                    "page after the hammer {end:?} differs from the update {:?}",
+                    h.page
+                ));
             }
         }
         if matches!(fault, Some(BadPage::DoorbellStorm | BadPage::PageHammer)) && last {
@@ -654,9 +805,13 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
             let n = dst.page.guest_area().map(|g| g.events);
             sum.events_before = events_before;
             sum.events_after = n;
-            stage(format!("guest events: {events_before} before the hop, {n:?} after it settled"));
+            stage(format!(
+                "guest events: {events_before} before the hop, {n:?} after it settled"
+            ));
             if n != Some(events_before + 1) {
-                sum.problems.push(format!("{fault:?}: guest events {events_before} -> {n:?}, expected exactly one more"));
+                sum.problems.push(format!(
+                    "{fault:?}: guest events {events_before} -> {n:?}, expected exactly one more"
+                ));
             }
         }
         // The source is done (postmigrate, paused): quit it, after the ack
@@ -665,7 +820,10 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
         if let Err(e) = cur.wait_exit(Duration::from_secs(10)) {
             sum.problems.push(format!("{e:#}"));
         }
-        let _ = std::fs::write(run.join(format!("page-{}.bin", cur.name)), cur.page.page_bytes());
+        let _ = std::fs::write(
+            run.join(format!("page-{}.bin", cur.name)),
+            cur.page.page_bytes(),
+        );
         sum.hops.push(h);
         cur = dst;
         cur_q = dst_q;
@@ -682,7 +840,9 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
                 break;
             }
             Ok(Wait::Ready(s)) => {
-                sum.problems.push(format!("guest asked for another migration ({s}) after the last one"));
+                sum.problems.push(format!(
+                    "guest asked for another migration ({s}) after the last one"
+                ));
             }
             Err(e) => {
                 cur.kill();
@@ -690,17 +850,32 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
             }
         }
     }
-    stage(format!("guest {} done: MIGTIME-DONE {}", cur.name, sum.done_status.unwrap_or(-1)));
-    let st = cur.wait_exit(remaining(deadline).unwrap_or(Duration::from_secs(1)).min(Duration::from_secs(30)))?;
+    stage(format!(
+        "guest {} done: MIGTIME-DONE {}",
+        cur.name,
+        sum.done_status.unwrap_or(-1)
+    ));
+    let st = cur.wait_exit(
+        remaining(deadline)
+            .unwrap_or(Duration::from_secs(1))
+            .min(Duration::from_secs(30)),
+    )?;
     sum.exit_status = st.code();
-    let _ = std::fs::write(run.join(format!("page-{}.bin", cur.name)), cur.page.page_bytes());
+    let _ = std::fs::write(
+        run.join(format!("page-{}.bin", cur.name)),
+        cur.page.page_bytes(),
+    );
     if !sum.cancelled {
         let final_guest = cur.page.guest_area();
         if let Some(g) = final_guest {
             sum.outcome = Outcome::from_u32(g.outcome).map(|o| o.name().to_string());
         }
     }
-    let outcome = if sum.cancelled || sum.dest_killed { None } else { last_ack.as_ref().map(|a| a.outcome_raw) };
+    let outcome = if sum.cancelled || sum.dest_killed {
+        None
+    } else {
+        last_ack.as_ref().map(|a| a.outcome_raw)
+    };
     check_expect(o, sum, outcome);
     Ok(())
 }
@@ -708,8 +883,12 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
 fn check_expect(o: &SimOpts, sum: &mut SimSummary, outcome: Option<u32>) {
     if let Some(e) = o.settings.expect {
         if !e.matches(outcome) {
-            let got = outcome.map_or("no ack".to_string(), |v| Outcome::from_u32(v).map_or(v.to_string(), |o| o.name().into()));
-            sum.problems.push(format!("host check: expected guest outcome {e:?}, got {got}"));
+            let got = outcome.map_or("no ack".to_string(), |v| {
+                Outcome::from_u32(v).map_or(v.to_string(), |o| o.name().into())
+            });
+            sum.problems.push(format!(
+                "host check: expected guest outcome {e:?}, got {got}"
+            ));
         }
     }
 }
