@@ -12,7 +12,7 @@ SHELL := /bin/bash
 export KDIR
 export MIGTIME_CACHE
 
-.PHONY: help setup kernel module clippy rust-analyzer initramfs host-test check check-debug demo bench fuzz fmt clean
+.PHONY: help setup kernel module companion clippy rust-analyzer initramfs host-test check check-debug demo bench fuzz fmt clean
 
 help:
 	@sed -n '2,9s/^# \{0,1\}//p' Makefile
@@ -21,6 +21,7 @@ help:
 	@echo "  setup          install packages, bindgen and the kernel source (idempotent)"
 	@echo "  kernel         build or reuse the cached Rust-enabled guest kernel"
 	@echo "  module         build rust/migtime.ko (KDIR= to choose the tree)"
+	@echo "  companion      build the static guest companion (target/.../migtime-companion)"
 	@echo "  clippy         build the module with CLIPPY=1 (kernel lint set)"
 	@echo "  rust-analyzer  write rust-project.json for the module"
 	@echo "  initramfs      build build/initramfs.cpio.gz (busybox, module, guest tests)"
@@ -41,6 +42,9 @@ kernel: setup
 
 module: setup
 	@scripts/build-module $(KDIR)
+
+companion:
+	@scripts/build-companion
 
 clippy: setup
 	@CLIPPY=1 scripts/build-module $(KDIR)

@@ -1,0 +1,307 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The real `migtime-companion` binary on the host, against stand-ins for its devices:
+//! a regular file holding a VMClock page (mmap and pread work on it as on `/dev/vmclock0`),
+//! a FIFO for `/dev/migtime` (64-byte records; EOF when the writer goes, like ENODEV), and a
+//! fake `chronyc` that appends its arguments to a file. The kernel clock actions are disabled
+//! (`--no-clock-actions`): this is a shared host. Timeouts below are liveness limits only.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+const LIVENESS: Duration = Duration::from_secs(20);
+
+struct Fixture {
+    dir: PathBuf,
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn vmclock_page(seq: u32, marker: u64) -> Vec<u8> {
+    let mut b = vec![0u8; 4096];
+    b[0..4].copy_from_slice(&0x4b4c_4356u32.to_le_bytes());
+    b[4..8].copy_from_slice(&4096u32.to_le_bytes());
+    b[8..10].copy_from_slice(&1u16.to_le_bytes());
+    b[10] = 0xff;
+    b[12..16].copy_from_slice(&seq.to_le_bytes());
+    b[16..24].copy_from_slice(&marker.to_le_bytes());
+    b
+}
+
+fn event(n: u64, seq: u64) -> [u8; 64] {
+    migtime_abi::abi::Event {
+        event: n,
+        migration_seq: seq,
+        outcome: 1,
+        intended_ns: 2_000_000_000,
+        applied_ns: 2_000_000_050,
+        residual_ns: 50,
+        monotonic_ns: i64::try_from(now_monotonic_ns()).unwrap(),
+        ..Default::default()
+    }
+    .to_le_bytes()
+}
+
+fn now_monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    u64::try_from(ts.tv_sec).unwrap() * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap()
+}
+
+impl Fixture {
+    fn new(name: &str, with_fifo: bool, extra: &[&str]) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("migtime-companion-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("vmclock"), vmclock_page(2, 100)).unwrap();
+        if with_fifo {
+            mkfifo(&dir.join("migtime"));
+        }
+        let chronyc = dir.join("chronyc");
+        fs::write(
+            &chronyc,
+            format!(
+                "#!/bin/sh\necho \"$*\" >> {}/chronyc.log\necho 200 OK\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&chronyc, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(dir.join("chronyd.sock"), b"").unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_migtime-companion"));
+        cmd.arg("--device")
+            .arg(dir.join("migtime"))
+            .arg("--vmclock")
+            .arg(dir.join("vmclock"))
+            .arg("--vmclock-poll-ms=20")
+            .arg("--reopen-min-ms=20")
+            .arg("--reopen-max-ms=200")
+            .arg("--no-clock-actions")
+            .arg("--chronyc")
+            .arg(&chronyc)
+            .arg("--chrony-socket")
+            .arg(dir.join("chronyd.sock"))
+            .arg("--on-event")
+            .arg(format!(
+                "echo \"$MIGTIME_TRIGGER seq=$MIGTIME_SEQ marker=$MIGTIME_MARKER\" >> {}/hook.log",
+                dir.display()
+            ))
+            .args(extra)
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let (tx, lines) = channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(err).lines().map_while(Result::ok) {
+                eprintln!("  | {l}");
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            dir,
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line containing `pat`; returns it.
+    fn expect(&mut self, pat: &str) -> String {
+        let end = Instant::now() + LIVENESS;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if l.contains(pat) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!(
+                    "no log line containing {pat:?}; saw:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    fn set_marker(&self, seq: u32, marker: u64) {
+        let f = OpenOptions::new()
+            .write(true)
+            .open(self.dir.join("vmclock"))
+            .unwrap();
+        // Seqcount write: odd, fields, even.
+        f.write_all_at(&(seq - 1).to_le_bytes(), 12).unwrap();
+        f.write_all_at(&marker.to_le_bytes(), 16).unwrap();
+        f.write_all_at(&seq.to_le_bytes(), 12).unwrap();
+    }
+
+    fn hook_log(&self) -> Vec<String> {
+        fs::read_to_string(self.dir.join("hook.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn chronyc_log(&self) -> Vec<String> {
+        fs::read_to_string(self.dir.join("chronyc.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn writer(&self) -> File {
+        OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(self.dir.join("migtime"))
+            .unwrap()
+    }
+}
+
+fn mkfifo(p: &Path) {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+#[test]
+fn vmclock_alone_acts_once_per_marker_change() {
+    let mut f = Fixture::new("vmc", false, &["--no-migtime"]);
+    f.expect("VMClock: opened");
+    f.set_marker(4, 101);
+    f.expect("action 1: migration_seq=none: VMClock disruption marker=0x65");
+    f.expect("chronyd: reset sources; makestep 0.1 1; burst 4/4");
+    f.expect("--on-event ran");
+    f.set_marker(6, 102);
+    f.expect("action 2: migration_seq=none: VMClock disruption marker=0x66");
+    f.expect("--on-event ran");
+    assert_eq!(
+        f.hook_log(),
+        ["vmclock seq= marker=101", "vmclock seq= marker=102"]
+    );
+    assert_eq!(
+        f.chronyc_log(),
+        [
+            format!(
+                "-n -m -h {}/chronyd.sock reset sources makestep 0.1 1 burst 4/4",
+                f.dir.display()
+            ),
+            format!(
+                "-n -m -h {}/chronyd.sock reset sources makestep 0.1 1 burst 4/4",
+                f.dir.display()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn migtime_and_vmclock_for_one_migration_act_once() {
+    // A long window, so that the event always arrives within it however slow the host is.
+    let mut f = Fixture::new("both", true, &["--window-ms=10000"]);
+    let mut w = f.writer();
+    f.expect("migtime: opened");
+    f.expect("VMClock: opened");
+    // Marker first (QEMU's post_load), then the module's event.
+    f.set_marker(4, 101);
+    f.expect("waiting for the migtime event");
+    w.write_all(&event(1, 1)).unwrap();
+    f.expect("action 1: migration_seq=1: migtime event 1 outcome=stepped");
+    f.expect("--on-event ran");
+    // Event first, then the marker.
+    w.write_all(&event(2, 2)).unwrap();
+    f.expect("action 2: migration_seq=2: migtime event 2");
+    f.expect("--on-event ran");
+    f.set_marker(6, 102);
+    f.expect("duplicate: this migration was already acted on");
+    assert_eq!(
+        f.hook_log(),
+        ["migtime seq=1 marker=101", "migtime seq=2 marker="]
+    );
+    assert_eq!(f.chronyc_log().len(), 2);
+}
+
+#[test]
+fn marker_without_event_acts_alone_after_the_window() {
+    let mut f = Fixture::new("window", true, &["--window-ms=300"]);
+    let _w = f.writer();
+    f.expect("migtime: opened");
+    f.expect("VMClock: opened");
+    f.set_marker(4, 101);
+    f.expect("waiting for the migtime event");
+    f.expect("action 1: migration_seq=none: VMClock disruption marker=0x65, no migtime event within 300 ms");
+    f.expect("--on-event ran");
+    assert_eq!(f.hook_log(), ["vmclock seq= marker=101"]);
+}
+
+#[test]
+fn survives_the_device_going_away_and_coming_back() {
+    let mut f = Fixture::new("reopen", true, &["--no-vmclock"]);
+    let mut w = f.writer();
+    f.expect("migtime: opened");
+    w.write_all(&event(1, 7)).unwrap();
+    f.expect("action 1: migration_seq=7");
+    drop(w);
+    f.expect("device gone");
+    fs::remove_file(f.dir.join("migtime")).unwrap();
+    f.expect("not available");
+    mkfifo(&f.dir.join("migtime"));
+    let mut w = f.writer();
+    f.expect("migtime: opened");
+    // The module was reloaded: event numbers restart, migration_seq goes on.
+    w.write_all(&event(1, 8)).unwrap();
+    f.expect("action 2: migration_seq=8");
+    f.expect("--on-event ran");
+    assert_eq!(
+        f.hook_log(),
+        ["migtime seq=7 marker=", "migtime seq=8 marker="]
+    );
+}
+
+#[test]
+fn help_is_a_man_page() {
+    let out = Command::new(env!("CARGO_BIN_EXE_migtime-companion"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for section in [
+        "NAME",
+        "SYNOPSIS",
+        "DESCRIPTION",
+        "ACTIONS",
+        "DE-DUPLICATION",
+        "EXIT STATUS",
+        "FILES",
+        "SEE ALSO",
+    ] {
+        assert!(
+            text.contains(&format!("\n{section}\n")) || text.starts_with(section),
+            "--help lacks {section}"
+        );
+    }
+}
