@@ -234,6 +234,9 @@ pub fn table() -> Vec<Scenario> {
             kind: Kind::Boot { bad_page: None },
         },
     ]
+    .into_iter()
+    .chain(crate::companion::scenarios())
+    .collect()
 }
 
 /// The `mt.run=` / `mt.params=` part of the kernel command line.

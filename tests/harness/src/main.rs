@@ -7,6 +7,7 @@
 mod bench;
 mod boot;
 mod check;
+mod companion;
 mod demo;
 mod ivshmem;
 mod ktap;

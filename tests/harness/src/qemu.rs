@@ -112,6 +112,7 @@ pub fn qemu_args(
             a.push("ivshmem-plain,memdev=pv,master=on".into());
         }
     }
+    a.extend(crate::companion::extra_qemu_args(&cfg.append_extra));
     let append = format!("console=ttyS0 panic=-1 {}", cfg.append_extra)
         .trim()
         .to_string();
