@@ -95,12 +95,14 @@ impl Fixture {
             .arg("--vmclock-poll-ms=20")
             .arg("--reopen-min-ms=20")
             .arg("--reopen-max-ms=200")
-            .arg("--no-clock-actions")
-            .arg("--chronyc")
-            .arg(&chronyc)
-            .arg("--chrony-socket")
-            .arg(dir.join("chronyd.sock"))
-            .arg("--on-event")
+            .arg("--no-clock-actions");
+        if !extra.contains(&"--chronyc") {
+            cmd.arg("--chronyc")
+                .arg(&chronyc)
+                .arg("--chrony-socket")
+                .arg(dir.join("chronyd.sock"));
+        }
+        cmd.arg("--on-event")
             .arg(format!(
                 "echo \"$MIGTIME_TRIGGER seq=$MIGTIME_SEQ marker=$MIGTIME_MARKER\" >> {}/hook.log",
                 dir.display()
@@ -304,4 +306,67 @@ fn help_is_a_man_page() {
             "--help lacks {section}"
         );
     }
+}
+
+/// Against a real chronyd 4.3 (Debian bookworm's, run with `-x`: it never touches the host's
+/// clock) when `MIGTIME_CHRONY_ROOT` points at an unpacked `chrony` package
+/// (`apt-get download chrony && dpkg -x chrony_*.deb DIR`): the companion's chronyc line is
+/// accepted (`200 OK` three times). Without the variable the test says so and passes.
+#[test]
+fn real_chronyd_accepts_the_commands() {
+    let Some(root) = std::env::var_os("MIGTIME_CHRONY_ROOT").map(PathBuf::from) else {
+        eprintln!("MIGTIME_CHRONY_ROOT not set: real chronyd not tried");
+        return;
+    };
+    let run =
+        std::env::temp_dir().join(format!("migtime-companion-chronyd-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&run);
+    fs::create_dir_all(&run).unwrap();
+    // chronyd refuses a command socket in a directory others can enter.
+    fs::set_permissions(&run, fs::Permissions::from_mode(0o700)).unwrap();
+    let sock = run.join("chronyd.sock");
+    fs::write(
+        run.join("chrony.conf"),
+        format!(
+            "server 127.0.0.1 port 9 iburst minpoll 4 maxpoll 4\nmakestep 1 3\nbindcmdaddress {}\ncmdport 0\nport 0\npidfile {}/chronyd.pid\nuser root\n",
+            sock.display(),
+            run.display()
+        ),
+    )
+    .unwrap();
+    let mut chronyd = Command::new(root.join("usr/sbin/chronyd"))
+        .arg("-x")
+        .arg("-d")
+        .arg("-u")
+        .arg("root")
+        .arg("-f")
+        .arg(run.join("chrony.conf"))
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + LIVENESS;
+    while !sock.exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut f = Fixture::new(
+        "realchrony",
+        false,
+        &[
+            "--no-migtime",
+            "--chronyc",
+            root.join("usr/bin/chronyc").to_str().unwrap(),
+            "--chrony-socket",
+            sock.to_str().unwrap(),
+            "--chrony",
+            "always",
+        ],
+    );
+    f.expect("VMClock: opened");
+    f.set_marker(4, 101);
+    let l = f.expect("chronyd: reset sources; makestep 0.1 1; burst 4/4");
+    let _ = chronyd.kill();
+    let _ = chronyd.wait();
+    let _ = fs::remove_dir_all(&run);
+    assert!(l.ends_with("-> 200 OK | 200 OK | 200 OK"), "{l}");
 }
