@@ -247,6 +247,8 @@ pub enum Trigger {
     Vmclock {
         /// The new `disruption_marker`.
         marker: u64,
+        /// The companion waited the window for a migtime event (else: no `/dev/migtime`).
+        waited: bool,
     },
 }
 
@@ -405,7 +407,14 @@ impl Dedup {
             return Verdict::Duplicate { acted: a.trigger };
         }
         if !migtime_open || self.window_ms == 0 {
-            return self.act(Trigger::Vmclock { marker }, now_ms, false);
+            return self.act(
+                Trigger::Vmclock {
+                    marker,
+                    waited: false,
+                },
+                now_ms,
+                false,
+            );
         }
         let deadline_ms = now_ms.saturating_add(self.window_ms);
         self.pending = Some((marker, deadline_ms));
@@ -417,7 +426,14 @@ impl Dedup {
         match self.pending {
             Some((marker, deadline)) if now_ms >= deadline => {
                 self.pending = None;
-                Some(self.act(Trigger::Vmclock { marker }, now_ms, false))
+                Some(self.act(
+                    Trigger::Vmclock {
+                        marker,
+                        waited: true,
+                    },
+                    now_ms,
+                    false,
+                ))
             }
             _ => None,
         }
@@ -708,7 +724,10 @@ mod tests {
             Verdict::Wait { deadline_ms: 2500 }
         );
         assert_eq!(d.on_tick(2499), None);
-        let acted = Trigger::Vmclock { marker: 2 };
+        let acted = Trigger::Vmclock {
+            marker: 2,
+            waited: true,
+        };
         assert_eq!(d.on_tick(2500), Some(Verdict::Act(acted)));
         assert_eq!(d.on_migtime(4, 2600, 2700), Verdict::Duplicate { acted });
         // A later, real migration is acted on again.
@@ -721,11 +740,17 @@ mod tests {
         d.on_vmclock(key(1), 1, false, 0);
         assert_eq!(
             d.on_vmclock(key(2), 2, false, 10),
-            Verdict::Act(Trigger::Vmclock { marker: 2 })
+            Verdict::Act(Trigger::Vmclock {
+                marker: 2,
+                waited: false
+            })
         );
         assert_eq!(
             d.on_vmclock(key(3), 3, false, 20),
-            Verdict::Act(Trigger::Vmclock { marker: 3 })
+            Verdict::Act(Trigger::Vmclock {
+                marker: 3,
+                waited: false
+            })
         );
     }
 
@@ -735,7 +760,10 @@ mod tests {
         d.on_vmclock((1, 1), 1, false, 0);
         assert_eq!(
             d.on_vmclock((1, 2), 1, false, 10),
-            Verdict::Act(Trigger::Vmclock { marker: 1 })
+            Verdict::Act(Trigger::Vmclock {
+                marker: 1,
+                waited: false
+            })
         );
     }
 

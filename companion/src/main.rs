@@ -245,14 +245,18 @@ impl Actor {
                 );
                 (what, Some(migration_seq), covers_marker, !acted)
             }
-            Trigger::Vmclock { marker } => (
-                format!(
-                    "VMClock disruption marker={marker:#x}, no migtime event within {window_ms} ms"
-                ),
-                None,
-                Some(marker),
-                true,
-            ),
+            Trigger::Vmclock { marker, waited } => {
+                (
+                    if waited {
+                        format!("VMClock disruption marker={marker:#x}, no migtime event within {window_ms} ms")
+                    } else {
+                        format!("VMClock disruption marker={marker:#x} (no /dev/migtime: acting at once)")
+                    },
+                    None,
+                    Some(marker),
+                    true,
+                )
+            }
         };
         let seq_s = seq.map_or("none".to_string(), |s| s.to_string());
         info!("action {}: migration_seq={seq_s}: {what}", self.actions);

@@ -195,7 +195,7 @@ fn vmclock_alone_acts_once_per_marker_change() {
     let mut f = Fixture::new("vmc", false, &["--no-migtime"]);
     f.expect("VMClock: opened");
     f.set_marker(4, 101);
-    f.expect("action 1: migration_seq=none: VMClock disruption marker=0x65");
+    f.expect("action 1: migration_seq=none: VMClock disruption marker=0x65 (no /dev/migtime: acting at once)");
     f.expect("chronyd: reset sources; makestep 0.1 1; burst 4/4");
     f.expect("--on-event ran");
     f.set_marker(6, 102);
