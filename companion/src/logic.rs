@@ -14,8 +14,9 @@
 
 use migtime_abi::abi::Outcome;
 
-/// Bytes of one `/dev/migtime` record.
-pub const EVENT_BYTES: usize = 64;
+/// Bytes of one `/dev/migtime` record as the companion reads it: the ABI v1 prefix
+/// (`MIGTIME_EVENT_V1_BYTES`), which the module returns for a buffer of this size.
+pub const EVENT_BYTES: usize = migtime_abi::abi::EVENT_V1_BYTES;
 
 /// One `/dev/migtime` record (`struct migtime_event`, include/migtime_abi.h).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -505,8 +506,10 @@ mod tests {
             residual_ns: 123,
             realtime_ns: -5,
             monotonic_ns: 9_000_000_000,
+            ..Default::default()
         };
-        let p = parse_event(&ev.to_le_bytes()).unwrap();
+        // The companion reads with a 64-byte buffer: the module returns the ABI v1 prefix.
+        let p = parse_event(&ev.to_le_bytes()[..EVENT_BYTES]).unwrap();
         assert_eq!(
             (p.event, p.migration_seq, p.page_flags, p.outcome),
             (3, 7, 1, 1)

@@ -42,7 +42,8 @@ fn vmclock_page(seq: u32, marker: u64) -> Vec<u8> {
     b
 }
 
-fn event(n: u64, seq: u64) -> [u8; 64] {
+/// The 64-byte ABI v1 prefix of an event record: what the companion's 64-byte read gets.
+fn event(n: u64, seq: u64) -> Vec<u8> {
     migtime_abi::abi::Event {
         event: n,
         migration_seq: seq,
@@ -53,7 +54,8 @@ fn event(n: u64, seq: u64) -> [u8; 64] {
         monotonic_ns: i64::try_from(now_monotonic_ns()).unwrap(),
         ..Default::default()
     }
-    .to_le_bytes()
+    .to_le_bytes()[..64]
+        .to_vec()
 }
 
 fn now_monotonic_ns() -> u64 {
