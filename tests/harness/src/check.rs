@@ -442,10 +442,17 @@ pub fn check(o: &CheckOpts) -> Result<(u32, u32)> {
 }
 
 fn run_one(o: &CheckOpts, sc: &Scenario, dir: &Path) -> Result<Report> {
+    let ntp = crate::companion::start_ntp(sc.run)?;
+    let r = run_one_inner(o, sc, dir, &ntp);
+    crate::companion::stop_ntp();
+    r
+}
+
+fn run_one_inner(o: &CheckOpts, sc: &Scenario, dir: &Path, ntp: &str) -> Result<Report> {
     let guest = GuestConfig {
         kernel: o.kernel.clone(),
         initrd: o.initrd.clone(),
-        append_extra: append_for(sc.run, sc.params, ""),
+        append_extra: append_for(sc.run, sc.params, ntp),
         mode: sc.mode,
         run_dir: dir.to_path_buf(),
         memory_mb: o.memory_mb,

@@ -1,0 +1,284 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * mt_chrony - a real chronyd (Debian bookworm 4.3) in a migrated guest.
+ *
+ * DESTRUCTIVE: chronyd steers the guest clock.
+ *
+ * Brings up the user-mode network (eth0 10.0.2.15/24, no default route: only
+ * the host's 10.0.2.2 is reachable), starts chronyd configured as cloud
+ * images ship it (`server 10.0.2.2 port PORT iburst minpoll 4 maxpoll 4',
+ * `makestep 1 3'; PORT from mt.ntp= on the command line: the harness's NTP
+ * server serving the simulated host's clock) and, unless expect=none, the
+ * companion (/bin/migtime-companion, real chronyc). It waits until chronyd
+ * is synchronised, prints "# MIGTIME-READY mt_chrony" and watches the page's
+ * migration_seq (BAR2) for the migration. After it, every second for
+ * sync=SECS it prints chronyd's view as
+ *   # MIGTIME-CHRONY hop=N t=SECS_AFTER_MIGRATION leap=... offset=S last=S freq=PPM
+ * (`chronyc -c tracking': system time offset, last offset, frequency,
+ * reference time).
+ *
+ * Checks per hop (expect=vmclock|migtime): the companion acted exactly once
+ * for the migration, from the expected signal, and chronyd is synchronised to
+ * the new host within sync=SECS: a clock update after the migration (the
+ * reference time moved on), leap status Normal and that update's offset
+ * within 5 ms of the server (a correctness bound: before the fix the guest is
+ * seconds off). expect=none (chrony alone, the baseline) only reports.
+ * Options: expect=none|vmclock|migtime, hops=K, sync=SECS (default 60).
+ */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "kselftest.h"
+#include "mt_page.h"
+
+enum expect { EXPECT_NONE, EXPECT_VMCLOCK, EXPECT_MIGTIME };
+
+static enum expect expect = EXPECT_MIGTIME;
+static int hops = 1;
+static int sync_s = 60;
+static pid_t chronyd_pid, companion_pid;
+
+struct tracking {
+	int ok;
+	char leap[32];
+	double reftime, offset, last, freq;
+};
+
+static int run_quiet(const char *cmd)
+{
+	int st = system(cmd);
+
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* chronyc -c tracking: ID,name,stratum,reftime,sys offset,last offset,rms,freq,... ,leap */
+static struct tracking tracking(void)
+{
+	struct tracking t = { 0 };
+	char line[1024], *f[16];
+	int n = 0;
+	FILE *p = popen("/usr/bin/chronyc -n -c tracking 2>/dev/null", "r");
+
+	if (!p)
+		return t;
+	if (fgets(line, sizeof(line), p)) {
+		line[strcspn(line, "\n")] = 0;
+		for (char *s = strtok(line, ","); s && n < 16; s = strtok(NULL, ","))
+			f[n++] = s;
+		if (n >= 14) {
+			t.ok = 1;
+			t.reftime = atof(f[3]);
+			t.offset = atof(f[4]);
+			t.last = atof(f[5]);
+			t.freq = atof(f[7]);
+			snprintf(t.leap, sizeof(t.leap), "%s", f[13]);
+		}
+	}
+	pclose(p);
+	return t;
+}
+
+/* Leap status Normal, the last update within 5 ms of the server and no correction of more
+ * than 5 ms still being slewed (a correction still in progress would carry over a migration
+ * and be taken for the migration's error). */
+static int synced(const struct tracking *t)
+{
+	return t->ok && !strcmp(t->leap, "Normal") && t->last < 0.005 && t->last > -0.005 &&
+	       t->offset < 0.005 && t->offset > -0.005;
+}
+
+static pid_t spawn(const char *log, char *const argv[])
+{
+	pid_t pid = fork();
+	int fd;
+
+	if (pid < 0)
+		ksft_exit_fail_msg("fork: %s\n", strerror(errno));
+	if (pid == 0) {
+		fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static void stop(pid_t *pid)
+{
+	int st;
+
+	if (*pid > 0) {
+		kill(*pid, SIGTERM);
+		waitpid(*pid, &st, 0);
+		*pid = 0;
+	}
+}
+
+static int count_in(const char *path, const char *needle)
+{
+	char line[512];
+	int n = 0;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		n += !!strstr(line, needle);
+	fclose(f);
+	return n;
+}
+
+static void dump(const char *path, const char *tag)
+{
+	char line[512];
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		ksft_print_msg("%s: %s", tag, line);
+	fclose(f);
+}
+
+static int ntp_port(void)
+{
+	char buf[4096] = "", *p;
+	FILE *f = fopen("/proc/cmdline", "r");
+
+	if (f) {
+		if (!fgets(buf, sizeof(buf), f))
+			buf[0] = 0;
+		fclose(f);
+	}
+	p = strstr(buf, "mt.ntp=");
+	return p ? atoi(p + 7) : 0;
+}
+
+static uint64_t page_seq(void)
+{
+	struct mt_host_view h;
+
+	return mt_read_host(&h, 1000) ? (uint64_t)-1 : h.seq;
+}
+
+static void hop(int n)
+{
+	struct tracking t, t0;
+	uint64_t seq0 = page_seq(), seq = seq0;
+	int moved = 0, ok_at = -1, acts;
+	char want[64];
+
+	printf("# MIGTIME-READY mt_chrony hop %d\n", n);
+	fflush(stdout);
+	for (int i = 0; i < 1200; i++) { /* up to 120 s of guest time */
+		seq = page_seq();
+		if (seq != seq0 && seq != (uint64_t)-1) {
+			moved = 1;
+			break;
+		}
+		usleep(100000);
+	}
+	t0 = tracking();
+	ksft_test_result(moved, "hop%d migration seen (page migration_seq moved)\n", n);
+	for (int s = 0; moved && s <= sync_s; s++) {
+		t = tracking();
+		printf("# MIGTIME-CHRONY hop=%d t=%d leap=%s offset=%.6f last=%.6f freq=%.3f reftime=%.3f\n",
+		       n, s, t.ok ? t.leap : "?", t.offset, t.last, t.freq, t.reftime);
+		/* Synchronised to the new host: a clock update from samples taken after the
+		 * migration (reference time moved on), within 5 ms of the server. */
+		if (ok_at < 0 && t.reftime > t0.reftime && synced(&t))
+			ok_at = s;
+		if (expect == EXPECT_NONE || ok_at < 0 || s < ok_at + 3)
+			sleep(1);
+		else
+			break;
+	}
+	if (expect == EXPECT_NONE) {
+		ksft_print_msg("hop %d: chrony alone: synchronised (last offset < 5 ms) after %d s\n", n,
+			       ok_at);
+		return;
+	}
+	acts = count_in("/tmp/companion.log", "info: action ");
+	if (expect == EXPECT_MIGTIME)
+		snprintf(want, sizeof(want), "info: action %d: migration_seq=%llu:", n,
+			 (unsigned long long)seq);
+	else
+		snprintf(want, sizeof(want), "info: action %d: migration_seq=none:", n);
+	ksft_test_result(acts == n && count_in("/tmp/companion.log", want) == 1,
+			 "hop%d companion acted once, on the %s signal\n", n,
+			 expect == EXPECT_MIGTIME ? "migtime" : "VMClock");
+	ksft_test_result(count_in("/tmp/companion.log", "-> 200 OK | 200 OK | 200 OK") == n,
+			 "hop%d chronyd accepted reset sources, makestep 0.1 1, burst 4/4\n", n);
+	ksft_test_result(ok_at >= 0, "hop%d chronyd synchronised to the new host within %d s (after %d s)\n",
+			 n, sync_s, ok_at);
+}
+
+int main(int argc, char **argv)
+{
+	char conf[512], *chronyd_argv[] = { "/usr/sbin/chronyd", "-d", "-u", "root", "-f",
+					     "/etc/chrony/chrony.conf", NULL };
+	char *companion_argv[] = { "/bin/migtime-companion", "--chrony", "always", "--chronyc",
+				    "/usr/bin/chronyc", NULL };
+	struct tracking t = { 0 };
+	int port = ntp_port(), up = 0;
+	FILE *f;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "expect=none"))
+			expect = EXPECT_NONE;
+		else if (!strcmp(a, "expect=vmclock"))
+			expect = EXPECT_VMCLOCK;
+		else if (!strcmp(a, "expect=migtime"))
+			expect = EXPECT_MIGTIME;
+		else if (!strncmp(a, "hops=", 5))
+			hops = atoi(a + 5);
+		else if (!strncmp(a, "sync=", 5))
+			sync_s = atoi(a + 5);
+		else
+			ksft_exit_fail_msg("unknown argument '%s'\n", a);
+	}
+	ksft_print_header();
+	if (access("/usr/sbin/chronyd", X_OK) || !port)
+		ksft_exit_skip("no chronyd in the initramfs or no mt.ntp= port\n");
+	ksft_set_plan(2 + hops * (expect == EXPECT_NONE ? 1 : 4));
+	if (mt_map_page(0))
+		ksft_exit_fail_msg("cannot map the migtime page\n");
+
+	ksft_test_result(!run_quiet("ifconfig lo 127.0.0.1 up && ifconfig eth0 10.0.2.15 netmask 255.255.255.0 up"),
+			 "network up (eth0 10.0.2.15/24, no default route)\n");
+	snprintf(conf, sizeof(conf),
+		 "server 10.0.2.2 port %d iburst minpoll 4 maxpoll 4\nmakestep 1 3\n"
+		 "driftfile /var/lib/chrony/chrony.drift\ncmdport 0\n", port);
+	f = fopen("/etc/chrony/chrony.conf", "w");
+	if (!f || fputs(conf, f) < 0 || fclose(f))
+		ksft_exit_fail_msg("write chrony.conf\n");
+	/* chronyd refuses a command socket directory others can enter. */
+	chmod("/run/chrony", 0700);
+	chronyd_pid = spawn("/tmp/chronyd.log", chronyd_argv);
+	if (expect != EXPECT_NONE)
+		companion_pid = spawn("/tmp/companion.log", companion_argv);
+	for (int i = 0; i < 180 && !up; i++) {
+		sleep(1);
+		t = tracking();
+		up = synced(&t);
+	}
+	ksft_test_result(up, "chronyd synchronised to the source host before the migration (last offset %.6f s)\n",
+			 t.last);
+
+	for (int n = 1; n <= hops; n++)
+		hop(n);
+
+	stop(&companion_pid);
+	stop(&chronyd_pid);
+	dump("/tmp/chronyd.log", "chronyd");
+	dump("/tmp/companion.log", "companion");
+	ksft_finished();
+}
