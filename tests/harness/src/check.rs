@@ -316,6 +316,20 @@ pub struct CheckOpts {
     pub timeout: Duration,
     pub keep_all: bool,
     pub memory_mb: u32,
+    /// vCPUs of every guest (at least 2); see [`vcpus_for`].
+    pub vcpus: u32,
+}
+
+/// Scenarios that need more vCPUs than the suite's default.
+const MORE_VCPUS: &[(&str, u32)] = &[];
+
+/// The vCPUs scenario `name` runs with: the suite's setting, or more if the
+/// scenario asks for more.
+pub fn vcpus_for(name: &str, default: u32) -> u32 {
+    MORE_VCPUS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(default, |(_, v)| (*v).max(default))
 }
 
 /// Runs the selected scenarios; returns (passed, failed) KTAP leaf tests
@@ -412,6 +426,7 @@ fn run_one(o: &CheckOpts, sc: &Scenario, dir: &Path) -> Result<Report> {
         mode: sc.mode,
         run_dir: dir.to_path_buf(),
         memory_mb: o.memory_mb,
+        vcpus: vcpus_for(sc.name, o.vcpus),
     };
     match &sc.kind {
         Kind::Boot { bad_page } => boot(&BootOpts {
