@@ -233,6 +233,31 @@ pub fn table() -> Vec<Scenario> {
             params: "",
             kind: Kind::Boot { bad_page: None },
         },
+        Scenario {
+            name: "replay",
+            about: "hostile host (the guest plays it): seq replayed, rewound, jumped, reset to 0, wrapped at 2^64: each migration_seq acted on at most once, refusals visible",
+            mode: Mode::Plain,
+            // wrap=refuse: docs/abi.md, the sequence does not wrap.
+            run: "mt_replay:wrap=refuse",
+            params: "poll_ms=5",
+            kind: Kind::Boot { bad_page: None },
+        },
+        Scenario {
+            name: "timers-peer",
+            about: "the kernel's own selftests/timers right after a migtime step, inconsistency-check on CLOCK_MONOTONIC running across the migration",
+            mode: Mode::Plain,
+            run: "mt_timers:start:30,mt_migrate:expect=step,mt_timers:run",
+            params: "",
+            kind: Kind::Sim(s(1000, E::Stepped)),
+        },
+        Scenario {
+            name: "doorbell-stress",
+            about: "4 vCPUs, doorbell: after the migration the host publishes 2000 updates back to back, ringing each; readers on every CPU: each page acted on once, in order, realtime moved by the applied steps",
+            mode: Mode::Doorbell,
+            run: "mt_stress:updates=2000",
+            params: "",
+            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::PublishStorm), ..s(1000, E::Stepped) }),
+        },
     ]
 }
 
@@ -321,7 +346,20 @@ pub struct CheckOpts {
 }
 
 /// Scenarios that need more vCPUs than the suite's default.
-const MORE_VCPUS: &[(&str, u32)] = &[];
+const MORE_VCPUS: &[(&str, u32)] = &[("doorbell-stress", 4)];
+
+/// Scenarios that need longer than the suite's time limit, seconds: the
+/// kernel's timer selftests sleep for minutes by design (nsleep-lat alone
+/// 6 clocks x 21 s).
+const MORE_TIME: &[(&str, u64)] = &[("timers-peer", 900)];
+
+/// The time limit of scenario `name`.
+pub fn timeout_for(name: &str, default: Duration) -> Duration {
+    MORE_TIME
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(default, |(_, s)| Duration::from_secs(*s).max(default))
+}
 
 /// The vCPUs scenario `name` runs with: the suite's setting, or more if the
 /// scenario asks for more.
@@ -431,14 +469,14 @@ fn run_one(o: &CheckOpts, sc: &Scenario, dir: &Path) -> Result<Report> {
     match &sc.kind {
         Kind::Boot { bad_page } => boot(&BootOpts {
             guest,
-            timeout: o.timeout,
+            timeout: timeout_for(sc.name, o.timeout),
             page_file: None,
             bad_page: *bad_page,
             expect_panic: None,
         }),
         Kind::Panic { needle } => boot(&BootOpts {
             guest,
-            timeout: o.timeout,
+            timeout: timeout_for(sc.name, o.timeout),
             page_file: None,
             bad_page: None,
             expect_panic: Some((*needle).to_string()),
@@ -446,7 +484,7 @@ fn run_one(o: &CheckOpts, sc: &Scenario, dir: &Path) -> Result<Report> {
         Kind::Sim(s) => sim(&SimOpts {
             scenario: sc.name.to_string(),
             guest,
-            timeout: o.timeout,
+            timeout: timeout_for(sc.name, o.timeout),
             settings: SimSettings {
                 migrations: s.migrations.max(1),
                 ..s.clone()

@@ -15,6 +15,7 @@ mod plot;
 mod qemu;
 mod qmp;
 mod sim;
+mod storm;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
