@@ -160,7 +160,7 @@ impl MigtimeDriver {
             Engine::new(
                 bar.into_devres()?,
                 cfg,
-                &snap,
+                crate::policy::Baseline::from_snapshot(&snap),
                 guest_seq,
                 counters.clone(),
                 hub.clone(),

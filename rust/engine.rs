@@ -53,7 +53,7 @@ use crate::seqlock::{
     Snapshot, //
 };
 use kernel::{
-    bindings, new_mutex, pci,
+    new_mutex, pci,
     prelude::*,
     sync::{
         atomic::{
@@ -109,12 +109,12 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
-    /// A new engine in step with `snap` (the page at bind: taken as already reflected in the
+    /// A new engine in step with `baseline` (the page at bind: taken as already reflected in the
     /// clock).
     pub(crate) fn new(
         bar: pci::DevresBar<PAGE_BYTES>,
         cfg: Config,
-        snap: &Snapshot,
+        baseline: policy::Baseline,
         guest_seq: u32,
         counters: Arc<Counters>,
         hub: Arc<EventHub>,
@@ -126,7 +126,7 @@ impl Engine {
             stopping: Atomic::new(false),
             rang_mono_ns: Atomic::new(0),
             state <- new_mutex!(EngineState {
-                tracker: Tracker::new(policy::Baseline::from_snapshot(snap)),
+                tracker: Tracker::new(baseline),
                 stepper: Stepper::new(cfg.effective_step_method()),
                 events: 0,
                 guest_seq,

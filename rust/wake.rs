@@ -17,7 +17,6 @@ use crate::clock;
 use crate::engine::Engine;
 use kernel::{
     bindings, irq,
-    prelude::*,
     sync::{
         atomic::Relaxed,
         Arc, //
