@@ -285,7 +285,7 @@ pub fn table() -> Vec<Scenario> {
             kind: Kind::Sim(s(1000, E::Stepped)),
         },
         Scenario {
-            name: "doorbell-stress",
+            name: "doorbell-smp",
             about: "4 vCPUs, doorbell: after the migration the host publishes 2000 updates back to back, ringing each; readers on every CPU: each page acted on once, in order, realtime moved by the applied steps",
             mode: Mode::Doorbell,
             run: "mt_stress:updates=2000",
@@ -380,7 +380,7 @@ pub struct CheckOpts {
 }
 
 /// Scenarios that need more vCPUs than the suite's default.
-const MORE_VCPUS: &[(&str, u32)] = &[("doorbell-stress", 4)];
+const MORE_VCPUS: &[(&str, u32)] = &[("doorbell-smp", 4)];
 
 /// Scenarios that need longer than the suite's time limit, seconds: the
 /// kernel's timer selftests sleep for minutes by design (nsleep-lat alone

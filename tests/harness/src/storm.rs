@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use migtime_abi::abi;
 use crate::ivshmem::DoorbellServer;
 use crate::page::{PageFile, Update};
+use migtime_abi::abi;
 
 /// Updates published after the migration.
 pub const UPDATES: u64 = 2000;

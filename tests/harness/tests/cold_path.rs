@@ -21,5 +21,8 @@ fn scripts_run_from_an_empty_cache() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("1..9") && stdout.matches("\nok ").count() == 9, "{stdout}");
+    assert!(
+        stdout.contains("1..9") && stdout.matches("\nok ").count() == 9,
+        "{stdout}"
+    );
 }
