@@ -63,8 +63,12 @@ case "${1:-}" in
 			exit 1
 		fi
 		rm -f /tmp/incons.rc
+		# migtime's event count before and after: did a step land inside the run?
+		E=/sys/kernel/debug/migtime/events
+		cat $E >/tmp/incons.e0 2>/dev/null
 		# Detached from our stdout: /init reads it until every writer closes it.
-		( $T/inconsistency-check -c 1 -t "$secs" >/tmp/incons.out 2>&1; echo $? >/tmp/incons.rc ) </dev/null >/dev/null 2>&1 &
+		( $T/inconsistency-check -c 1 -t "$secs" >/tmp/incons.out 2>&1; echo $? >/tmp/incons.rc
+		  cat $E >/tmp/incons.e1 2>/dev/null ) </dev/null >/dev/null 2>&1 &
 		echo "# inconsistency-check -c 1 -t $secs (CLOCK_MONOTONIC) runs in the background"
 		echo "ok 1 inconsistency_check_started"
 		exit 0
@@ -74,12 +78,23 @@ case "${1:-}" in
 		progs=${*:-$DEFAULT}
 		n=0
 		for _ in $progs; do n=$((n + 1)); done
-		[ -e /tmp/incons.out ] && n=$((n + 1))
+		[ -e /tmp/incons.out ] && n=$((n + 2))
 		echo "TAP version 13"
 		echo "1..$n"
 		if [ -e /tmp/incons.out ]; then
 			while [ ! -s /tmp/incons.rc ]; do sleep 1; done
 			report "inconsistency-check_monotonic_across_migration" "$(cat /tmp/incons.rc)" /tmp/incons.out
+			# The check above only means something if the step happened during it.
+			N=$((N + 1))
+			e0=$(cat /tmp/incons.e0 2>/dev/null) e1=$(cat /tmp/incons.e1 2>/dev/null)
+			if [ -z "$e0" ] || [ -z "$e1" ]; then
+				echo "ok $N migtime_step_during_inconsistency-check # SKIP migtime not loaded"
+			elif [ "$e1" -gt "$e0" ]; then
+				echo "ok $N migtime_step_during_inconsistency-check (events $e0 -> $e1)"
+			else
+				echo "not ok $N migtime_step_during_inconsistency-check (events $e0 -> $e1: the migration came after it ended)"
+				FAILED=$((FAILED + 1))
+			fi
 		fi
 		for p in $progs; do
 			a=$(args "$p")

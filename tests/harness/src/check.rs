@@ -352,7 +352,7 @@ pub fn list() {
             }
         };
         println!(
-            "{:<14} {}\n{:<14}   guest: {}\n{:<14}   host:  {how}",
+            "{:<14} {}\n{:<14}   guest: {} ({} vCPUs)\n{:<14}   host:  {how}",
             sc.name,
             sc.about,
             "",
@@ -361,6 +361,7 @@ pub fn list() {
             } else {
                 sc.run
             },
+            vcpus_for(sc.name, crate::qemu::DEFAULT_VCPUS),
             ""
         );
     }
@@ -545,6 +546,33 @@ mod tests {
                 assert!(!s.run.is_empty(), "{}", s.name);
             }
         }
+    }
+
+    #[test]
+    fn every_scenario_is_smp_and_overrides_name_real_rows() {
+        let t = table();
+        for s in &t {
+            assert!(
+                vcpus_for(s.name, crate::qemu::DEFAULT_VCPUS) >= 2,
+                "{}",
+                s.name
+            );
+        }
+        for (n, v) in MORE_VCPUS {
+            assert!(t.iter().any(|s| s.name == *n), "{n}");
+            assert_eq!(vcpus_for(n, 2), *v);
+        }
+        for (n, _) in MORE_TIME {
+            assert!(t.iter().any(|s| s.name == *n), "{n}");
+        }
+        assert_eq!(
+            timeout_for("timers-peer", Duration::from_secs(180)),
+            Duration::from_secs(900)
+        );
+        assert_eq!(
+            timeout_for("step", Duration::from_secs(180)),
+            Duration::from_secs(180)
+        );
     }
 
     #[test]
