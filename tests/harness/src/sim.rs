@@ -674,7 +674,7 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
         let resume = !(o.settings.no_guest_run_between && hop == 0);
         let mut t_cont = Instant::now();
         if resume {
-            crate::companion::on_cont(hop as u32 + 1, o.settings.skew_ns);
+            crate::companion::on_cont(hop + 1, o.settings.skew_ns);
             dst_q.execute("cont", None, Duration::from_secs(10))?;
             t_cont = Instant::now();
             let ev = dst_q.wait_named("RESUME", remaining(deadline)?)?;
