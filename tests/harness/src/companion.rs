@@ -164,6 +164,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ntp_server_follows_the_hops() {
+        assert_eq!(start_ntp("mt_companion:hops=2 mt.vmclock=1").unwrap(), "");
+        let w = start_ntp("mt_chrony:expect=migtime mt.net=1").unwrap();
+        let port: u16 = w.strip_prefix("mt.ntp=").unwrap().parse().unwrap();
+        assert_ne!(port, 0);
+        let tl = |f: &dyn Fn(&NtpSim)| f(NTP.lock().unwrap().as_ref().unwrap());
+        tl(&|s| {
+            assert_eq!(s.addr().port(), port);
+            assert_eq!((s.timeline().offset_ns, s.timeline().ppm), (0, host_ppm(0)));
+        });
+        on_cont(1, 500_000_000);
+        tl(&|s| {
+            assert_eq!(
+                (s.timeline().offset_ns, s.timeline().ppm),
+                (500_000_000, host_ppm(1))
+            )
+        });
+        on_cont(2, 500_000_000);
+        tl(&|s| {
+            assert_eq!(
+                (s.timeline().offset_ns, s.timeline().ppm),
+                (1_000_000_000, host_ppm(2))
+            )
+        });
+        assert_ne!(host_ppm(1), host_ppm(2));
+        stop_ntp();
+        assert!(NTP.lock().unwrap().is_none());
+    }
+
+    #[test]
     fn devices_follow_the_command_line() {
         assert!(extra_qemu_args("mt.run=mt_basic").is_empty());
         assert_eq!(
@@ -171,5 +201,8 @@ mod tests {
             ["-device", "vmclock", "-smp", "2"]
         );
         assert!(extra_qemu_args("mt.vmclock=0 mt.smp=0 mt.smp=x").is_empty());
+        let net = extra_qemu_args("mt.net=1");
+        assert_eq!(net[0], "-netdev");
+        assert!(net[1].starts_with("user,") && net[1].contains("ipv6=off"));
     }
 }
