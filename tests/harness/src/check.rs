@@ -495,7 +495,7 @@ pub fn check(o: &CheckOpts) -> Result<(u32, u32)> {
 }
 
 fn run_one(o: &CheckOpts, sc: &Scenario, dir: &Path) -> Result<Report> {
-    let ntp = crate::companion::start_ntp(sc.run)?;
+    let ntp = crate::companion::start_ntp(sc.run, dir)?;
     let r = run_one_inner(o, sc, dir, &ntp);
     crate::companion::stop_ntp();
     r

@@ -21,8 +21,13 @@ use crate::check::{Kind, Scenario};
 use crate::qemu::Mode;
 use crate::sim::{ExpectOutcome, SimSettings};
 use anyhow::Result;
-use migtime_ntp_sim::NtpSim;
-use std::sync::Mutex;
+use migtime_ntp_sim::{real_ns, NtpSim, Timeline};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// QEMU arguments asked for by `append` (the guest's kernel command line).
 pub fn extra_qemu_args(append: &str) -> Vec<String> {
@@ -50,6 +55,169 @@ pub fn extra_qemu_args(append: &str) -> Vec<String> {
 /// The NTP server of the running scenario, if it has a network.
 static NTP: Mutex<Option<NtpSim>> = Mutex::new(None);
 
+/// The guest-host pairing of the running scenario (see [`Pairing`]).
+static PAIRING: Mutex<Option<Pairing>> = Mutex::new(None);
+
+/// One guest clock sample paired with the simulated host clock when the harness read it.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    /// Host real time when the line was read, ns.
+    host_ns: i64,
+    /// Guest CLOCK_REALTIME in the line, ns.
+    guest_ns: i64,
+    /// Guest minus the simulated host clock serving at that moment, ns.
+    err_ns: i64,
+}
+
+/// Tails the run folder's `results-*.ktap` every millisecond and pairs each
+/// `# MIGTIME-CLOCK <realtime_ns> <monotonic_ns>` line with the simulated host's clock (the NTP
+/// server's timeline) when it is read: guest - host, with the serial path and the 1 ms poll as
+/// the pairing error (the line is printed after the guest reads its clock, so the error is
+/// one-sided: the guest looks behind by the print-to-read delay).
+struct Pairing {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Vec<Sample>>>,
+    dir: PathBuf,
+}
+
+impl Pairing {
+    fn start(dir: &Path, timeline: Arc<dyn Fn() -> Timeline + Send + Sync>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (stop2, dir2) = (stop.clone(), dir.to_path_buf());
+        let thread = std::thread::spawn(move || {
+            let mut files: Vec<(PathBuf, u64, String)> = Vec::new();
+            let mut out = Vec::new();
+            while !stop2.load(Ordering::Relaxed) {
+                if let Ok(rd) = std::fs::read_dir(&dir2) {
+                    for e in rd.flatten() {
+                        let p = e.path();
+                        let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                        if n.starts_with("results-")
+                            && n.ends_with(".ktap")
+                            && !files.iter().any(|f| f.0 == p)
+                        {
+                            files.push((p, 0, String::new()));
+                        }
+                    }
+                }
+                for (p, pos, partial) in files.iter_mut() {
+                    let Ok(mut f) = std::fs::File::open(&*p) else {
+                        continue;
+                    };
+                    if f.seek(SeekFrom::Start(*pos)).is_err() {
+                        continue;
+                    }
+                    let mut buf = String::new();
+                    if let Ok(n) = f.read_to_string(&mut buf) {
+                        *pos += n as u64;
+                    }
+                    if buf.is_empty() {
+                        continue;
+                    }
+                    let host_ns = real_ns();
+                    let tl = timeline();
+                    partial.push_str(&buf);
+                    while let Some(i) = partial.find('\n') {
+                        let line: String = partial.drain(..=i).collect();
+                        let mut w = line.split_whitespace();
+                        if w.any(|x| x == "MIGTIME-CLOCK") {
+                            if let Some(Ok(g)) = w.next().map(str::parse::<i64>) {
+                                out.push(Sample {
+                                    host_ns,
+                                    guest_ns: g,
+                                    err_ns: g - tl.at(host_ns),
+                                });
+                            }
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            out
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Stops, writes `pairing.csv` and returns the summary line, if there were samples.
+    fn finish(mut self, resume_ns: Option<i64>) -> Option<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        let samples = self.thread.take()?.join().ok()?;
+        let mut csv = String::from("host_ns,guest_ns,err_ns\n");
+        for s in &samples {
+            csv.push_str(&format!("{},{},{}\n", s.host_ns, s.guest_ns, s.err_ns));
+        }
+        let _ = std::fs::write(self.dir.join("pairing.csv"), csv);
+        let resume = resume_ns?;
+        Some(summarize(&samples, resume))
+    }
+}
+
+/// After `resume_ns`: the time from which the 1 s medians of guest - host stay below 5 ms to the
+/// last sample (medians, because the pairing error is one-sided spikes of a few ms: the serial
+/// path), the largest |guest - host| of a single sample, the window covered, and the pairing
+/// error seen over the 5 s before the migration, when chronyd had the guest in sync.
+fn summarize(samples: &[Sample], resume_ns: i64) -> String {
+    fn median(mut v: Vec<i64>) -> i64 {
+        v.sort_unstable();
+        v[v.len() / 2]
+    }
+    let before: Vec<i64> = samples
+        .iter()
+        .filter(|s| s.host_ns < resume_ns - 2_500_000_000 && s.host_ns >= resume_ns - 7_500_000_000)
+        .map(|s| s.err_ns)
+        .collect();
+    let pairing = if before.is_empty() {
+        "pairing error n/a".to_string()
+    } else {
+        format!(
+            "pairing error before the migration: median {:+.1} ms, {:+.1}..{:+.1} ms",
+            median(before.clone()) as f64 / 1e6,
+            *before.iter().min().unwrap() as f64 / 1e6,
+            *before.iter().max().unwrap() as f64 / 1e6
+        )
+    };
+    let after: Vec<&Sample> = samples.iter().filter(|s| s.host_ns >= resume_ns).collect();
+    let Some(last) = after.last() else {
+        return format!("no guest clock samples after resume; {pairing}");
+    };
+    let worst = after.iter().map(|s| s.err_ns.abs()).max().unwrap_or(0);
+    // 1 s windows from the resume.
+    let mut windows: Vec<(i64, Vec<i64>)> = Vec::new();
+    for s in &after {
+        let k = (s.host_ns - resume_ns) / 1_000_000_000;
+        match windows.last_mut() {
+            Some((w, v)) if *w == k => v.push(s.err_ns),
+            _ => windows.push((k, vec![s.err_ns])),
+        }
+    }
+    let meds: Vec<(i64, i64)> = windows.into_iter().map(|(k, v)| (k, median(v))).collect();
+    let settled = match meds.iter().rposition(|(_, m)| m.abs() >= 5_000_000) {
+        None => Some(meds[0].0),
+        Some(i) => meds.get(i + 1).map(|(k, _)| *k),
+    };
+    let window = (last.host_ns - resume_ns) as f64 / 1e9;
+    match settled {
+        Some(k) => format!(
+            "guest-host after resume: 1 s medians within 5 ms from {k} s on (to the end of the {window:.0} s window), worst |err| {:.1} ms, {} samples; {pairing}",
+            worst as f64 / 1e6,
+            after.len()
+        ),
+        None => format!(
+            "guest-host after resume: 1 s median not within 5 ms at the end of the {window:.0} s window (last {:+.1} ms), worst |err| {:.1} ms, {} samples; {pairing}",
+            meds.last().map_or(0, |m| m.1) as f64 / 1e6,
+            worst as f64 / 1e6,
+            after.len()
+        ),
+    }
+}
+
+/// Host real time of the latest switch to a destination host (the resume), if any.
+static RESUMED_AT: Mutex<Option<i64>> = Mutex::new(None);
+
 /// The rate of simulated host `k` (0: the first source) against the real clock, ppm: tens of
 /// ppm apart, as two hosts' oscillators.
 pub fn host_ppm(k: u32) -> f64 {
@@ -62,9 +230,10 @@ pub fn host_ppm(k: u32) -> f64 {
 
 /// Before a scenario: starts the NTP server when `run` asks for a network (`mt.net=1`) and
 /// returns the command line words for the guest (`mt.ntp=PORT`), else "".
-pub fn start_ntp(run: &str) -> Result<String> {
+pub fn start_ntp(run: &str, dir: &Path) -> Result<String> {
     let mut g = NTP.lock().expect("ntp lock");
     *g = None;
+    *RESUMED_AT.lock().expect("resume lock") = None;
     if !run.split_whitespace().any(|w| w == "mt.net=1") {
         return Ok(String::new());
     }
@@ -75,11 +244,25 @@ pub fn start_ntp(run: &str) -> Result<String> {
         "NTP server for the simulated hosts on 127.0.0.1:{port} (guest: 10.0.2.2:{port})"
     ));
     *g = Some(sim);
+    drop(g);
+    std::fs::create_dir_all(dir)?;
+    let tl: Arc<dyn Fn() -> Timeline + Send + Sync> = Arc::new(|| {
+        NTP.lock()
+            .expect("ntp lock")
+            .as_ref()
+            .map_or_else(Timeline::default, NtpSim::timeline)
+    });
+    *PAIRING.lock().expect("pairing lock") = Some(Pairing::start(dir, tl));
     Ok(format!("mt.ntp={port}"))
 }
 
 /// After a scenario: stops the NTP server.
 pub fn stop_ntp() {
+    if let Some(p) = PAIRING.lock().expect("pairing lock").take() {
+        if let Some(line) = p.finish(*RESUMED_AT.lock().expect("resume lock")) {
+            crate::boot::stage(line);
+        }
+    }
     if let Some(s) = NTP.lock().expect("ntp lock").take() {
         crate::boot::stage(format!("NTP server: {} requests served", s.served()));
     }
@@ -90,6 +273,7 @@ pub fn stop_ntp() {
 pub fn on_cont(hop: u32, skew_ns: i64) {
     if let Some(s) = NTP.lock().expect("ntp lock").as_ref() {
         let tl = s.set(i64::from(hop) * skew_ns, host_ppm(hop));
+        *RESUMED_AT.lock().expect("resume lock") = Some(tl.since_ns);
         crate::boot::stage(format!(
             "NTP server now serves host {hop}: offset {:+.3} ms, rate {:+} ppm",
             tl.offset_ns as f64 / 1e6,
@@ -165,8 +349,13 @@ mod tests {
 
     #[test]
     fn ntp_server_follows_the_hops() {
-        assert_eq!(start_ntp("mt_companion:hops=2 mt.vmclock=1").unwrap(), "");
-        let w = start_ntp("mt_chrony:expect=migtime mt.net=1").unwrap();
+        let dir =
+            std::env::temp_dir().join(format!("migtime-companion-ntp-{}", std::process::id()));
+        assert_eq!(
+            start_ntp("mt_companion:hops=2 mt.vmclock=1", &dir).unwrap(),
+            ""
+        );
+        let w = start_ntp("mt_chrony:expect=migtime mt.net=1", &dir).unwrap();
         let port: u16 = w.strip_prefix("mt.ntp=").unwrap().parse().unwrap();
         assert_ne!(port, 0);
         let tl = |f: &dyn Fn(&NtpSim)| f(NTP.lock().unwrap().as_ref().unwrap());
@@ -191,6 +380,45 @@ mod tests {
         assert_ne!(host_ppm(1), host_ppm(2));
         stop_ntp();
         assert!(NTP.lock().unwrap().is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Ten samples a second, `per_s[k]` ms of error in second k after a resume at 10 s; a
+    /// pre-migration second at -1.5 ms.
+    fn samples(per_s: &[f64]) -> Vec<Sample> {
+        let mut v = Vec::new();
+        for (k, e) in std::iter::once(&-1.5)
+            .chain(std::iter::repeat(&-1.5).take(6))
+            .chain(per_s)
+            .enumerate()
+        {
+            for j in 0..10 {
+                // One spike of -4.9 ms a second: the median ignores it.
+                let spike = if j == 3 { -4.9 } else { *e };
+                v.push(Sample {
+                    host_ns: 3_000_000_000 + k as i64 * 1_000_000_000 + j * 100_000_000,
+                    guest_ns: 0,
+                    err_ns: (spike * 1e6) as i64,
+                });
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn summary_finds_when_the_error_settles_for_good() {
+        let resume = 10_000_000_000;
+        let s = summarize(&samples(&[-2000.0, 1.0, 30.0, 4.0, -3.0, 0.5]), resume);
+        assert!(s.contains("within 5 ms from 3 s on"), "{s}");
+        assert!(s.contains("worst |err| 2000.0 ms"), "{s}");
+        assert!(
+            s.contains("pairing error before the migration: median -1.5 ms, -4.9..-1.5 ms"),
+            "{s}"
+        );
+        let s = summarize(&samples(&[-2000.0, 1.0, 30.0]), resume);
+        assert!(s.contains("not within 5 ms"), "{s}");
+        let s = summarize(&samples(&[1.0, 2.0]), resume);
+        assert!(s.contains("from 0 s on"), "{s}");
     }
 
     #[test]
