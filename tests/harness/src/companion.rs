@@ -165,9 +165,15 @@ fn summarize(samples: &[Sample], resume_ns: i64) -> String {
         v.sort_unstable();
         v[v.len() / 2]
     }
+    // The last 5 s of samples before the source stopped (none come during the blackout).
+    let last_before = samples
+        .iter()
+        .filter(|s| s.host_ns < resume_ns)
+        .map(|s| s.host_ns)
+        .max();
     let before: Vec<i64> = samples
         .iter()
-        .filter(|s| s.host_ns < resume_ns - 2_500_000_000 && s.host_ns >= resume_ns - 7_500_000_000)
+        .filter(|s| last_before.is_some_and(|l| s.host_ns <= l && s.host_ns > l - 5_000_000_000))
         .map(|s| s.err_ns)
         .collect();
     let pairing = if before.is_empty() {
