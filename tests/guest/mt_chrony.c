@@ -204,7 +204,7 @@ static void hop(int n)
 	}
 	t0 = tracking();
 	ksft_test_result(moved, "hop%d migration seen (page migration_seq moved)\n", n);
-	for (int s = 0; moved && s <= sync_s; s++) {
+	for (int s = 0; moved && s <= sync_s + hold_s; s++) {
 		t = tracking();
 		printf("# MIGTIME-CHRONY hop=%d t=%d leap=%s offset=%.6f last=%.6f freq=%.3f reftime=%.3f\n",
 		       n, s, t.ok ? t.leap : "?", t.offset, t.last, t.freq, t.reftime);
@@ -214,7 +214,7 @@ static void hop(int n)
 			a = t.last < 0 ? -t.last : t.last;
 			worst = a > worst ? a : worst;
 		}
-		if (ok_at < 0 && t.reftime > t0.reftime && synced(&t))
+		if (ok_at < 0 && s <= sync_s && t.reftime > t0.reftime && synced(&t))
 			ok_at = s;
 		if (expect != EXPECT_NONE && ok_at >= 0 && s >= ok_at + hold_s)
 			break;
