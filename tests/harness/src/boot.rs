@@ -99,7 +99,7 @@ pub fn boot(o: &BootOpts) -> Result<Report> {
     let run = &o.guest.run_dir;
     std::fs::create_dir_all(run)
         .with_context(|| format!("creating run folder {}", run.display()))?;
-    let page = match &o.page_file {
+    let mut page = match &o.page_file {
         Some(p) if p.exists() => PageFile::open(p)?,
         Some(p) => {
             let mut pf = PageFile::create(p)?;
@@ -108,7 +108,7 @@ pub fn boot(o: &BootOpts) -> Result<Report> {
             pf
         }
         None => {
-            let pf = PageFile::create(&shm_path("guest"))?;
+            let mut pf = PageFile::create(&shm_path("guest"))?;
             pf.init_valid(0);
             pf
         }

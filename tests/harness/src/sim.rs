@@ -16,9 +16,12 @@ use serde_json::{json, Value};
 
 use crate::boot::{print_failure, realtime_ns, shm_path, stage, tai_ns, verdict, Report};
 use crate::ktap::Summary;
-use crate::page::{BadPage, HostRaw, PageFile, Update};
+use crate::page::{ser_host_area, BadPage, PageFile};
 use crate::qemu::{marker, Guest, GuestConfig, Marker, Tail};
 use crate::qmp::{event_time_ns, Qmp};
+use migtime_abi::abi::{host_off, GuestArea, HostArea};
+use migtime_abi::page::{End, PageWriter, Update};
+use migtime_abi::seqlock::PageReader;
 
 /// Ten days, in nanoseconds: the `huge-delta` step.
 pub const HUGE_DELTA_NS: i64 = 10 * 86_400 * 1_000_000_000;
@@ -37,9 +40,7 @@ pub const HAMMER_EVEN_US: u64 = 20;
 /// `tai_delta_total_ns`/`flags`, hold, then the correct values `good` + count
 /// even, hold. Returns the number of odd/even cycles written.
 fn hammer(path: &std::path::Path, good: Update, dur: Duration) -> Result<u64> {
-    use migtime_abi::abi::host_off;
-    use std::sync::atomic::{fence, Ordering};
-    let page = PageFile::open(path)?;
+    let mut page = PageFile::open(path)?;
     let spin = |us: u64| {
         let t = Instant::now();
         while t.elapsed() < Duration::from_micros(us) {
@@ -49,26 +50,22 @@ fn hammer(path: &std::path::Path, good: Update, dur: Duration) -> Result<u64> {
     let t0 = Instant::now();
     let mut n: u64 = 0;
     while t0.elapsed() < dur {
-        let c = page.r32(host_off::SEQ_COUNT);
+        let c = page.read_u32(host_off::SEQ_COUNT);
         let c = c.wrapping_add(c & 1); // even
-        page.w32(host_off::SEQ_COUNT, c.wrapping_add(1));
-        fence(Ordering::SeqCst);
-        page.w32(host_off::FLAGS, 0xffff_ffff);
-        page.w64(
-            host_off::MIGRATION_SEQ,
-            good.migration_seq.wrapping_add((1 << 40) + n),
-        );
-        page.w64(host_off::TAI_DELTA, (i64::MAX - n as i64) as u64);
-        page.w64(host_off::TAI_DELTA_TOTAL, (i64::MIN + n as i64) as u64);
-        fence(Ordering::SeqCst);
+        let garbage = Update {
+            migration_seq: good.migration_seq.wrapping_add((1 << 40) + n),
+            flags: 0xffff_ffff,
+            tai_delta_ns: i64::MAX - n as i64,
+            tai_delta_total_ns: i64::MIN + n as i64,
+        };
+        garbage.seqlocked(c, End::LeaveOdd).apply(&mut page);
         spin(HAMMER_ODD_US);
-        page.w32(host_off::FLAGS, good.flags);
-        page.w64(host_off::MIGRATION_SEQ, good.migration_seq);
-        page.w64(host_off::TAI_DELTA, good.tai_delta_ns as u64);
-        page.w64(host_off::TAI_DELTA_TOTAL, good.tai_delta_total_ns as u64);
-        fence(Ordering::SeqCst);
-        page.w32(host_off::SEQ_COUNT, c.wrapping_add(2));
-        fence(Ordering::SeqCst);
+        for st in good.stores() {
+            st.apply(&mut page);
+        }
+        page.write_barrier();
+        page.write_u32(host_off::SEQ_COUNT, c.wrapping_add(2));
+        page.write_barrier();
         spin(HAMMER_EVEN_US);
         n += 1;
     }
@@ -129,22 +126,47 @@ pub struct SimOpts {
     pub ack_timeout: Duration,
 }
 
-/// The guest ack area, for the summary.
-#[derive(Clone, Debug, Default, Serialize)]
+/// The guest's ack area as the host saw it after a migration.
+#[derive(Clone, Debug, Default)]
 pub struct Ack {
-    pub outcome: String,
-    pub outcome_raw: u32,
-    pub ack_seq: u64,
-    pub intended_ns: i64,
-    pub applied_ns: i64,
-    pub applied_total_ns: i64,
-    pub ack_realtime_ns: i64,
-    pub events: u64,
+    /// The guest area, read under its seqlock.
+    pub area: GuestArea,
     /// Host time from `cont` returning to the ack being seen (1 ms polling).
     pub latency_ms: f64,
     /// Host CLOCK_REALTIME minus the guest's ack_realtime_ns, at detection
     /// (error bar: +0..1 ms polling, plus the guest's write-to-visible time).
     pub host_minus_guest_ns: i64,
+}
+
+/// The name of a guest-area outcome value (`unknown(N)` if ABI v1 has none).
+pub fn outcome_name(raw: u32) -> String {
+    Outcome::from_u32(raw).map_or_else(|| format!("unknown({raw})"), |o| o.name().to_string())
+}
+
+impl Ack {
+    /// [`outcome_name`] of the ack's outcome.
+    pub fn outcome(&self) -> String {
+        outcome_name(self.area.outcome)
+    }
+}
+
+impl Serialize for Ack {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let g = &self.area;
+        let mut st = s.serialize_struct("Ack", 10)?;
+        st.serialize_field("outcome", &self.outcome())?;
+        st.serialize_field("outcome_raw", &g.outcome)?;
+        st.serialize_field("ack_seq", &g.ack_seq)?;
+        st.serialize_field("intended_ns", &g.intended_ns)?;
+        st.serialize_field("applied_ns", &g.applied_ns)?;
+        st.serialize_field("applied_total_ns", &g.applied_total_ns)?;
+        st.serialize_field("ack_realtime_ns", &g.ack_realtime_ns)?;
+        st.serialize_field("events", &g.events)?;
+        st.serialize_field("latency_ms", &self.latency_ms)?;
+        st.serialize_field("host_minus_guest_ns", &self.host_minus_guest_ns)?;
+        st.end()
+    }
 }
 
 /// One migration hop, for the summary.
@@ -164,7 +186,8 @@ pub struct Hop {
     /// RESUME event time minus the host time Tout was read at (the part of
     /// the freeze Tout does not cover), ns (µs resolution).
     pub resume_after_write_ns: Option<i64>,
-    pub page: HostRaw,
+    #[serde(serialize_with = "ser_host_area")]
+    pub page: HostArea,
     pub resumed: bool,
     pub ack: Option<Ack>,
     /// Host minus guest CLOCK_REALTIME before this hop, from the guest's last
@@ -257,19 +280,9 @@ fn wait_marker(
     }
 }
 
-fn ack_of(g: &abi::GuestArea, latency: Duration) -> Ack {
+fn ack_of(g: &GuestArea, latency: Duration) -> Ack {
     Ack {
-        outcome: Outcome::from_u32(g.outcome).map_or_else(
-            || format!("unknown({})", g.outcome),
-            |o| o.name().to_string(),
-        ),
-        outcome_raw: g.outcome,
-        ack_seq: g.ack_seq,
-        intended_ns: g.intended_ns,
-        applied_ns: g.applied_ns,
-        applied_total_ns: g.applied_total_ns,
-        ack_realtime_ns: g.ack_realtime_ns,
-        events: g.events,
+        area: *g,
         latency_ms: latency.as_secs_f64() * 1e3,
         host_minus_guest_ns: realtime_ns() - g.ack_realtime_ns,
     }
@@ -400,7 +413,7 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
     }
 
     // The source page: valid, or with the header corrupted before boot.
-    let src_page = PageFile::create(&shm_path("a"))?;
+    let mut src_page = PageFile::create(&shm_path("a"))?;
     src_page.init_valid(if o.settings.bad_page == Some(BadPage::SeqBackwards) {
         5
     } else {
@@ -468,7 +481,7 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
         };
 
         if o.settings.cancel {
-            let before = cur.page.host_raw();
+            let before = cur.page.host_area();
             cur_q.execute(
                 "migrate-set-parameters",
                 Some(json!({ "max-bandwidth": 1u64 << 20 })),
@@ -496,7 +509,7 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
                 sum.problems
                     .push(format!("source not running after cancel: {st}"));
             }
-            let after = cur.page.host_raw();
+            let after = cur.page.host_area();
             if after != before {
                 sum.problems.push(format!(
                     "source page changed by a cancelled migration: {before:?} -> {after:?}"
@@ -550,8 +563,8 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
         ));
 
         // The destination page now holds the migrated content.
-        let src_before = cur.page.host_raw();
-        let old = dst.page.host_raw();
+        let src_before = cur.page.host_area();
+        let old = dst.page.host_area();
         if old != src_before {
             sum.problems.push(format!("destination page differs from the source after migration: {src_before:?} vs {old:?}"));
         }
@@ -585,7 +598,7 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
                 sum.problems
                     .push(format!("source not running after cont: {st}"));
             }
-            let after = cur.page.host_raw();
+            let after = cur.page.host_area();
             if after != src_before {
                 sum.problems
                     .push(format!("source page changed: {src_before:?} -> {after:?}"));
@@ -611,25 +624,11 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
         let now_rt = realtime_ns();
         h.frozen_ns = now - frozen_at;
         let tout = h.frozen_ns + o.settings.skew_ns;
-        let mut u = if o.settings.compensated {
-            Update {
-                migration_seq: old.migration_seq + 1,
-                flags: (old.flags & !abi::FLAGS_KNOWN) | abi::FLAG_COMPENSATED,
-                tai_delta_ns: 0,
-                tai_delta_total_ns: old.tai_delta_total_ns,
-                leave_odd: false,
-            }
-        } else {
-            Update {
-                migration_seq: old.migration_seq + 1,
-                flags: old.flags & !abi::FLAG_COMPENSATED,
-                tai_delta_ns: tout,
-                tai_delta_total_ns: old.tai_delta_total_ns + tout,
-                leave_odd: false,
-            }
-        };
+        let mut u = Update::next(&old, tout, o.settings.compensated)
+            .context("the page's sequence or total would overflow")?;
+        let mut end = End::Even;
         match o.settings.bad_page {
-            Some(BadPage::StuckOdd) if last => u.leave_odd = true,
+            Some(BadPage::StuckOdd) if last => end = End::LeaveOdd,
             Some(BadPage::SeqBackwards) if last => {
                 u.migration_seq = old.migration_seq.saturating_sub(1)
             }
@@ -640,7 +639,7 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
             }
             _ => {}
         }
-        dst.page.write_update(&u);
+        dst.page.write_update(&u, end);
         let hammer_thread = if fault == Some(BadPage::PageHammer) && last {
             let (path, good) = (dst.page.path().to_path_buf(), u);
             stage(format!("page hammer: {HAMMER_MS} ms of seqlock rewrites ({HAMMER_ODD_US} us garbage odd / {HAMMER_EVEN_US} us correct even)"));
@@ -652,7 +651,7 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
             None
         };
         h.tout_ns = u.tai_delta_ns;
-        h.page = dst.page.host_raw();
+        h.page = dst.page.host_area();
         sum.tai_delta_total_ns = h.page.tai_delta_total_ns;
         frozen_at = now; // a destination that does not run stays frozen from here
         stage(format!(
@@ -663,7 +662,11 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
             u.tai_delta_total_ns,
             u.flags,
             h.page.seq_count,
-            if u.leave_odd { " (left odd)" } else { "" }
+            if end == End::LeaveOdd {
+                " (left odd)"
+            } else {
+                ""
+            }
         ));
 
         let resume = !(o.settings.no_guest_run_between && hop == 0);
@@ -711,7 +714,7 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
         }
 
         if resume {
-            let ack_timeout = if u.leave_odd {
+            let ack_timeout = if end == End::LeaveOdd {
                 o.ack_timeout.min(Duration::from_secs(3))
             } else {
                 o.ack_timeout
@@ -721,29 +724,29 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
                     stage(format!(
                         "guest acked after {:.1} ms: {} (seq {}, intended {} ns, applied {} ns, host-guest {:.3} ms)",
                         a.latency_ms,
-                        a.outcome,
-                        a.ack_seq,
-                        a.intended_ns,
-                        a.applied_ns,
+                        a.outcome(),
+                        a.area.ack_seq,
+                        a.area.intended_ns,
+                        a.area.applied_ns,
                         a.host_minus_guest_ns as f64 / 1e6
                     ));
                     // Host-side checks of the ack against the page we wrote.
                     let pending = h.page.tai_delta_total_ns - baseline_total;
-                    if a.ack_seq != u.migration_seq {
+                    if a.area.ack_seq != u.migration_seq {
                         sum.problems.push(format!(
                             "hop {}: guest acked seq {}, page seq is {}",
                             hop + 1,
-                            a.ack_seq,
+                            a.area.ack_seq,
                             u.migration_seq
                         ));
                     }
-                    let acted = a.outcome_raw == Outcome::Stepped as u32
-                        || a.outcome_raw == Outcome::Notified as u32;
-                    if acted && a.intended_ns != pending {
+                    let acted = a.area.outcome == Outcome::Stepped as u32
+                        || a.area.outcome == Outcome::Notified as u32;
+                    if acted && a.area.intended_ns != pending {
                         sum.problems.push(format!(
                             "hop {}: guest intended {} ns, pending total is {pending} ns",
                             hop + 1,
-                            a.intended_ns
+                            a.area.intended_ns
                         ));
                     }
                     if let Some(e) = o
@@ -751,11 +754,11 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
                         .expect
                         .filter(|e| *e != ExpectOutcome::None && !last)
                     {
-                        if !e.matches(Some(a.outcome_raw)) {
+                        if !e.matches(Some(a.area.outcome)) {
                             sum.problems.push(format!(
                                 "hop {}: expected guest outcome {e:?}, got {}",
                                 hop + 1,
-                                a.outcome
+                                a.outcome()
                             ));
                         }
                     }
@@ -785,15 +788,15 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
                 Ok(Err(e)) => sum.problems.push(format!("page hammer: {e:#}")),
                 Err(_) => sum.problems.push("page hammer thread panicked".into()),
             }
-            let end = dst.page.host_raw();
-            if end.seq_count & 1 != 0
-                || (HostRaw {
+            let after = dst.page.host_area();
+            if after.seq_count & 1 != 0
+                || (HostArea {
                     seq_count: h.page.seq_count,
-                    ..end
+                    ..after
                 }) != h.page
             {
                 sum.problems.push(format!(
-                    "page after the hammer {end:?} differs from the update {:?}",
+                    "page after the hammer {after:?} differs from the update {:?}",
                     h.page
                 ));
             }
@@ -874,7 +877,7 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
     let outcome = if sum.cancelled || sum.dest_killed {
         None
     } else {
-        last_ack.as_ref().map(|a| a.outcome_raw)
+        last_ack.as_ref().map(|a| a.area.outcome)
     };
     check_expect(o, sum, outcome);
     Ok(())
