@@ -12,7 +12,7 @@ SHELL := /bin/bash
 export KDIR
 export MIGTIME_CACHE
 
-.PHONY: help setup kernel module clippy rust-analyzer initramfs host-test check check-debug demo bench fuzz fmt clean
+.PHONY: help setup kernel module clippy lint rust-analyzer initramfs host-test check check-debug demo bench fuzz fmt clean
 
 help:
 	@sed -n '2,9s/^# \{0,1\}//p' Makefile
@@ -21,7 +21,8 @@ help:
 	@echo "  setup          install packages, bindgen and the kernel source (idempotent)"
 	@echo "  kernel         build or reuse the cached Rust-enabled guest kernel"
 	@echo "  module         build rust/migtime.ko (KDIR= to choose the tree)"
-	@echo "  clippy         build the module with CLIPPY=1 (kernel lint set)"
+	@echo "  clippy         build the module with CLIPPY=1 (kernel lint set); fails on any warning"
+	@echo "  lint           the gates make check starts with: rustfmt 1.85, clippy -D warnings, shellcheck, module clippy"
 	@echo "  rust-analyzer  write rust-project.json for the module"
 	@echo "  initramfs      build build/initramfs.cpio.gz (busybox, module, guest tests)"
 	@echo "  host-test      cargo test of the pure logic and the harness"
@@ -44,6 +45,9 @@ module: setup
 
 clippy: setup
 	@CLIPPY=1 scripts/build-module $(KDIR)
+
+lint: setup
+	@scripts/lint
 
 rust-analyzer: setup
 	@kdir="$${KDIR:-$$(scripts/build-kernel | tail -n1)}"; \
@@ -72,10 +76,11 @@ bench:
 fuzz:
 	@scripts/fuzz $(FUZZ_SECONDS)
 
+# The same rustfmt as the lint gate (Debian's 1.85, $RUSTFMT).
 fmt:
 	@source scripts/lib.sh; ksrc=$$(kernel_src_dir); \
-	rustfmt --edition 2021 --config-path "$$ksrc/.rustfmt.toml" rust/*.rs
-	cargo fmt --all
+	"$$RUSTFMT" --edition 2021 --config-path "$$ksrc/.rustfmt.toml" rust/*.rs && \
+	cargo fmt --all && cargo fmt --manifest-path rust/host/fuzz/Cargo.toml
 
 clean:
 	rm -rf build target

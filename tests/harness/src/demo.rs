@@ -553,9 +553,11 @@ fn row_of(run: &str, loaded: bool, ob: &Observed) -> DemoRow {
     }
 }
 
-/// Plot segments for a run, one per guest (QEMU): (host s since STOP,
-/// offset change ms); and the host s of RESUME.
-fn plot_points(ob: &Observed) -> Option<(Vec<Vec<(f64, f64)>>, f64)> {
+/// Points of one plotted line: (host s since STOP, offset change ms).
+type Segment = Vec<(f64, f64)>;
+
+/// Plot segments for a run, one per guest (QEMU); and the host s of RESUME.
+fn plot_points(ob: &Observed) -> Option<(Vec<Segment>, f64)> {
     let c = ob.hops.first()?.clock.as_ref()?;
     let before = (c.before_ms * 1e6) as i64;
     let mut guests: Vec<&str> = ob.samples.iter().map(|s| s.guest.as_str()).collect();
