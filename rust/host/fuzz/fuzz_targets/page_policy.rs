@@ -26,7 +26,7 @@ use std::cell::{Cell, RefCell};
 use libfuzzer_sys::fuzz_target;
 use migtime_abi::abi::{host_off, HOST_AREA_V1_SIZE, MAGIC, VERSION};
 use migtime_abi::page::{host_area, snapshot_of, End, MemPage, Store, Update};
-use migtime_abi::policy::{Action, Baseline, OnViolation, Policy};
+use migtime_abi::policy::{Action, Baseline, OnViolation, Policy, Tracker};
 use migtime_abi::seqlock::{read_snapshot, PageReader, Snapshot};
 
 const OP_BYTES: usize = 18;
@@ -161,7 +161,10 @@ impl<'a> Op<'a> {
 
 /// The guest's state across operations.
 struct Guest {
-    baseline: Baseline,
+    tracker: Tracker,
+    /// The invariant: with on_violation=refuse, each migration_seq is stepped
+    /// at most once and the stepped sequences strictly increase.
+    last_stepped: Option<u64>,
     applied_sum: i128,
     refused_or_warned: bool,
 }
@@ -203,30 +206,44 @@ fn guest_read(host: &RefCell<Host>, op: &Op<'_>) -> Option<Snapshot> {
 
 /// Decides on `snap` and checks the decision's invariants.
 fn decide(g: &mut Guest, snap: &Snapshot, policy: &Policy) {
-    let d = g.baseline.decide(snap, policy);
+    let baseline = g.tracker.baseline();
+    let d = g.tracker.decide(snap, policy);
     match d.action {
-        Action::Nothing => assert_eq!(d.next, g.baseline),
+        Action::Nothing => assert_eq!(d.next, baseline),
         Action::Apply { step_ns, .. } => {
             assert!(
-                snap.migration_seq >= g.baseline.seq,
+                snap.migration_seq >= baseline.seq,
                 "applied a backwards sequence"
             );
             assert_eq!(
                 Some(step_ns),
-                snap.tai_delta_total_ns.checked_sub(g.baseline.total_ns)
+                snap.tai_delta_total_ns.checked_sub(baseline.total_ns)
             );
             assert!(step_ns.unsigned_abs() <= policy.limit_ns || d.warned.is_some());
             assert_eq!(d.next, Baseline::from_snapshot(snap));
+            if d.warned.is_none() {
+                assert!(snap.migration_seq > baseline.seq);
+                if let Some(prev) = g.last_stepped {
+                    assert!(snap.migration_seq > prev, "seq {} stepped twice", prev);
+                }
+                g.last_stepped = Some(snap.migration_seq);
+            }
             g.applied_sum += i128::from(step_ns);
             g.refused_or_warned |= d.warned.is_some();
         }
         Action::Refuse(o) | Action::Panic(o) => {
             assert!(o.is_refusal());
-            assert_eq!(d.next, Baseline::from_snapshot(snap));
+            // Only a newer page moves the baseline.
+            if snap.migration_seq > baseline.seq {
+                assert_eq!(d.next, Baseline::from_snapshot(snap));
+            } else {
+                assert_eq!(d.next, baseline);
+            }
             g.refused_or_warned = true;
         }
     }
-    g.baseline = d.next;
+    g.tracker.settle(snap, &d, true);
+    assert!(g.tracker.baseline().seq >= baseline.seq || policy.on_violation == OnViolation::Warn);
 }
 
 /// Performs one operation.
@@ -268,7 +285,8 @@ fuzz_target!(|data: &[u8]| {
     let host = RefCell::new(Host::new(&data[..HOST_AREA_V1_SIZE]));
     let initial = host.borrow().current();
     let mut g = Guest {
-        baseline: Baseline::from_snapshot(&initial),
+        tracker: Tracker::new(Baseline::from_snapshot(&initial)),
+        last_stepped: None,
         applied_sum: 0,
         refused_or_warned: false,
     };
@@ -280,7 +298,7 @@ fuzz_target!(|data: &[u8]| {
     if host.borrow().honest && !g.refused_or_warned {
         assert_eq!(
             g.applied_sum,
-            i128::from(g.baseline.total_ns) - i128::from(initial.tai_delta_total_ns),
+            i128::from(g.tracker.baseline().total_ns) - i128::from(initial.tai_delta_total_ns),
             "steps applied do not add up to the host's total"
         );
     }
