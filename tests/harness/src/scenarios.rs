@@ -1,0 +1,332 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The suite's scenarios: the data table `check` runs (`--list` prints it).
+
+use crate::options::SimSettings;
+use crate::page::BadPage;
+use crate::qemu::Mode;
+use crate::sim::ExpectOutcome;
+
+/// How a scenario runs.
+#[derive(Clone, Debug)]
+pub enum Kind {
+    /// `boot` (no migration).
+    Boot { bad_page: Option<BadPage> },
+    /// `sim` with these settings.
+    Sim(SimSettings),
+    /// `boot` of a guest that must panic with this console text.
+    Panic { needle: &'static str },
+}
+
+/// One row of the suite.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub mode: Mode,
+    /// `mt.run=` (programs and `:`-separated arguments).
+    pub run: &'static str,
+    /// `mt.params=` (module parameters, commas for spaces).
+    pub params: &'static str,
+    pub kind: Kind,
+}
+
+fn s(blackout_ms: u64, expect: ExpectOutcome) -> SimSettings {
+    SimSettings {
+        blackout_ms,
+        migrations: 1,
+        expect: Some(expect),
+        ..Default::default()
+    }
+}
+
+/// The built-in scenario table.
+pub fn table() -> Vec<Scenario> {
+    use ExpectOutcome as E;
+    vec![
+        Scenario {
+            name: "boot",
+            about: "plain boot: module loads, KUnit suites pass, /dev/migtime and debugfs basics, module unloads",
+            mode: Mode::Plain,
+            run: "mt_basic",
+            params: "",
+            kind: Kind::Boot { bad_page: None },
+        },
+        Scenario {
+            name: "step",
+            about: "uncompensated migration, 2 s blackout: realtime stepped by Tout (polling)",
+            mode: Mode::Plain,
+            run: "mt_migrate:expect=step",
+            params: "",
+            kind: Kind::Sim(s(2000, E::Stepped)),
+        },
+        Scenario {
+            name: "step-doorbell",
+            about: "as step, ivshmem-doorbell: the interrupt wakes the module",
+            mode: Mode::Doorbell,
+            run: "mt_migrate:expect=step",
+            params: "",
+            kind: Kind::Sim(s(1000, E::Stepped)),
+        },
+        Scenario {
+            name: "skew",
+            about: "1 s blackout plus a simulated +250 ms host clock skew",
+            mode: Mode::Plain,
+            run: "mt_migrate:expect=step",
+            params: "",
+            kind: Kind::Sim(SimSettings { skew_ns: 250_000_000, ..s(1000, E::Stepped) }),
+        },
+        Scenario {
+            name: "compensated",
+            about: "migration with no extra pause and the compensated flag: notify, no step",
+            mode: Mode::Plain,
+            run: "mt_migrate:expect=notify",
+            params: "",
+            kind: Kind::Sim(SimSettings { compensated: true, ..s(0, E::Notified) }),
+        },
+        Scenario {
+            name: "chain",
+            about: "A->B->C, the guest runs between the hops: each hop stepped",
+            mode: Mode::Plain,
+            run: "mt_migrate:expect=step:hops=2",
+            params: "",
+            kind: Kind::Sim(SimSettings { migrations: 2, ..s(1000, E::Stepped) }),
+        },
+        Scenario {
+            name: "catch-up",
+            about: "A->B->C with no guest run on B (seq +2): total applied exactly once",
+            mode: Mode::Plain,
+            run: "mt_migrate:expect=step",
+            params: "",
+            kind: Kind::Sim(SimSettings { no_guest_run_between: true, ..s(1000, E::Stepped) }),
+        },
+        Scenario {
+            name: "cancel",
+            about: "migration started and cancelled: source resumes, page unchanged, no event",
+            mode: Mode::Plain,
+            run: "mt_migrate:expect=none:wait=5",
+            params: "",
+            kind: Kind::Sim(SimSettings { cancel: true, ..s(0, E::None) }),
+        },
+        Scenario {
+            name: "bad-magic",
+            about: "wrong magic before boot: the module does not bind, says why",
+            mode: Mode::Plain,
+            run: "mt_nobind:reason=magic",
+            params: "",
+            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::BadMagic), ..s(0, E::None) }),
+        },
+        Scenario {
+            name: "bad-version",
+            about: "wrong version before boot: the module does not bind, says why",
+            mode: Mode::Plain,
+            run: "mt_nobind:reason=version",
+            params: "",
+            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::BadVersion), ..s(0, E::None) }),
+        },
+        Scenario {
+            name: "bad-size",
+            about: "wrong size before boot: the module does not bind, says why",
+            mode: Mode::Plain,
+            run: "mt_nobind:reason=size",
+            params: "",
+            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::BadSize), ..s(0, E::None) }),
+        },
+        Scenario {
+            name: "stuck-odd",
+            about: "destination page left with an odd seq_count: no step, no event",
+            mode: Mode::Plain,
+            run: "mt_migrate:expect=none:wait=5",
+            params: "",
+            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::StuckOdd), ..s(1000, E::None) }),
+        },
+        Scenario {
+            name: "seq-backwards",
+            about: "destination migration_seq lower than the source's: refused",
+            mode: Mode::Plain,
+            run: "mt_migrate:expect=refuse:outcome=refused-seq-backwards",
+            params: "",
+            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::SeqBackwards), ..s(1000, E::RefusedSeqBackwards) }),
+        },
+        Scenario {
+            name: "huge-delta",
+            about: "consistent page asking for +10 days: over the limit, refused",
+            mode: Mode::Plain,
+            run: "mt_migrate:expect=refuse:outcome=refused-over-limit",
+            params: "",
+            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::HugeDelta), ..s(0, E::RefusedOverLimit) }),
+        },
+        Scenario {
+            name: "huge-delta-warn",
+            about: "on_violation=0: the +10-day delta is logged as a violation and stepped anyway",
+            mode: Mode::Plain,
+            run: "mt_migrate:expect=step",
+            params: "on_violation=0",
+            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::HugeDelta), ..s(0, E::Stepped) }),
+        },
+        Scenario {
+            name: "header-after-bind",
+            about: "the host breaks the magic after bind: page ignored (logged once) until restored, then applied once",
+            mode: Mode::Plain,
+            run: "mt_header",
+            params: "",
+            kind: Kind::Boot { bad_page: None },
+        },
+        Scenario {
+            name: "violation-panic",
+            about: "on_violation=2: a +20 min step (over max_step_ms) panics the guest on purpose (cooperate or die hard)",
+            mode: Mode::Plain,
+            run: "mt_migrate:expect=step:self=1200000000000",
+            params: "on_violation=2",
+            kind: Kind::Panic { needle: "Kernel panic - not syncing: migtime: " },
+        },
+        Scenario {
+            name: "bad-params",
+            about: "out-of-range module parameters fail insmod with EINVAL and a log line naming them",
+            mode: Mode::Plain,
+            run: "mt_params",
+            params: "",
+            kind: Kind::Boot { bad_page: None },
+        },
+        Scenario {
+            name: "dest-killed",
+            about: "migration completes, destination SIGKILLed before cont, source resumed: no event, no step",
+            mode: Mode::Plain,
+            run: "mt_migrate:expect=none:wait=5",
+            params: "",
+            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::DestKilled), ..s(1000, E::None) }),
+        },
+        Scenario {
+            name: "doorbell-storm",
+            about: "doorbell mode, 10 000 rings in a burst after the update: exactly one event, right step",
+            mode: Mode::Doorbell,
+            run: "mt_migrate:expect=step:once=3",
+            params: "",
+            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::DoorbellStorm), ..s(1000, E::Stepped) }),
+        },
+        Scenario {
+            name: "page-hammer",
+            about: "host rewrites the page for 2 s (garbage under odd seq_count): one event, exact Tout, retries seen",
+            mode: Mode::Plain,
+            run: "mt_migrate:expect=step:once=3:retries=1",
+            params: "poll_ms=20,read_attempts=4",
+            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::PageHammer), ..s(1000, E::Stepped) }),
+        },
+        Scenario {
+            name: "reload",
+            about: "insmod/rmmod loop while the guest rewrites the page (unload racing the work item): no step lost or doubled",
+            mode: Mode::Plain,
+            run: "mt_reload:loops=40",
+            params: "",
+            kind: Kind::Boot { bad_page: None },
+        },
+        Scenario {
+            name: "readers",
+            about: "/dev/migtime abuse: 64 blocked readers/pollers, buffer sizes, EAGAIN, write/ioctl/mmap, close/unbind while blocked",
+            mode: Mode::Plain,
+            run: "mt_readers",
+            params: "",
+            kind: Kind::Boot { bad_page: None },
+        },
+    ]
+}
+
+/// The `mt.run=` / `mt.params=` part of the kernel command line.
+pub fn append_for(run: &str, params: &str, extra: &str) -> String {
+    let mut v = Vec::new();
+    if !run.is_empty() {
+        v.push(format!("mt.run={run}"));
+    }
+    if !params.is_empty() {
+        v.push(format!("mt.params={params}"));
+    }
+    if !extra.is_empty() {
+        v.push(extra.to_string());
+    }
+    v.join(" ")
+}
+
+/// Prints the table (`--list`).
+pub fn list() {
+    for sc in table() {
+        let how = match &sc.kind {
+            Kind::Boot { .. } => "boot".to_string(),
+            Kind::Panic { needle } => format!("boot --expect-panic \"{needle}\""),
+            Kind::Sim(s) => {
+                let mut o = vec![format!("sim --mode {:?}", sc.mode).to_lowercase()];
+                if s.blackout_ms > 0 {
+                    o.push(format!("--blackout {}", s.blackout_ms));
+                }
+                if s.skew_ns != 0 {
+                    o.push(format!("--skew-ns {}", s.skew_ns));
+                }
+                if s.compensated {
+                    o.push("--compensated".into());
+                }
+                if s.migrations > 1 {
+                    o.push(format!("--migrations {}", s.migrations));
+                }
+                if s.no_guest_run_between {
+                    o.push("--no-guest-run-between".into());
+                }
+                if s.cancel {
+                    o.push("--cancel".into());
+                }
+                if let Some(b) = s.bad_page {
+                    o.push(format!(
+                        "--bad-page {}",
+                        clap::ValueEnum::to_possible_value(&b).unwrap().get_name()
+                    ));
+                }
+                if let Some(e) = s.expect {
+                    o.push(format!(
+                        "--expect-outcome {}",
+                        clap::ValueEnum::to_possible_value(&e).unwrap().get_name()
+                    ));
+                }
+                o.join(" ")
+            }
+        };
+        println!(
+            "{:<14} {}\n{:<14}   guest: {}\n{:<14}   host:  {how}",
+            sc.name,
+            sc.about,
+            "",
+            if sc.run.is_empty() {
+                "(no program)"
+            } else {
+                sc.run
+            },
+            ""
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_are_unique_and_sim_rows_expect_something() {
+        let t = table();
+        let mut names: Vec<_> = t.iter().map(|s| s.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), t.len());
+        for s in &t {
+            if let Kind::Sim(x) = &s.kind {
+                assert!(x.expect.is_some(), "{}", s.name);
+                assert!(!s.run.is_empty(), "{}", s.name);
+            }
+        }
+    }
+
+    #[test]
+    fn append_line() {
+        assert_eq!(
+            append_for("a:x=1,b", "p=1,q=2", ""),
+            "mt.run=a:x=1,b mt.params=p=1,q=2"
+        );
+        assert_eq!(append_for("", "", "quiet"), "quiet");
+    }
+}
