@@ -12,12 +12,15 @@
 //! - Raw views of both areas ([`host_area`], [`write_host_area`],
 //!   [`init_page`]) and the guest-area reader with its seqlock retry
 //!   ([`read_guest_area`]).
+//! - [`Interleaved`]: a page whose writer runs between a reader's reads, for
+//!   the torn-read tests and the fuzz target.
 //!
 //! Everything is built on `abi`'s types and offsets: a field added there is
 //! one line in [`host_area`]/[`host_area_stores`] (or their guest twins).
 //! The host area's *read* under the seqlock is `seqlock::read_snapshot`, the
 //! module's own code.
 
+use core::cell::{Cell, RefCell};
 use core::mem::offset_of;
 
 use crate::abi::{
@@ -409,4 +412,58 @@ impl PageWriter for MemPage {
     fn write_u64(&mut self, off: usize, v: u64) {
         self.bytes[off..off + 8].copy_from_slice(&v.to_le_bytes());
     }
+}
+
+/// A [`MemPage`] whose writer runs between a reader's reads: after read
+/// number `n` (from 0, any width) `step(n, page)` may store into the page.
+/// Tests and the fuzz target drive the seqlock readers with it, so reads
+/// interleave with writes at any point they choose.
+pub struct Interleaved<F: FnMut(u64, &mut MemPage)> {
+    page: RefCell<MemPage>,
+    reads: Cell<u64>,
+    step: RefCell<F>,
+}
+
+impl<F: FnMut(u64, &mut MemPage)> Interleaved<F> {
+    /// `page`, written by `step` between reads.
+    pub fn new(page: MemPage, step: F) -> Self {
+        Self {
+            page: RefCell::new(page),
+            reads: Cell::new(0),
+            step: RefCell::new(step),
+        }
+    }
+
+    /// Reads made so far.
+    pub fn reads(&self) -> u64 {
+        self.reads.get()
+    }
+
+    /// The page as it is now.
+    pub fn into_page(self) -> MemPage {
+        self.page.into_inner()
+    }
+
+    fn after_read<T>(&self, v: T) -> T {
+        let n = self.reads.get();
+        self.reads.set(n + 1);
+        (self.step.borrow_mut())(n, &mut self.page.borrow_mut());
+        v
+    }
+}
+
+impl<F: FnMut(u64, &mut MemPage)> PageReader for Interleaved<F> {
+    fn read_u16(&self, off: usize) -> u16 {
+        let v = self.page.borrow().read_u16(off);
+        self.after_read(v)
+    }
+    fn read_u32(&self, off: usize) -> u32 {
+        let v = self.page.borrow().read_u32(off);
+        self.after_read(v)
+    }
+    fn read_u64(&self, off: usize) -> u64 {
+        let v = self.page.borrow().read_u64(off);
+        self.after_read(v)
+    }
+    fn read_barrier(&self) {}
 }

@@ -6,9 +6,9 @@
 use migtime_abi::abi::{self, host_off, GuestArea, HostArea, FLAG_COMPENSATED};
 use migtime_abi::page::{
     guest_area_write, host_area, init_page, odd_after, read_guest_area, snapshot_of,
-    write_host_area, write_update, End, MemPage, PageWriter, Store, Update,
+    write_host_area, write_update, End, Interleaved, MemPage, PageWriter, Store, Update,
 };
-use migtime_abi::seqlock::{read_snapshot, PageReader, ReadError, Snapshot};
+use migtime_abi::seqlock::{read_snapshot, ReadError, Snapshot};
 
 fn valid_page() -> MemPage {
     let mut p = MemPage::new();
@@ -206,50 +206,6 @@ fn guest_area_reads_what_a_guest_wrote() {
     );
 }
 
-/// A guest area whose guest, after the reader's read number `at`, performs
-/// `burst` stores of its next write at once: the reader must never return a
-/// mix of two writes.
-struct Racing {
-    page: std::cell::RefCell<MemPage>,
-    pending: std::cell::RefCell<Vec<Store>>,
-    reads: std::cell::Cell<u32>,
-    at: u32,
-    burst: usize,
-}
-
-impl PageReader for Racing {
-    fn read_u16(&self, off: usize) -> u16 {
-        let v = self.page.borrow().read_u16(off);
-        self.tick();
-        v
-    }
-    fn read_u32(&self, off: usize) -> u32 {
-        let v = self.page.borrow().read_u32(off);
-        self.tick();
-        v
-    }
-    fn read_u64(&self, off: usize) -> u64 {
-        let v = self.page.borrow().read_u64(off);
-        self.tick();
-        v
-    }
-    fn read_barrier(&self) {}
-}
-
-impl Racing {
-    fn tick(&self) {
-        self.reads.set(self.reads.get() + 1);
-        if self.reads.get() != self.at {
-            return;
-        }
-        let mut pending = self.pending.borrow_mut();
-        let n = self.burst.min(pending.len());
-        for s in pending.drain(..n) {
-            s.apply(&mut *self.page.borrow_mut());
-        }
-    }
-}
-
 #[test]
 fn guest_area_reader_never_returns_a_torn_write() {
     let old = GuestArea {
@@ -264,20 +220,20 @@ fn guest_area_reader_never_returns_a_torn_write() {
         ..GuestArea::default()
     };
     let (mut seen_old, mut seen_new) = (false, false);
-    for at in 1..12 {
+    for at in 1..12u64 {
         for burst in 1..=12 {
             let mut page = valid_page();
             guest_area_write(0, &old, End::Even).apply(&mut page);
-            let r = Racing {
-                page: page.into(),
-                pending: guest_area_write(2, &new, End::Even)
-                    .as_slice()
-                    .to_vec()
-                    .into(),
-                reads: 0.into(),
-                at,
-                burst,
-            };
+            // After read number `at` (from 1), the guest performs `burst`
+            // stores of its next write at once.
+            let pending = guest_area_write(2, &new, End::Even);
+            let r = Interleaved::new(page, |n, p: &mut MemPage| {
+                if n + 1 == at {
+                    for s in pending.as_slice().iter().take(burst) {
+                        s.apply(p);
+                    }
+                }
+            });
             if let Some(g) = read_guest_area(&r, 3) {
                 let fields = (g.ack_seq, g.events, g.applied_ns);
                 assert!(fields == (1, 1, 0) || fields == (2, 2, 5), "torn: {g:?}");

@@ -3,9 +3,9 @@
 //! The seqlock read: header check, torn reads never accepted, bounded attempts.
 
 use migtime_abi::abi::{host_off, HeaderError, HostArea};
-use migtime_abi::page::{v1_host_area, End, MemPage, PageWriter, Store, Update};
+use migtime_abi::page::{v1_host_area, End, Interleaved, MemPage, PageWriter, Store, Update};
 use migtime_abi::seqlock::{read_snapshot, PageReader, ReadError, Snapshot};
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 
 /// A valid page holding these values, seq_count 0.
 fn page(seq: u64, flags: u32, delta: i64, total: i64) -> MemPage {
@@ -103,78 +103,43 @@ impl PageReader for Counting {
     fn read_barrier(&self) {}
 }
 
-/// A host that rewrites the page with the seqlock writer (count odd, fields, count even), one
-/// store after every `period` field reads, so reads interleave with writes at every possible
-/// point. Generation `n` has migration_seq = n, tai_delta = n, total = n * (n + 1) / 2, flags =
-/// n & 1: any mix of two generations is detectable.
-struct Racing {
-    page: RefCell<MemPage>,
-    reads: Cell<u64>,
-    period: u64,
-    gen: Cell<u64>,
-    /// The stores of the write in progress still to do.
-    pending: RefCell<Vec<Store>>,
-}
-
-impl Racing {
-    fn new(offset: u64, period: u64) -> Self {
-        Self {
-            page: RefCell::new(page(0, 0, 0, 0)),
-            reads: Cell::new(offset),
-            period,
-            gen: Cell::new(0),
-            pending: RefCell::new(Vec::new()),
-        }
-    }
-
-    fn step(&self) {
-        let r = self.reads.get() + 1;
-        self.reads.set(r);
-        if r % self.period != 0 {
+/// A host that rewrites the page with the seqlock writer (count odd, fields, count even):
+/// `chunk` stores after every `period` reads (the first after `period - offset`), so reads
+/// interleave with writes at every possible point, the writer sometimes overtaking the reader. Generation `n` has migration_seq = n,
+/// tai_delta = n, total = n * (n + 1) / 2, flags = n & 1: any mix of two generations is
+/// detectable.
+fn racing_host(offset: u64, period: u64, chunk: usize) -> impl FnMut(u64, &mut MemPage) {
+    let mut gen = 0u64;
+    let mut pending: Vec<Store> = Vec::new();
+    move |n, p| {
+        if (n + 1 + offset) % period != 0 {
             return;
         }
-        let mut pending = self.pending.borrow_mut();
         if pending.is_empty() {
-            let n = self.gen.get() + 1;
-            self.gen.set(n);
+            gen += 1;
             let u = Update {
-                migration_seq: n,
-                flags: (n & 1) as u32,
-                tai_delta_ns: n as i64,
-                tai_delta_total_ns: (n * (n + 1) / 2) as i64,
+                migration_seq: gen,
+                flags: (gen & 1) as u32,
+                tai_delta_ns: gen as i64,
+                tai_delta_total_ns: (gen * (gen + 1) / 2) as i64,
             };
-            let count = self.page.borrow().read_u32(host_off::SEQ_COUNT);
-            *pending = u.seqlocked(count, End::Even).as_slice().to_vec();
+            pending = u
+                .seqlocked(p.read_u32(host_off::SEQ_COUNT), End::Even)
+                .as_slice()
+                .to_vec();
         }
-        pending.remove(0).apply(&mut *self.page.borrow_mut());
+        for s in pending.drain(..chunk.min(pending.len())) {
+            s.apply(p);
+        }
     }
-}
-
-impl PageReader for Racing {
-    fn read_u16(&self, o: usize) -> u16 {
-        let v = self.page.borrow().read_u16(o);
-        self.step();
-        v
-    }
-    fn read_u32(&self, o: usize) -> u32 {
-        let v = self.page.borrow().read_u32(o);
-        self.step();
-        v
-    }
-    fn read_u64(&self, o: usize) -> u64 {
-        let v = self.page.borrow().read_u64(o);
-        self.step();
-        v
-    }
-    fn read_barrier(&self) {}
 }
 
 #[test]
 fn never_accepts_a_torn_snapshot() {
     let mut accepted = 0;
-    for period in 1..=12u64 {
+    for (period, chunk) in (1..=12u64).flat_map(|p| (1..=3).map(move |c| (p, c))) {
         for offset in 0..period {
-            let r = Racing::new(offset, period);
+            let r = Interleaved::new(page(0, 0, 0, 0), racing_host(offset, period, chunk));
             for _ in 0..50 {
                 match read_snapshot(&r, 8) {
                     Ok(ok) => {

@@ -21,13 +21,11 @@
 
 #![no_main]
 
-use std::cell::{Cell, RefCell};
-
 use libfuzzer_sys::fuzz_target;
 use migtime_abi::abi::{host_off, HOST_AREA_V1_SIZE, MAGIC, VERSION};
-use migtime_abi::page::{host_area, snapshot_of, End, MemPage, Store, Update};
+use migtime_abi::page::{host_area, snapshot_of, End, Interleaved, MemPage, Store, Update};
 use migtime_abi::policy::{Action, Baseline, OnViolation, Policy, Tracker};
-use migtime_abi::seqlock::{read_snapshot, PageReader, Snapshot};
+use migtime_abi::seqlock::{read_snapshot, Snapshot};
 
 const OP_BYTES: usize = 18;
 
@@ -73,51 +71,16 @@ impl Host {
     }
 
     fn apply(&mut self, s: Store) {
-        s.apply(&mut self.page);
-        if matches!(s, Store::U32(off, v) if off == host_off::SEQ_COUNT && v & 1 == 0) {
-            let cur = self.current();
-            self.versions.push(cur);
-        }
+        apply_recording(&mut self.page, &mut self.versions, s);
     }
 }
 
-/// A guest view of the page that lets the host run `pending` writer stores
-/// between the guest's reads, one per read whose bit in `schedule` is set.
-struct Interleaved<'a> {
-    host: &'a RefCell<Host>,
-    pending: RefCell<Vec<Store>>,
-    schedule: u64,
-    reads: Cell<u32>,
-}
-
-impl Interleaved<'_> {
-    fn tick(&self) {
-        let n = self.reads.get();
-        self.reads.set(n + 1);
-        if n < 64 && self.schedule >> n & 1 == 1 {
-            let mut p = self.pending.borrow_mut();
-            if !p.is_empty() {
-                let s = p.remove(0);
-                self.host.borrow_mut().apply(s);
-            }
-        }
+/// Performs `s` on `page`; a store making the count even commits a version.
+fn apply_recording(page: &mut MemPage, versions: &mut Vec<Snapshot>, s: Store) {
+    s.apply(page);
+    if matches!(s, Store::U32(off, v) if off == host_off::SEQ_COUNT && v & 1 == 0) {
+        versions.push(snapshot_of(&host_area(page)));
     }
-}
-
-impl PageReader for Interleaved<'_> {
-    fn read_u16(&self, off: usize) -> u16 {
-        self.tick();
-        self.host.borrow().page.read_u16(off)
-    }
-    fn read_u32(&self, off: usize) -> u32 {
-        self.tick();
-        self.host.borrow().page.read_u32(off)
-    }
-    fn read_u64(&self, off: usize) -> u64 {
-        self.tick();
-        self.host.borrow().page.read_u64(off)
-    }
-    fn read_barrier(&self) {}
 }
 
 /// One operation: `op[0] % 5` the kind, `op[1]` an argument, `op[2..10]` an
@@ -169,34 +132,35 @@ struct Guest {
     refused_or_warned: bool,
 }
 
-/// Guest read (interleaved with an honest update for kind 4): the snapshot
-/// must be a committed version when the host is honest.
-fn guest_read(host: &RefCell<Host>, op: &Op<'_>) -> Option<Snapshot> {
-    let pending = if op.kind == 4 {
-        let stores = host.borrow().update_stores(op.val, op.arg & 2 == 2);
+/// Guest read (interleaved with an honest update for kind 4: the host
+/// performs one store after each read whose bit in `op.extra` is set): the
+/// snapshot must be a committed version when the host is honest.
+fn guest_read(host: &mut Host, op: &Op<'_>) -> Option<Snapshot> {
+    let mut pending = if op.kind == 4 {
+        let stores = host.update_stores(op.val, op.arg & 2 == 2);
         stores.unwrap_or_default()
     } else {
         Vec::new()
     };
-    let before = host.borrow().versions.len();
-    let reader = Interleaved {
-        host,
-        pending: RefCell::new(pending),
-        schedule: op.extra,
-        reads: Cell::new(0),
-    };
+    let before = host.versions.len();
+    let versions = &mut host.versions;
+    let reader = Interleaved::new(std::mem::take(&mut host.page), |n, page| {
+        if n < 64 && op.extra >> n & 1 == 1 && !pending.is_empty() {
+            apply_recording(page, versions, pending.remove(0));
+        }
+    });
     let attempts = u32::from(op.arg >> 2) % 40 + 1;
     let res = read_snapshot(&reader, attempts);
+    host.page = reader.into_page();
     // Finish the host's update the read overlapped.
-    for s in reader.pending.take() {
-        host.borrow_mut().apply(s);
+    for s in pending {
+        host.apply(s);
     }
     let ok = res.ok()?;
     assert!(ok.attempts >= 1 && ok.attempts <= attempts);
-    let h = host.borrow();
-    if h.honest {
+    if host.honest {
         assert!(
-            h.versions[before.saturating_sub(1)..].contains(&ok.snapshot),
+            host.versions[before.saturating_sub(1)..].contains(&ok.snapshot),
             "torn snapshot accepted: {:?}",
             ok.snapshot
         );
@@ -247,25 +211,25 @@ fn decide(g: &mut Guest, snap: &Snapshot, policy: &Policy) {
 }
 
 /// Performs one operation.
-fn run_op(host: &RefCell<Host>, g: &mut Guest, op: &Op<'_>) {
+fn run_op(host: &mut Host, g: &mut Guest, op: &Op<'_>) {
     match op.kind {
         // Honest update, all at once.
         0 => {
-            let stores = host.borrow().update_stores(op.val, op.arg & 1 == 1);
+            let stores = host.update_stores(op.val, op.arg & 1 == 1);
             for s in stores.unwrap_or_default() {
-                host.borrow_mut().apply(s);
+                host.apply(s);
             }
         }
         // Dishonest raw write anywhere in the host area.
         1 => {
             let off = usize::from(op.arg) % (HOST_AREA_V1_SIZE - 8);
-            let mut h = host.borrow_mut();
+            let h = &mut *host;
             h.page.bytes_mut()[off..off + 8].copy_from_slice(&op.bytes[2..10]);
             h.honest = false;
         }
         // A host that leaves the count odd.
         2 => {
-            let mut h = host.borrow_mut();
+            let h = &mut *host;
             h.page.bytes_mut()[host_off::SEQ_COUNT] |= 1;
             h.honest = false;
         }
@@ -282,8 +246,8 @@ fuzz_target!(|data: &[u8]| {
     if data.len() < HOST_AREA_V1_SIZE {
         return;
     }
-    let host = RefCell::new(Host::new(&data[..HOST_AREA_V1_SIZE]));
-    let initial = host.borrow().current();
+    let mut host = Host::new(&data[..HOST_AREA_V1_SIZE]);
+    let initial = host.current();
     let mut g = Guest {
         tracker: Tracker::new(Baseline::from_snapshot(&initial)),
         last_stepped: None,
@@ -291,11 +255,11 @@ fuzz_target!(|data: &[u8]| {
         refused_or_warned: false,
     };
     for bytes in data[HOST_AREA_V1_SIZE..].chunks_exact(OP_BYTES) {
-        run_op(&host, &mut g, &Op::parse(bytes));
+        run_op(&mut host, &mut g, &Op::parse(bytes));
     }
     // Honest host, nothing refused: every delta applied exactly once, up to
     // what the guest has seen (its baseline).
-    if host.borrow().honest && !g.refused_or_warned {
+    if host.honest && !g.refused_or_warned {
         assert_eq!(
             g.applied_sum,
             i128::from(g.tracker.baseline().total_ns) - i128::from(initial.tai_delta_total_ns),
