@@ -24,7 +24,7 @@ use core::cell::{Cell, RefCell};
 use core::mem::offset_of;
 
 use crate::abi::{
-    self, guest_off, host_off, GuestArea, HostArea, FLAGS_KNOWN, FLAG_COMPENSATED,
+    self, guest_off, host_off, GuestArea, HostArea, Timing, FLAGS_KNOWN, FLAG_COMPENSATED,
     GUEST_AREA_OFFSET, PAGE_BYTES,
 };
 use crate::seqlock::{PageReader, Snapshot};
@@ -68,8 +68,8 @@ impl Store {
 }
 
 /// Room for the longest sequence: a seqlocked write of the whole guest area
-/// (7 fields + 5) or a raw write of the whole host area (10 stores).
-const MAX_STORES: usize = 16;
+/// (14 fields + 5) or a raw write of the whole host area (11 stores).
+const MAX_STORES: usize = 24;
 
 /// A sequence of stores, in order (fixed capacity: the crate is `no_std`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -286,8 +286,28 @@ pub fn snapshot_of(h: &HostArea) -> Snapshot {
     }
 }
 
+/// Byte offset of `GuestArea::reserved`.
+const GUEST_RESERVED: usize = GUEST_AREA_OFFSET + offset_of!(GuestArea, reserved);
+/// Byte offsets of `Timing::reserved0` and `Timing::reserved`.
+const TIMING_RESERVED0: usize = guest_off::TIMING + offset_of!(Timing, reserved0);
+const TIMING_RESERVED: usize = guest_off::TIMING + offset_of!(Timing, reserved);
+
+/// The guest area's timing block as stored now.
+fn timing_fields<R: PageReader + ?Sized>(r: &R) -> Timing {
+    Timing {
+        wake_mono_ns: r.read_u64(guest_off::WAKE) as i64,
+        work_mono_ns: r.read_u64(guest_off::WORK) as i64,
+        done_mono_ns: r.read_u64(guest_off::DONE) as i64,
+        wake_source: r.read_u32(guest_off::WAKE_SOURCE),
+        step_method: r.read_u32(guest_off::STEP_METHOD),
+        sets: r.read_u32(guest_off::SETS),
+        reserved0: r.read_u32(TIMING_RESERVED0),
+        reserved: core::array::from_fn(|i| r.read_u64(TIMING_RESERVED + 8 * i)),
+    }
+}
+
 /// The guest area's fields as stored now; `seq_count` is `count` (the value
-/// the caller read), `reserved` is read too.
+/// the caller read); reserved words are read too.
 fn guest_fields<R: PageReader + ?Sized>(r: &R, count: u32) -> GuestArea {
     GuestArea {
         seq_count: count,
@@ -298,7 +318,9 @@ fn guest_fields<R: PageReader + ?Sized>(r: &R, count: u32) -> GuestArea {
         applied_total_ns: r.read_u64(guest_off::APPLIED_TOTAL) as i64,
         ack_realtime_ns: r.read_u64(guest_off::ACK_REALTIME) as i64,
         events: r.read_u64(guest_off::EVENTS),
-        reserved: r.read_u64(GUEST_AREA_OFFSET + offset_of!(GuestArea, reserved)),
+        size: r.read_u32(guest_off::SIZE),
+        reserved: r.read_u32(GUEST_RESERVED),
+        timing: timing_fields(r),
     }
 }
 
@@ -321,10 +343,11 @@ pub fn read_guest_area<R: PageReader + ?Sized>(r: &R, max_attempts: u32) -> Opti
     })
 }
 
-/// The guest's write of `g` (all but `seq_count` and `reserved`) under its
-/// seqlock, on a guest area whose count is `count` now: what the module does
-/// after acting, for tests that play the guest.
+/// The guest's write of `g` (all but `seq_count` and the reserved words)
+/// under its seqlock, on a guest area whose count is `count` now: what the
+/// module does after acting, for tests that play the guest.
 pub fn guest_area_write(count: u32, g: &GuestArea, end: End) -> Stores {
+    let t = &g.timing;
     let fields = [
         Store::U32(guest_off::OUTCOME, g.outcome),
         Store::U64(guest_off::ACK_SEQ, g.ack_seq),
@@ -333,6 +356,13 @@ pub fn guest_area_write(count: u32, g: &GuestArea, end: End) -> Stores {
         Store::U64(guest_off::APPLIED_TOTAL, g.applied_total_ns as u64),
         Store::U64(guest_off::ACK_REALTIME, g.ack_realtime_ns as u64),
         Store::U64(guest_off::EVENTS, g.events),
+        Store::U32(guest_off::SIZE, g.size),
+        Store::U64(guest_off::WAKE, t.wake_mono_ns as u64),
+        Store::U64(guest_off::WORK, t.work_mono_ns as u64),
+        Store::U64(guest_off::DONE, t.done_mono_ns as u64),
+        Store::U32(guest_off::WAKE_SOURCE, t.wake_source),
+        Store::U32(guest_off::STEP_METHOD, t.step_method),
+        Store::U32(guest_off::SETS, t.sets),
     ];
     seqlocked(guest_off::SEQ_COUNT, count, &fields, end)
 }

@@ -3,7 +3,7 @@
 //! The host-side page layer: the seqlock writer, raw views, the guest-area
 //! reader, and the next-update rule.
 
-use migtime_abi::abi::{self, host_off, GuestArea, HostArea, FLAG_COMPENSATED};
+use migtime_abi::abi::{self, host_off, GuestArea, HostArea, Timing, FLAG_COMPENSATED};
 use migtime_abi::page::{
     guest_area_write, host_area, init_page, odd_after, read_guest_area, snapshot_of,
     write_host_area, write_update, End, Interleaved, MemPage, PageWriter, Store, Update,
@@ -197,6 +197,16 @@ fn guest_area_reads_what_a_guest_wrote() {
         applied_total_ns: 11,
         ack_realtime_ns: 12,
         events: 2,
+        size: abi::GUEST_AREA_SIZE as u32,
+        timing: Timing {
+            wake_mono_ns: 13,
+            work_mono_ns: 14,
+            done_mono_ns: 15,
+            wake_source: 1,
+            step_method: 2,
+            sets: 3,
+            ..Timing::default()
+        },
         ..GuestArea::default()
     };
     guest_area_write(1, &g, End::Even).apply(&mut p);
@@ -220,8 +230,8 @@ fn guest_area_reader_never_returns_a_torn_write() {
         ..GuestArea::default()
     };
     let (mut seen_old, mut seen_new) = (false, false);
-    for at in 1..12u64 {
-        for burst in 1..=12 {
+    for at in 1..=30u64 {
+        for burst in 1..=24 {
             let mut page = valid_page();
             guest_area_write(0, &old, End::Even).apply(&mut page);
             // After read number `at` (from 1), the guest performs `burst`
