@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use crate::options::{
@@ -313,9 +313,6 @@ fn boot(a: BootArgs) -> Result<bool> {
 }
 
 fn sim(a: SimArgs) -> Result<bool> {
-    if a.migrations == 0 {
-        bail!("--migrations must be at least 1");
-    }
     let append = append_for(&a.guest_run, &a.params, &a.append_extra);
     let o = SimOpts {
         scenario: a.scenario,

@@ -148,6 +148,9 @@ impl SimSettings {
 
     /// The combinations a chain can run.
     pub fn validate(&self, mode: Mode) -> Result<()> {
+        if self.migrations == 0 {
+            bail!("--migrations must be at least 1");
+        }
         if self.cancel && self.no_guest_run_between {
             bail!("--cancel and --no-guest-run-between do not combine");
         }
