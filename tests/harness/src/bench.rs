@@ -111,6 +111,7 @@ impl Bench<'_> {
             mode: c.mode,
             run_dir,
             memory_mb: o.memory_mb,
+            vcpus: crate::qemu::DEFAULT_VCPUS,
         }
     }
 

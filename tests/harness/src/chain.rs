@@ -184,6 +184,9 @@ impl<'a> Chain<'a> {
         if let Some(t) = hammer {
             t.finish(self.sum, self.out, &d, &h);
         }
+        if self.fault(last) == Some(BadPage::PublishStorm) {
+            crate::storm::publish_storm(self.sum, self.out, &mut d)?;
+        }
         if let Some(f @ (BadPage::DoorbellStorm | BadPage::PageHammer)) = self.fault(last) {
             faults::check_one_event(self.sum, self.out, &d, f, at.events_before);
         }

@@ -11,9 +11,66 @@ use anyhow::Result;
 use crate::options::{BootOpts, CheckOpts, SimOpts, SimSettings};
 use crate::output::Reporter;
 use crate::qemu::GuestConfig;
-use crate::scenarios::{append_for, table, Kind, Scenario};
+use crate::scenarios::{append_for, table, timeout_for, vcpus_for, Kind, Scenario};
 use crate::sim::sim;
 use crate::vmtest::{boot, Report};
+
+/// Prints the table (`--list`).
+pub fn list() {
+    for sc in table() {
+        let how = match &sc.kind {
+            Kind::Boot { .. } => "boot".to_string(),
+            Kind::Panic { needle } => format!("boot --expect-panic \"{needle}\""),
+            Kind::Sim(s) => {
+                let mut o = vec![format!("sim --mode {:?}", sc.mode).to_lowercase()];
+                if s.blackout_ms > 0 {
+                    o.push(format!("--blackout {}", s.blackout_ms));
+                }
+                if s.skew_ns != 0 {
+                    o.push(format!("--skew-ns {}", s.skew_ns));
+                }
+                if s.compensated {
+                    o.push("--compensated".into());
+                }
+                if s.migrations > 1 {
+                    o.push(format!("--migrations {}", s.migrations));
+                }
+                if s.no_guest_run_between {
+                    o.push("--no-guest-run-between".into());
+                }
+                if s.cancel {
+                    o.push("--cancel".into());
+                }
+                if let Some(b) = s.bad_page {
+                    o.push(format!(
+                        "--bad-page {}",
+                        clap::ValueEnum::to_possible_value(&b).unwrap().get_name()
+                    ));
+                }
+                if let Some(e) = s.expect {
+                    o.push(format!(
+                        "--expect-outcome {}",
+                        clap::ValueEnum::to_possible_value(&e).unwrap().get_name()
+                    ));
+                }
+                o.join(" ")
+            }
+        };
+        println!(
+            "{:<14} {}\n{:<14}   guest: {} ({} vCPUs)\n{:<14}   host:  {how}",
+            sc.name,
+            sc.about,
+            "",
+            if sc.run.is_empty() {
+                "(no program)"
+            } else {
+                sc.run
+            },
+            vcpus_for(sc.name, crate::qemu::DEFAULT_VCPUS),
+            ""
+        );
+    }
+}
 
 /// The counts over the scenarios run so far.
 #[derive(Default)]
@@ -137,10 +194,12 @@ fn run_one(o: &CheckOpts, sc: &Scenario, dir: &Path, out: &dyn Reporter) -> Resu
         mode: sc.mode,
         run_dir: dir.to_path_buf(),
         memory_mb: o.memory_mb,
+        vcpus: vcpus_for(sc.name, o.vcpus),
     };
+    let timeout = timeout_for(sc.name, o.timeout);
     let boot_opts = |bad_page, expect_panic| BootOpts {
         guest: guest.clone(),
-        timeout: o.timeout,
+        timeout,
         page_file: None,
         bad_page,
         expect_panic,
@@ -152,7 +211,7 @@ fn run_one(o: &CheckOpts, sc: &Scenario, dir: &Path, out: &dyn Reporter) -> Resu
             &SimOpts {
                 scenario: sc.name.to_string(),
                 guest: guest.clone(),
-                timeout: o.timeout,
+                timeout,
                 settings: SimSettings {
                     migrations: s.migrations.max(1),
                     ..s.clone()

@@ -176,6 +176,9 @@ pub struct GuestArgs {
     /// Guest memory, MiB.
     #[arg(long, default_value_t = 256)]
     memory: u32,
+    /// Guest vCPUs (-smp; TCG runs multi-threaded).
+    #[arg(long, default_value_t = crate::qemu::DEFAULT_VCPUS)]
+    vcpus: u32,
 }
 
 #[derive(Args)]
@@ -276,6 +279,9 @@ pub struct CheckArgs {
     /// Guest memory, MiB.
     #[arg(long, default_value_t = 256)]
     memory: u32,
+    /// Guest vCPUs of every scenario (-smp, at least 2); a scenario may ask for more.
+    #[arg(long, default_value_t = crate::qemu::DEFAULT_VCPUS)]
+    vcpus: u32,
 }
 
 fn default_run_dir(cmd: &str) -> PathBuf {
@@ -295,6 +301,7 @@ fn guest_config(g: &GuestArgs, mode: Mode, append: String, cmd: &str) -> Result<
         mode,
         run_dir: g.run_dir.clone().unwrap_or_else(|| default_run_dir(cmd)),
         memory_mb: g.memory,
+        vcpus: g.vcpus,
     })
 }
 
@@ -338,7 +345,7 @@ fn sim(a: SimArgs) -> Result<bool> {
 
 fn check(a: CheckArgs) -> Result<bool> {
     if a.list {
-        crate::scenarios::list();
+        crate::check::list();
         return Ok(true);
     }
     let o = CheckOpts {
@@ -349,6 +356,7 @@ fn check(a: CheckArgs) -> Result<bool> {
         timeout: Duration::from_secs(a.timeout),
         keep_all: a.keep_all,
         memory_mb: a.memory,
+        vcpus: a.vcpus.max(2),
     };
     o.validate()?;
     let (_, failed) = crate::check::check(&o, &Console)?;

@@ -182,6 +182,7 @@ fn run(o: &DemoOpts, out: &dyn Reporter, label: &str, load: bool, slug: &str) ->
         mode: o.mode,
         run_dir: o.out_dir.join("runs").join(slug),
         memory_mb: o.memory_mb,
+        vcpus: crate::qemu::DEFAULT_VCPUS,
     };
     let ob = observe(
         &SimOpts {

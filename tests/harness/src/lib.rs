@@ -15,7 +15,7 @@
 //! | [`sim`] | the simulator's run and its typed results ([`sim::SimResult`]) |
 //! | [`chain`], [`follow`] | a migration chain: one function per step of a hop; following its guest |
 //! | [`ack`] | the guest's ack: waiting for it, checking it |
-//! | [`faults`] | cancel, kill, doorbell storm, page hammer |
+//! | [`faults`], [`storm`] | cancel, kill, doorbell storm, page hammer; publish storm |
 //! | [`scenarios`], [`check`] | the suite's table and its runner |
 //! | [`watch`], [`observe`] | clock samples around a `sim` run, per-hop analysis |
 //! | [`demo`], [`bench`], [`bench_report`], [`bench_md`] | `make demo`, `make bench` |
@@ -46,5 +46,6 @@ pub mod qmp;
 pub mod results;
 pub mod scenarios;
 pub mod sim;
+pub mod storm;
 pub mod vmtest;
 pub mod watch;

@@ -63,6 +63,8 @@ pub struct CheckOpts {
     pub timeout: Duration,
     pub keep_all: bool,
     pub memory_mb: u32,
+    /// vCPUs of every guest (at least 2); see [`crate::scenarios::vcpus_for`].
+    pub vcpus: u32,
 }
 
 /// Options of `demo`.
@@ -161,6 +163,9 @@ impl SimSettings {
         }
         if self.bad_page == Some(BadPage::DoorbellStorm) && mode != Mode::Doorbell {
             bail!("--bad-page doorbell-storm needs --mode doorbell");
+        }
+        if self.bad_page == Some(BadPage::PublishStorm) && mode != Mode::Doorbell {
+            bail!("--bad-page publish-storm needs --mode doorbell");
         }
         Ok(())
     }

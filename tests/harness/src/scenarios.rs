@@ -2,6 +2,8 @@
 
 //! The suite's scenarios: the data table `check` runs (`--list` prints it).
 
+use std::time::Duration;
+
 use crate::options::SimSettings;
 use crate::page::BadPage;
 use crate::qemu::Mode;
@@ -262,7 +264,57 @@ pub fn table() -> Vec<Scenario> {
             params: "step_method=2",
             kind: Kind::Sim(SimSettings { migrations: 2, ..s(1000, E::Stepped) }),
         },
+        Scenario {
+            name: "replay",
+            about: "hostile host (the guest plays it): seq replayed, rewound, jumped, reset to 0, wrapped at 2^64: each migration_seq acted on at most once, refusals visible",
+            mode: Mode::Plain,
+            // wrap=refuse: docs/abi.md, the sequence does not wrap.
+            run: "mt_replay:wrap=refuse",
+            params: "poll_ms=5",
+            kind: Kind::Boot { bad_page: None },
+        },
+        Scenario {
+            name: "timers-peer",
+            about: "the kernel's own selftests/timers right after a migtime step, inconsistency-check on CLOCK_MONOTONIC running across the migration",
+            mode: Mode::Plain,
+            run: "mt_timers:start:30,mt_migrate:expect=step,mt_timers:run",
+            params: "",
+            kind: Kind::Sim(s(1000, E::Stepped)),
+        },
+        Scenario {
+            name: "doorbell-smp",
+            about: "4 vCPUs, doorbell: after the migration the host publishes 2000 updates back to back, ringing each; readers on every CPU: each page acted on once, in order, realtime moved by the applied steps",
+            mode: Mode::Doorbell,
+            run: "mt_stress:updates=2000",
+            params: "",
+            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::PublishStorm), ..s(1000, E::Stepped) }),
+        },
     ]
+}
+
+/// Scenarios that need more vCPUs than the suite's default.
+const MORE_VCPUS: &[(&str, u32)] = &[("doorbell-smp", 4)];
+
+/// Scenarios that need longer than the suite's time limit, seconds: the
+/// kernel's timer selftests sleep for minutes by design (nsleep-lat alone
+/// 6 clocks x 21 s).
+const MORE_TIME: &[(&str, u64)] = &[("timers-peer", 900)];
+
+/// The time limit of scenario `name`.
+pub fn timeout_for(name: &str, default: Duration) -> Duration {
+    MORE_TIME
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(default, |(_, s)| Duration::from_secs(*s).max(default))
+}
+
+/// The vCPUs scenario `name` runs with: the suite's setting, or more if the
+/// scenario asks for more.
+pub fn vcpus_for(name: &str, default: u32) -> u32 {
+    MORE_VCPUS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(default, |(_, v)| (*v).max(default))
 }
 
 /// The `mt.run=` / `mt.params=` part of the kernel command line.
@@ -278,62 +330,6 @@ pub fn append_for(run: &str, params: &str, extra: &str) -> String {
         v.push(extra.to_string());
     }
     v.join(" ")
-}
-
-/// Prints the table (`--list`).
-pub fn list() {
-    for sc in table() {
-        let how = match &sc.kind {
-            Kind::Boot { .. } => "boot".to_string(),
-            Kind::Panic { needle } => format!("boot --expect-panic \"{needle}\""),
-            Kind::Sim(s) => {
-                let mut o = vec![format!("sim --mode {:?}", sc.mode).to_lowercase()];
-                if s.blackout_ms > 0 {
-                    o.push(format!("--blackout {}", s.blackout_ms));
-                }
-                if s.skew_ns != 0 {
-                    o.push(format!("--skew-ns {}", s.skew_ns));
-                }
-                if s.compensated {
-                    o.push("--compensated".into());
-                }
-                if s.migrations > 1 {
-                    o.push(format!("--migrations {}", s.migrations));
-                }
-                if s.no_guest_run_between {
-                    o.push("--no-guest-run-between".into());
-                }
-                if s.cancel {
-                    o.push("--cancel".into());
-                }
-                if let Some(b) = s.bad_page {
-                    o.push(format!(
-                        "--bad-page {}",
-                        clap::ValueEnum::to_possible_value(&b).unwrap().get_name()
-                    ));
-                }
-                if let Some(e) = s.expect {
-                    o.push(format!(
-                        "--expect-outcome {}",
-                        clap::ValueEnum::to_possible_value(&e).unwrap().get_name()
-                    ));
-                }
-                o.join(" ")
-            }
-        };
-        println!(
-            "{:<14} {}\n{:<14}   guest: {}\n{:<14}   host:  {how}",
-            sc.name,
-            sc.about,
-            "",
-            if sc.run.is_empty() {
-                "(no program)"
-            } else {
-                sc.run
-            },
-            ""
-        );
-    }
 }
 
 #[cfg(test)]
@@ -353,6 +349,33 @@ mod tests {
                 assert!(!s.run.is_empty(), "{}", s.name);
             }
         }
+    }
+
+    #[test]
+    fn every_scenario_is_smp_and_overrides_name_real_rows() {
+        let t = table();
+        for s in &t {
+            assert!(
+                vcpus_for(s.name, crate::qemu::DEFAULT_VCPUS) >= 2,
+                "{}",
+                s.name
+            );
+        }
+        for (n, v) in MORE_VCPUS {
+            assert!(t.iter().any(|s| s.name == *n), "{n}");
+            assert_eq!(vcpus_for(n, 2), *v);
+        }
+        for (n, _) in MORE_TIME {
+            assert!(t.iter().any(|s| s.name == *n), "{n}");
+        }
+        assert_eq!(
+            timeout_for("timers-peer", Duration::from_secs(180)),
+            Duration::from_secs(900)
+        );
+        assert_eq!(
+            timeout_for("step", Duration::from_secs(180)),
+            Duration::from_secs(180)
+        );
     }
 
     #[test]

@@ -94,6 +94,8 @@ pub struct SimSummary {
     /// storm/hammer: guest `events` before the hop and once things settled.
     pub events_before: u64,
     pub events_after: Option<u64>,
+    /// publish-storm: what the host published after the migration.
+    pub publish_storm: Option<crate::storm::StormReport>,
     pub tai_delta_total_ns: i64,
     pub outcome: Option<String>,
     pub expect_outcome: Option<ExpectOutcome>,
