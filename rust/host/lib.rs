@@ -20,6 +20,7 @@ extern crate std;
 pub mod abi;
 #[path = "../fallback.rs"]
 pub mod fallback;
+mod mempage;
 pub mod page;
 #[path = "../policy.rs"]
 pub mod policy;
