@@ -40,10 +40,15 @@ args() {
 # suite", has the runs). posix_timers' check_overrun busy-waits 1 s against a
 # 100 ms timer and wants exactly 9 overruns: a vCPU thread descheduled by the
 # host for tens of ms makes it 10. rtcpie wants the CMOS RTC's periodic
-# interrupt within 10 % of its period (e.g. 0.5886 s for 0.5 s). They are
-# reported as "# TODO" with their output and measurements: visible, counted
-# as skipped, not as passed. Everything else fails the run.
-KNOWN_TCG_SUBTESTS="check_overrun"
+# interrupt within 10 % of its period (e.g. 0.5886 s for 0.5 s).
+# posix_timers' "check signal distribution" assumes its main thread is asleep
+# 10 ms after creating a worker; on 2 vCPUs whose host threads get
+# descheduled it may still be running when the process CPU timer fires, and
+# takes the signal (seen without migtime and without migration; the issue's
+# "once in 2 runs after a migration" is this). They are reported as "# TODO"
+# with their output and measurements: visible, counted as skipped, not as
+# passed. Everything else fails the run.
+KNOWN_TCG_SUBTESTS="check_overrun .*|check signal distribution"
 KNOWN_TCG_PROGS="rtcpie"
 
 N=0
@@ -53,9 +58,7 @@ FAILED=0
 # diagnostics.
 report() {
 	N=$((N + 1))
-	for k in $KNOWN_TCG_SUBTESTS; do
-		sed -i "s/^\(not ok [0-9][0-9]* $k .*[^ ]\) *\$/\1 # TODO known TCG timing failure (tests\/README.md)/" "$3"
-	done
+	sed -i -E "s/^(not ok [0-9]+ ($KNOWN_TCG_SUBTESTS)) *\$/\1 # TODO known TCG timing failure (tests\/README.md)/" "$3"
 	if grep -qE '^(TAP|KTAP) version' "$3" && grep -qE '^1\.\.[0-9]+' "$3"; then
 		sed 's/^/    /' "$3"
 	else
