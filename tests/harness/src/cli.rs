@@ -11,7 +11,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use crate::options::{
-    check_inputs, BenchOpts, BootOpts, CheckOpts, DemoOpts, SimOpts, SimSettings,
+    check_inputs, default_run_dir, BenchOpts, BootOpts, CheckOpts, DemoOpts, SimOpts, SimSettings,
 };
 use crate::output::Console;
 use crate::page::BadPage;
@@ -282,14 +282,6 @@ pub struct CheckArgs {
     /// Guest vCPUs of every scenario (-smp, at least 2); a scenario may ask for more.
     #[arg(long, default_value_t = crate::qemu::DEFAULT_VCPUS)]
     vcpus: u32,
-}
-
-fn default_run_dir(cmd: &str) -> PathBuf {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    PathBuf::from("runs").join(format!("{cmd}-{t}-{}", std::process::id()))
 }
 
 fn guest_config(g: &GuestArgs, mode: Mode, append: String, cmd: &str) -> Result<GuestConfig> {

@@ -102,6 +102,15 @@ pub struct BenchOpts {
     pub memory_mb: u32,
 }
 
+/// `runs/<command>-<time>-<pid>`: a run folder nobody asked for.
+pub fn default_run_dir(cmd: &str) -> PathBuf {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    PathBuf::from("runs").join(format!("{cmd}-{t}-{}", std::process::id()))
+}
+
 /// The guest kernel and initramfs must exist.
 pub fn check_inputs(kernel: &Path, initrd: &Path) -> Result<()> {
     if !kernel.is_file() {
