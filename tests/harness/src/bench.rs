@@ -35,38 +35,62 @@ pub struct Config {
     pub module: bool,
     /// mt_daemon poll period (the userspace comparator), ms.
     pub daemon_ms: Option<u32>,
+    /// Module parameters (`mt.params=`), e.g. `step_method=2` for the fallback.
+    pub params: &'static str,
 }
 
+/// The configurations, side by side. On the project's (patched) kernel "inject" steps with
+/// `timekeeping_inject_realtime_offset()`; "fallback" forces the stock-kernel read-then-set path.
 pub fn configs(daemon_ms: u32) -> Vec<Config> {
+    let c = |key, title, mode, module, daemon_ms, params| Config {
+        key,
+        title,
+        mode,
+        module,
+        daemon_ms,
+        params,
+    };
     vec![
-        Config {
-            key: "baseline",
-            title: "baseline (no module)",
-            mode: Mode::Plain,
-            module: false,
-            daemon_ms: None,
-        },
-        Config {
-            key: "polling",
-            title: "migtime polling",
-            mode: Mode::Plain,
-            module: true,
-            daemon_ms: None,
-        },
-        Config {
-            key: "doorbell",
-            title: "migtime doorbell",
-            mode: Mode::Doorbell,
-            module: true,
-            daemon_ms: None,
-        },
-        Config {
-            key: "daemon",
-            title: "userspace daemon",
-            mode: Mode::Plain,
-            module: false,
-            daemon_ms: Some(daemon_ms),
-        },
+        c(
+            "baseline",
+            "baseline (no module)",
+            Mode::Plain,
+            false,
+            None,
+            "",
+        ),
+        c(
+            "doorbell",
+            "migtime inject, doorbell",
+            Mode::Doorbell,
+            true,
+            None,
+            "",
+        ),
+        c(
+            "fallback",
+            "migtime fallback, doorbell",
+            Mode::Doorbell,
+            true,
+            None,
+            "step_method=2",
+        ),
+        c(
+            "polling",
+            "migtime inject, polling",
+            Mode::Plain,
+            true,
+            None,
+            "",
+        ),
+        c(
+            "daemon",
+            "userspace ADJ_SETOFFSET daemon",
+            Mode::Plain,
+            false,
+            Some(daemon_ms),
+            "",
+        ),
     ]
 }
 
@@ -79,6 +103,9 @@ impl Config {
         ];
         if let Some(p) = self.daemon_ms {
             v.push(format!("mt.daemon={p}"));
+        }
+        if !self.params.is_empty() {
+            v.push(format!("mt.params={}", self.params));
         }
         v.join(" ")
     }
@@ -290,11 +317,15 @@ mod tests {
         let c = configs(100);
         assert_eq!(
             c.iter().map(|c| c.key).collect::<Vec<_>>(),
-            ["baseline", "polling", "doorbell", "daemon"]
+            ["baseline", "doorbell", "fallback", "polling", "daemon"]
         );
         assert_eq!(c[0].append(), "mt.load=0 mt.kunit=0");
-        assert_eq!(c[2].append(), "mt.load=1 mt.kunit=0");
-        assert_eq!(c[2].mode, Mode::Doorbell);
-        assert_eq!(c[3].append(), "mt.load=0 mt.kunit=0 mt.daemon=100");
+        assert_eq!(c[1].append(), "mt.load=1 mt.kunit=0");
+        assert_eq!(c[1].mode, Mode::Doorbell);
+        assert_eq!(
+            c[2].append(),
+            "mt.load=1 mt.kunit=0 mt.params=step_method=2"
+        );
+        assert_eq!(c[4].append(), "mt.load=0 mt.kunit=0 mt.daemon=100");
     }
 }

@@ -134,6 +134,21 @@ fn value_rows() -> Vec<(&'static str, Get)> {
         ("… p99", |r| r.ack_latency_ms.map(|s| s.p99)),
         ("… max", |r| r.ack_latency_ms.map(|s| s.max)),
         (
+            "… of which QEMU/TCG resume → interrupt or poll (host, inferred), ms: median",
+            |r| r.resume_ms.map(|s| s.median),
+        ),
+        ("… p99", |r| r.resume_ms.map(|s| s.p99)),
+        (
+            "… of which interrupt or poll → work start (guest), ms: median",
+            |r| r.wake_to_work_ms.map(|s| s.median),
+        ),
+        ("… p99", |r| r.wake_to_work_ms.map(|s| s.p99)),
+        (
+            "… of which work start → step done (guest), ms: median",
+            |r| r.work_to_done_ms.map(|s| s.median),
+        ),
+        ("… p99", |r| r.work_to_done_ms.map(|s| s.p99)),
+        (
             "wall-clock error after migration \\|Δ(guest − host)\\|, ms: median",
             |r| r.clock_error_ms.map(|s| s.median),
         ),
@@ -201,8 +216,10 @@ pub fn render_markdown(m: &Machine, o: &BenchOpts, rs: &[ConfigResult]) -> Strin
         "Residual and latency come from the guest ack area (written by the module, or by mt_daemon the same way); \
          the baseline has neither. Wall-clock error: median guest − host CLOCK_REALTIME offset 1–2 s after resume \
          minus the median over the last second before the source stopped (mt_clock samples paired with the host \
-         clock when read; error bar ≈ a few ms). Idle: mt_idle's local timer interrupts per second and non-idle \
-         CPU share over the window.\n",
+         clock when read; error bar ≈ a few ms). The latency split uses the module's timing block in the guest \
+         area (guest CLOCK_MONOTONIC): interrupt or poll → work start → step done; the rest of `cont` → ack is \
+         QEMU/TCG resuming the guest, the interrupt reaching it and the ack becoming visible (host polls every \
+         1 ms). Idle: mt_idle's local timer interrupts per second and non-idle CPU share over the window.\n",
     );
     s
 }
@@ -246,7 +263,7 @@ mod tests {
         }
     }
 
-    /// A baseline and a polling configuration, two hops each.
+    /// A baseline and a migtime configuration, two hops each.
     fn two_configs() -> Vec<ConfigResult> {
         let c = configs(100);
         let base = result(
@@ -260,11 +277,17 @@ mod tests {
                 HopRecord {
                     residual_ns: Some(-2000),
                     ack_latency_ms: Some(50.0),
+                    wake_to_work_ms: Some(10.0),
+                    work_to_done_ms: Some(1.0),
+                    resume_ms: Some(39.0),
                     ..hop(-1.0, true)
                 },
                 HopRecord {
                     residual_ns: Some(4000),
                     ack_latency_ms: Some(70.0),
+                    wake_to_work_ms: Some(20.0),
+                    work_to_done_ms: Some(3.0),
+                    resume_ms: Some(47.0),
                     ..hop(3.0, true)
                 },
             ],
@@ -328,13 +351,23 @@ mod tests {
         };
         assert_eq!(
             line("| metric |"),
-            "| metric | baseline (no module) | migtime polling |"
+            "| metric | baseline (no module) | migtime inject, doorbell |"
         );
-        // |change| median: baseline 1100, polling 2 -> ratio 0.0018.
+        // |change| median: baseline 1100, migtime 2 -> ratio 0.0018.
         assert_eq!(line("| wall-clock error"), "| wall-clock error after migration \\|Δ(guest − host)\\|, ms: median | 1100 | 2.00 (0.00182×) |");
         assert_eq!(
             line("| step residual"),
             "| step residual \\|applied − intended\\|, µs: median | n/a | 3.00 |"
+        );
+        // The latency split: medians of the guest's timing and the inferred rest.
+        let split = |start: &str| md.lines().find(|l| l.contains(start)).map(str::to_string);
+        assert_eq!(
+            split("resume → interrupt or poll").as_deref(),
+            Some("| … of which QEMU/TCG resume → interrupt or poll (host, inferred), ms: median | n/a | 43.0 |")
+        );
+        assert_eq!(
+            split("work start → step done").as_deref(),
+            Some("| … of which work start → step done (guest), ms: median | n/a | 2.00 |")
         );
         assert_eq!(
             line("| cancel-on-set"),

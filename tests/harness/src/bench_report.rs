@@ -55,6 +55,16 @@ pub struct HopRecord {
     pub residual_ns: Option<i64>,
     /// Host: `cont` returned -> guest ack seen, ms.
     pub ack_latency_ms: Option<f64>,
+    /// Guest timing block (module only): doorbell interrupt or poll -> work start, ms.
+    pub wake_to_work_ms: Option<f64>,
+    /// Guest: work start -> clock stepped, ms.
+    pub work_to_done_ms: Option<f64>,
+    /// `ack_latency_ms` minus the guest's wake -> done: QEMU/TCG resuming the guest and the
+    /// interrupt (or poll) reaching it, plus the ack becoming visible (1 ms host polling), ms.
+    pub resume_ms: Option<f64>,
+    /// Guest: step method (1 inject, 2 settimeofday) and clock updates made.
+    pub step_method: Option<u32>,
+    pub sets: Option<u32>,
     /// Offset change (guest - host realtime, after minus before), ms.
     pub clock_change_ms: Option<f64>,
     pub clock_first_change_ms: Option<f64>,
@@ -96,6 +106,9 @@ pub struct ConfigResult {
     /// |applied - intended|, µs.
     pub residual_us: Option<Stats>,
     pub ack_latency_ms: Option<Stats>,
+    pub resume_ms: Option<Stats>,
+    pub wake_to_work_ms: Option<Stats>,
+    pub work_to_done_ms: Option<Stats>,
     /// |offset change|, ms.
     pub clock_error_ms: Option<Stats>,
     /// (timerfds cancelled, runs with a RESULT).
@@ -112,6 +125,9 @@ impl ConfigResult {
             errors: vec![],
             residual_us: None,
             ack_latency_ms: None,
+            resume_ms: None,
+            wake_to_work_ms: None,
+            work_to_done_ms: None,
             clock_error_ms: None,
             cancel_woken: (0, 0),
             idle: None,
@@ -126,6 +142,9 @@ impl ConfigResult {
             h.residual_ns.map(|r| r.unsigned_abs() as f64 / 1e3)
         }));
         self.ack_latency_ms = stats(&col(&|h| h.ack_latency_ms));
+        self.resume_ms = stats(&col(&|h| h.resume_ms));
+        self.wake_to_work_ms = stats(&col(&|h| h.wake_to_work_ms));
+        self.work_to_done_ms = stats(&col(&|h| h.work_to_done_ms));
         self.clock_error_ms = stats(&col(&|h| h.clock_change_ms.map(f64::abs)));
         let res: Vec<bool> = self
             .hops
@@ -143,6 +162,7 @@ pub fn records(ob: &Observed, boot_no: u32) -> Vec<HopRecord> {
         .enumerate()
         .map(|(i, h)| {
             let ack = h.ack.as_ref();
+            let split = ack.and_then(guest_split);
             HopRecord {
                 boot: boot_no,
                 hop: i as u32 + 1,
@@ -150,6 +170,11 @@ pub fn records(ob: &Observed, boot_no: u32) -> Vec<HopRecord> {
                 outcome: ack.map(Ack::outcome),
                 residual_ns: ack.map(|a| a.area.applied_ns - a.area.intended_ns),
                 ack_latency_ms: ack.map(|a| a.latency_ms),
+                wake_to_work_ms: split.map(|s| s.0),
+                work_to_done_ms: split.map(|s| s.1),
+                resume_ms: ack.zip(split).map(|(a, s)| a.latency_ms - s.0 - s.1),
+                step_method: ack.map(|a| a.area.timing.step_method).filter(|&m| m != 0),
+                sets: ack.map(|a| a.area.timing.sets).filter(|&n| n != 0),
                 clock_change_ms: h.clock.as_ref().and_then(|c| c.change_ms),
                 clock_first_change_ms: h.clock.as_ref().and_then(|c| c.first_after_change_ms),
                 timerfd_cancelled: h.result.as_ref().map(|r| r.timerfd_cancelled),
@@ -157,6 +182,23 @@ pub fn records(ob: &Observed, boot_no: u32) -> Vec<HopRecord> {
             }
         })
         .collect()
+}
+
+/// The guest's own timing of an ack (ABI guest-area timing block, written by the module):
+/// (wake -> work, work -> done) in ms; `None` for a guest that did not fill it in (mt_daemon,
+/// an older module).
+fn guest_split(a: &Ack) -> Option<(f64, f64)> {
+    let t = &a.area.timing;
+    let have = a.area.size as usize >= migtime_abi::abi::GUEST_AREA_SIZE
+        && t.wake_mono_ns > 0
+        && t.work_mono_ns >= t.wake_mono_ns
+        && t.done_mono_ns >= t.work_mono_ns;
+    have.then(|| {
+        (
+            (t.work_mono_ns - t.wake_mono_ns) as f64 / 1e6,
+            (t.done_mono_ns - t.work_mono_ns) as f64 / 1e6,
+        )
+    })
 }
 
 #[cfg(test)]
