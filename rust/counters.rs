@@ -24,6 +24,8 @@ pub(crate) struct Counters {
     pub(crate) notifies: Atomic<u64>,
     /// Page changes refused (sequence backwards, over limit, inconsistent).
     pub(crate) refusals: Atomic<u64>,
+    /// Steps the kernel rejected (the baseline stays; retried up to 3 times per page).
+    pub(crate) step_failures: Atomic<u64>,
     /// Seqlock read attempts beyond the first, summed over all reads.
     pub(crate) read_retries: Atomic<u64>,
     /// Reads that gave up after `read_attempts` attempts (host busy or stuck odd).
@@ -42,6 +44,7 @@ impl Counters {
             steps: Atomic::new(0),
             notifies: Atomic::new(0),
             refusals: Atomic::new(0),
+            step_failures: Atomic::new(0),
             read_retries: Atomic::new(0),
             read_busy: Atomic::new(0),
             last_residual_ns: Atomic::new(0),
@@ -63,6 +66,7 @@ pub(crate) fn debugfs(counters: Arc<Counters>) -> impl PinInit<Scope<Arc<Counter
         dir.read_only_file(c"steps", &c.steps);
         dir.read_only_file(c"notifies", &c.notifies);
         dir.read_only_file(c"refusals", &c.refusals);
+        dir.read_only_file(c"step_failures", &c.step_failures);
         dir.read_only_file(c"read_retries", &c.read_retries);
         dir.read_only_file(c"read_busy", &c.read_busy);
         dir.read_only_file(c"last_residual_ns", &c.last_residual_ns);

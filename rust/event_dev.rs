@@ -80,9 +80,16 @@ impl EventHub {
         )
     }
 
-    /// Publishes `ev` (its `event` number must grow) and wakes readers and pollers.
+    /// Publishes `ev` and wakes readers and pollers. An event not newer than the latest one
+    /// (a smaller `event` number) is ignored: the hub only moves forward.
     pub(crate) fn publish(&self, ev: Event) {
-        self.state.lock().latest = ev;
+        {
+            let mut st = self.state.lock();
+            if ev.event <= st.latest.event {
+                return;
+            }
+            st.latest = ev;
+        }
         self.cv.notify_all();
     }
 
@@ -107,13 +114,16 @@ struct OpenFile {
 }
 
 impl OpenFile {
-    /// Waits for an event newer than the last one returned and returns it.
-    fn next_event(&self, nonblock: bool) -> Result<Event> {
-        let last = self.last.load(Relaxed);
+    /// Waits for an event newer than the last one this file returned, claims it (under the hub
+    /// lock, so two threads reading one file never both get the same event) and returns it
+    /// with the cursor value it replaced.
+    fn claim_event(&self, nonblock: bool) -> Result<(Event, u64)> {
         let mut guard = self.hub.state.lock();
         loop {
+            let last = self.last.load(Relaxed);
             if guard.latest.event > last {
-                return Ok(guard.latest);
+                self.last.store(guard.latest.event, Relaxed);
+                return Ok((guard.latest, last));
             }
             if guard.gone {
                 return Err(ENODEV);
@@ -132,9 +142,15 @@ impl OpenFile {
         if len < EVENT_BYTES {
             return Err(EINVAL);
         }
-        let ev = self.next_event(nonblock)?;
-        out.writer().write_slice(&ev.to_le_bytes())?;
-        self.last.store(ev.event, Relaxed);
+        let (ev, prev) = self.claim_event(nonblock)?;
+        if let Err(e) = out.writer().write_slice(&ev.to_le_bytes()) {
+            // Not delivered: give the event back unless another reader moved on meanwhile.
+            let _guard = self.hub.state.lock();
+            if self.last.load(Relaxed) == ev.event {
+                self.last.store(prev, Relaxed);
+            }
+            return Err(e);
+        }
         Ok(EVENT_BYTES)
     }
 

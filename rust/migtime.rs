@@ -71,7 +71,9 @@ use policy::{
     Action,
     Baseline,
     OnViolation,
-    Policy, //
+    Policy,
+    Settled,
+    Tracker, //
 };
 use seqlock::ReadError;
 
@@ -203,8 +205,8 @@ fn reason(o: Outcome) -> &'static CStr {
 
 /// Mutable state of a bound device, serialised by [`Shared::state`].
 struct State {
-    /// What the clock is in step with.
-    baseline: Baseline,
+    /// What the clock is in step with, and which bad pages were already reported.
+    tracker: Tracker,
     /// Events recorded since bind.
     events: u64,
     /// The guest area's seqlock count (even).
@@ -302,16 +304,21 @@ impl Shared {
     }
 
     /// Reads the page and acts on it.
+    ///
+    /// One decision at a time: the doorbell work and the poll work may run at once on an SMP
+    /// guest, so the page is read, decided on, acted on, recorded and published under the state
+    /// lock. A snapshot read before another check's newer one can therefore never be decided
+    /// after it.
     fn check(&self) {
         let attempts = self.cfg.read_attempts;
+        let c = &self.counters;
+        let mut st = self.state.lock();
         // The bar access guard is an RCU read-side section: read, then drop it before acting
         // (do_settimeofday64() may sleep).
         let read = match self.bar.try_access() {
             Some(bar) => seqlock::read_snapshot(&BarPage(&bar), attempts),
             None => return,
         };
-        let c = &self.counters;
-        let mut st = self.state.lock();
         let snap = match read {
             Ok(ok) => {
                 c.read_retries
@@ -334,16 +341,17 @@ impl Shared {
             }
         };
 
-        let d = st.baseline.decide(&snap, &self.cfg.policy);
+        let prev = st.tracker.baseline();
+        let d = st.tracker.decide(&snap, &self.cfg.policy);
         let pending = d.pending_ns.unwrap_or(0);
         let (outcome, intended, applied, residual) = match d.action {
             Action::Nothing => return,
             Action::Panic(o) => die(reason(o)),
             Action::Refuse(o) => {
                 pr_warn!(
-                    "refused seq={} prev_seq={} pending_ns={}: {} ({})\n",
+                    "refused seq={} baseline_seq={} pending_ns={}: {} ({})\n",
                     snap.migration_seq,
-                    st.baseline.seq,
+                    prev.seq,
                     pending,
                     o.name(),
                     reason(o).to_str().unwrap_or("?")
@@ -377,12 +385,27 @@ impl Shared {
                             snap.migration_seq,
                             e
                         );
+                        Counters::inc(&c.step_failures);
                         (Outcome::Failed, step_ns, 0, 0)
                     }
                 }
             }
         };
-        st.baseline = d.next;
+        match st.tracker.settle(&snap, &d, outcome != Outcome::Failed) {
+            Settled::Failed { attempts } => pr_warn!(
+                "seq={} not applied (attempt {} of {}): retrying at the next check\n",
+                snap.migration_seq,
+                attempts,
+                policy::MAX_STEP_ATTEMPTS
+            ),
+            Settled::GaveUp => pr_err!(
+                "seq={} not applied after {} attempts: giving up on this page (baseline stays at seq={})\n",
+                snap.migration_seq,
+                policy::MAX_STEP_ATTEMPTS,
+                prev.seq
+            ),
+            Settled::Nothing | Settled::Done => {}
+        }
         st.events += 1;
         Counters::inc(&c.events);
         c.last_seq.store(snap.migration_seq, Relaxed);
@@ -415,7 +438,8 @@ impl Shared {
             ack_seq: snap.migration_seq,
             intended_ns: intended,
             applied_ns: applied,
-            applied_total_ns: st.baseline.total_ns,
+            // What the clock is in step with now: unchanged when the step failed.
+            applied_total_ns: st.tracker.baseline().total_ns,
             ack_realtime_ns: ev.realtime_ns,
             events: st.events,
             reserved: 0,
@@ -423,7 +447,7 @@ impl Shared {
         if let Some(bar) = self.bar.try_access() {
             st.guest_seq = page::write_guest_area(&bar, st.guest_seq, &g);
         }
-        drop(st);
+        // Published before the lock is dropped: events reach the hub in order.
         self.hub.publish(ev);
     }
 }
@@ -555,7 +579,7 @@ impl MigtimeDriver {
                 poll_period_ms: Atomic::new(cfg.poll_ms),
                 stopping: Atomic::new(false),
                 state <- new_mutex!(State {
-                    baseline: Baseline::from_snapshot(&snap),
+                    tracker: Tracker::new(Baseline::from_snapshot(&snap)),
                     events: 0,
                     guest_seq,
                     header_reported: false,

@@ -3,11 +3,23 @@
 //! What to do about a page snapshot (pure logic, `core` only).
 //!
 //! The guest keeps a [`Baseline`]: the `migration_seq` and
-//! `tai_delta_total_ns` it is in step with. When the page's sequence differs,
-//! the pending step is `total - baseline.total`: a guest that did not run
-//! between two migrations (sequence +2) still applies every delta exactly once.
-//! After any decision the baseline becomes the page's values: a refused delta
-//! is dropped, never applied later by surprise.
+//! `tai_delta_total_ns` it is in step with. When the page's sequence is above
+//! the baseline's, the pending step is `total - baseline.total`: a guest that
+//! did not run between two migrations (sequence +2) still applies every delta
+//! exactly once.
+//!
+//! **Invariant: the baseline's `migration_seq` only moves forward.** A page
+//! whose sequence is not above the baseline's never causes a step and never
+//! moves the baseline (the only exception is [`OnViolation::Warn`], chosen by
+//! the operator: a total changed under the same sequence is then stepped and
+//! adopted). A newer page moves the baseline to itself once it is acted on,
+//! whether it was applied or refused: a refused delta is dropped, never applied
+//! later by surprise. So no sequence of page contents, however hostile, makes
+//! the guest step twice for one `migration_seq`. The sequence does not wrap: a
+//! page going from `u64::MAX` to 0 is "backwards" (at one migration a second,
+//! 2^64 takes 584 billion years; a host that resets its sequence gets
+//! refusals, reported once per distinct page, until the guest re-baselines by
+//! reloading the module).
 //!
 //! Checks, in order (each a "violation" handled per [`OnViolation`]):
 //! 1. sequence went backwards → [`Outcome::RefusedSeqBackwards`] (never applied);
@@ -15,6 +27,11 @@
 //!    overflows, or (sequence +1) the pending delta disagrees with
 //!    `tai_delta_ns` / the compensated flag → [`Outcome::RefusedInconsistent`];
 //! 3. `|pending| > limit_ns` → [`Outcome::RefusedOverLimit`].
+//!
+//! [`Tracker`] adds what the guest remembers between checks: a refused page
+//! that did not move the baseline is reported once, not at every poll, and a
+//! step the kernel rejected is retried a bounded number of times
+//! ([`MAX_STEP_ATTEMPTS`]) with the baseline left where it was.
 
 use crate::abi::{
     Outcome,
@@ -121,6 +138,8 @@ impl Baseline {
             };
         }
 
+        // Only a newer page may move the baseline (a warned apply adopts the page too).
+        let newer = s.migration_seq > self.seq;
         let violation = |outcome: Outcome, applicable: Option<i64>| -> Decision {
             let (action, warned) = match (policy.on_violation, applicable) {
                 (OnViolation::Panic, _) => (Action::Panic(outcome), None),
@@ -135,11 +154,12 @@ impl Baseline {
                     (Action::Refuse(outcome), None)
                 }
             };
+            let adopt = newer || warned.is_some();
             Decision {
                 action,
                 warned,
                 pending_ns: pending,
-                next,
+                next: if adopt { next } else { *self },
             }
         };
 
@@ -155,7 +175,7 @@ impl Baseline {
             return violation(Outcome::RefusedInconsistent, Some(pending));
         }
         let compensated = s.flags & FLAG_COMPENSATED != 0;
-        if s.migration_seq == self.seq.wrapping_add(1) {
+        if self.seq.checked_add(1) == Some(s.migration_seq) {
             // Exactly one migration: the page must agree with itself.
             let expected = if compensated { 0 } else { s.tai_delta_ns };
             if pending != expected || (compensated && s.tai_delta_ns != 0) {
@@ -178,6 +198,119 @@ impl Baseline {
             warned: None,
             pending_ns: Some(pending),
             next,
+        }
+    }
+}
+
+/// How many times the step for one page is attempted when the kernel rejects it.
+pub const MAX_STEP_ATTEMPTS: u32 = 3;
+
+/// The page content a decision was about (everything but the seqlock count).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PageKey {
+    flags: u32,
+    migration_seq: u64,
+    tai_delta_ns: i64,
+    tai_delta_total_ns: i64,
+}
+
+impl PageKey {
+    const fn of(s: &Snapshot) -> Self {
+        Self {
+            flags: s.flags,
+            migration_seq: s.migration_seq,
+            tai_delta_ns: s.tai_delta_ns,
+            tai_delta_total_ns: s.tai_delta_total_ns,
+        }
+    }
+}
+
+/// How acting on a [`Decision`] went, for [`Tracker::settle`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// Nothing was to be done.
+    Nothing,
+    /// The step was applied (or the page refused): the baseline moved as decided.
+    Done,
+    /// The step failed; it will be tried again at the next check (`attempts` so far).
+    Failed {
+        /// Attempts made for this page, `1..MAX_STEP_ATTEMPTS`.
+        attempts: u32,
+    },
+    /// The step failed [`MAX_STEP_ATTEMPTS`] times: the page is given up on (not retried,
+    /// baseline unchanged) until the host writes a different page.
+    GaveUp,
+}
+
+/// What the guest remembers between checks: the baseline, a refused page that did not move it
+/// (reported once), and the failed attempts at the current newer page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tracker {
+    baseline: Baseline,
+    /// A refused page that left the baseline where it was: not reported again while the page
+    /// stays the same.
+    refused: Option<PageKey>,
+    /// A newer page whose step the kernel rejected, and how many times.
+    failed: Option<(PageKey, u32)>,
+}
+
+impl Tracker {
+    /// A tracker in step with `baseline`.
+    pub const fn new(baseline: Baseline) -> Self {
+        Self {
+            baseline,
+            refused: None,
+            failed: None,
+        }
+    }
+
+    /// What the clock is in step with.
+    pub const fn baseline(&self) -> Baseline {
+        self.baseline
+    }
+
+    /// Decides what `s` asks for. A page already refused without moving the baseline, or given
+    /// up on after [`MAX_STEP_ATTEMPTS`] failed steps, is [`Action::Nothing`]: it was reported.
+    pub fn decide(&self, s: &Snapshot, policy: &Policy) -> Decision {
+        let key = PageKey::of(s);
+        let reported = self.refused == Some(key)
+            || matches!(self.failed, Some((k, n)) if k == key && n >= MAX_STEP_ATTEMPTS);
+        if reported {
+            return Decision {
+                action: Action::Nothing,
+                warned: None,
+                pending_ns: None,
+                next: self.baseline,
+            };
+        }
+        self.baseline.decide(s, policy)
+    }
+
+    /// Records what came of acting on `d` (decided by [`Tracker::decide`] for `s`); `applied`
+    /// is false when the kernel rejected the step. A failed step leaves the baseline alone.
+    pub fn settle(&mut self, s: &Snapshot, d: &Decision, applied: bool) -> Settled {
+        let key = PageKey::of(s);
+        match d.action {
+            Action::Nothing => Settled::Nothing,
+            Action::Apply { .. } if !applied => {
+                let attempts = match self.failed {
+                    Some((k, n)) if k == key => n.saturating_add(1),
+                    _ => 1,
+                };
+                self.failed = Some((key, attempts));
+                if attempts >= MAX_STEP_ATTEMPTS {
+                    Settled::GaveUp
+                } else {
+                    Settled::Failed { attempts }
+                }
+            }
+            Action::Apply { .. } | Action::Refuse(_) | Action::Panic(_) => {
+                self.refused = (d.next == self.baseline && matches!(d.action, Action::Refuse(_)))
+                    .then_some(key);
+                self.failed = None;
+                self.baseline = d.next;
+                Settled::Done
+            }
         }
     }
 }

@@ -77,14 +77,75 @@ kernel_src_dir() {
 	printf '%s/src/%s-%s\n' "$MIGTIME_CACHE" "$KERNEL_SOURCE_PKG" "$(kernel_source_version)"
 }
 
+# The project's kernel patch series (git format-patch files, applied in name
+# order to a copy of the pristine source; see kernel-patches/README.md).
+KERNEL_PATCHES_DIR="$MIGTIME_ROOT/kernel-patches"
+
+# kernel_patches: the series' files, in order, one per line.
+kernel_patches() {
+	local p
+	for p in "$KERNEL_PATCHES_DIR"/*.patch; do
+		[ -f "$p" ] && printf '%s\n' "$p"
+	done
+	return 0
+}
+
+# Hash of the series' contents ("none" without patches).
+kernel_patches_key() {
+	local -a files
+	mapfile -t files < <(kernel_patches)
+	if [ "${#files[@]}" -eq 0 ]; then echo none; return; fi
+	cat "${files[@]}" | sha256sum | cut -c1-12
+}
+
+# patched_src_dir: a copy of the pristine source with the series applied,
+# made once per series ($MIGTIME_CACHE/src/<pristine>-patched-<key>). The
+# copy hard-links every file the series does not touch, so it costs seconds
+# and a few megabytes; the pristine tree is never modified. Prints its path.
+patched_src_dir() {
+	local src key dst tmp f p
+	src=$(kernel_src_dir)
+	key=$(kernel_patches_key)
+	dst="$src-patched-$key"
+	if [ -f "$dst/.migtime-patched" ]; then
+		printf '%s\n' "$dst"
+		return
+	fi
+	tmp="$dst.tmp"
+	rm -rf "$tmp"
+	cp -al "$src" "$tmp"
+	rm -f "$tmp/.migtime-unpacked"
+	while IFS= read -r p; do
+		# Give every file the patch touches its own inode before patching, so
+		# the hard links back to the pristine tree are never written through.
+		while IFS= read -r f; do
+			if [ -f "$tmp/$f" ]; then
+				cp --remove-destination "$src/$f" "$tmp/$f"
+			fi
+		done < <(sed -n 's|^+++ b/||p; s|^--- a/||p' "$p" | sort -u)
+		if ! patch -d "$tmp" -p1 --forward --quiet --no-backup-if-mismatch <"$p" >"$tmp.log" 2>&1; then
+			cat "$tmp.log" >&2
+			rm -rf "$tmp"
+			die "kernel patch does not apply to $(kernel_source_version): $p"
+		fi
+	done < <(kernel_patches)
+	rm -f "$tmp.log"
+	kernel_patches | xargs -r -n1 basename >"$tmp/.migtime-patched"
+	mv "$tmp" "$dst"
+	printf '%s\n' "$dst"
+}
+
 # Hash of everything that decides the guest kernel build: the kconfig
-# fragment(s), the toolchain versions and the source version.
+# fragment(s), the patch series (or "none"), the toolchain versions and the
+# source version.
 kernel_key() {
-	local frag
+	local patches=$1 frag
+	shift
 	{
 		kernel_source_version
 		echo "rustc=$("$KERNEL_RUSTC" --version 2>/dev/null)"
 		echo "bindgen=$BINDGEN_VERSION llvm=$LLVM_VERSION"
+		echo "patches=$patches"
 		for frag in "$@"; do cat "$frag"; done
 	} | sha256sum | cut -c1-12
 }

@@ -3,7 +3,9 @@
 //! The step policy: unit tests and properties.
 
 use migtime_abi::abi::{Outcome, FLAG_COMPENSATED};
-use migtime_abi::policy::{Action, Baseline, OnViolation, Policy};
+use migtime_abi::policy::{
+    Action, Baseline, OnViolation, Policy, Settled, Tracker, MAX_STEP_ATTEMPTS,
+};
 use migtime_abi::seqlock::Snapshot;
 use proptest::prelude::*;
 
@@ -116,9 +118,91 @@ fn backwards_refused_warned_refused_panics() {
         base(5, 0).decide(&s, &pol(OnViolation::Panic)).action,
         Action::Panic(Outcome::RefusedSeqBackwards)
     );
-    // The baseline follows the page: a refused change is dropped, never applied later.
+    // The baseline only moves forward: a backwards page leaves it where it was, so replaying
+    // the page it was taken from later does nothing.
     let d = base(5, 0).decide(&s, &pol(OnViolation::Refuse));
-    assert_eq!(d.next, base(4, 0));
+    assert_eq!(d.next, base(5, 0));
+}
+
+#[test]
+fn replayed_page_steps_once() {
+    // issue 9: seq 1 (+1 s), then seq 0 (total 0), then seq 1 (+1 s) again.
+    let p = pol(OnViolation::Refuse);
+    let mut t = Tracker::new(base(0, 0));
+    let mut stepped = 0;
+    let mut refusals = 0;
+    for s in [snap(1, 0, SEC, SEC), snap(0, 0, 0, 0), snap(1, 0, SEC, SEC)] {
+        // Each page is looked at several times (polls), as the module does.
+        for _ in 0..3 {
+            let d = t.decide(&s, &p);
+            match d.action {
+                Action::Apply { step_ns, .. } => stepped += step_ns,
+                Action::Refuse(_) => refusals += 1,
+                Action::Nothing => {}
+                Action::Panic(_) => unreachable!(),
+            }
+            t.settle(&s, &d, true);
+        }
+    }
+    assert_eq!(stepped, SEC);
+    // The backwards page is reported once, not at every poll.
+    assert_eq!(refusals, 1);
+    assert_eq!(t.baseline(), base(1, SEC));
+}
+
+#[test]
+fn reset_host_is_refused_until_rebaseline() {
+    // A host that restarts counting at 0: every distinct page below the baseline is refused
+    // once, none is stepped, and the baseline stays at 10 until the module re-baselines.
+    let p = pol(OnViolation::Refuse);
+    let mut t = Tracker::new(base(10, 0));
+    let mut refused = 0;
+    for seq in 0..10 {
+        let s = snap(seq, 0, SEC, (seq as i64 + 1) * SEC);
+        for _ in 0..2 {
+            let d = t.decide(&s, &p);
+            assert!(!matches!(d.action, Action::Apply { .. }), "{d:?}");
+            if matches!(d.action, Action::Refuse(_)) {
+                refused += 1;
+            }
+            t.settle(&s, &d, true);
+        }
+    }
+    assert_eq!(refused, 10);
+    assert_eq!(t.baseline(), base(10, 0));
+    // The next real migration after the old baseline is applied normally.
+    let s = snap(11, 0, 2 * SEC, 2 * SEC);
+    assert_eq!(t.decide(&s, &p).action, apply(2 * SEC));
+}
+
+#[test]
+fn failed_step_keeps_baseline_and_is_retried_a_bounded_number_of_times() {
+    let p = pol(OnViolation::Refuse);
+    let mut t = Tracker::new(base(1, 0));
+    let s = snap(2, 0, SEC, SEC);
+    for attempt in 1..=MAX_STEP_ATTEMPTS {
+        let d = t.decide(&s, &p);
+        assert_eq!(d.action, apply(SEC));
+        let settled = t.settle(&s, &d, false);
+        if attempt < MAX_STEP_ATTEMPTS {
+            assert_eq!(settled, Settled::Failed { attempts: attempt });
+        } else {
+            assert_eq!(settled, Settled::GaveUp);
+        }
+        assert_eq!(
+            t.baseline(),
+            base(1, 0),
+            "a failed step must not move the baseline"
+        );
+    }
+    // Given up: no more attempts at this page.
+    assert_eq!(t.decide(&s, &p).action, Action::Nothing);
+    // A new page includes the delta that was never applied.
+    let s = snap(3, 0, SEC, 2 * SEC);
+    let d = t.decide(&s, &p);
+    assert_eq!(d.action, apply(2 * SEC));
+    assert_eq!(t.settle(&s, &d, true), Settled::Done);
+    assert_eq!(t.baseline(), base(3, 2 * SEC));
 }
 
 #[test]
@@ -278,8 +362,104 @@ proptest! {
                 prop_assert_eq!(v, 2);
             }
         }
-        if d.action != Action::Nothing {
+        // The baseline only moves forward (or, warned, to the same sequence).
+        prop_assert!(d.next.seq >= bseq);
+        if d.action != Action::Nothing && (seq > bseq || d.warned.is_some()) {
             prop_assert_eq!(d.next, Baseline { seq, total_ns: total });
+        } else {
+            prop_assert_eq!(d.next, b);
         }
     }
+
+    /// The invariant against an adversarial host: whatever the page says, in whatever order
+    /// (replays, backwards, jumps, resets, wraparound, repeated reads), and whichever steps the
+    /// kernel rejects, the guest (on_violation=refuse) acts on each `migration_seq` at most
+    /// once, the sequences it acts on strictly increase, and every applied step is
+    /// total(page) - total(baseline) with the page's sequence above the baseline's.
+    #[test]
+    fn never_steps_twice_for_one_seq(
+        seq0 in any::<u64>(),
+        total0 in any::<i64>(),
+        pages in proptest::collection::vec(adversarial_page(), 1..60),
+    ) {
+        let p = Policy { limit_ns: 600 * SEC as u64, on_violation: OnViolation::Refuse };
+        let mut t = Tracker::new(Baseline { seq: seq0, total_ns: total0 });
+        let mut last_applied: Option<u64> = None;
+        for (pg, ok, reads) in pages {
+            let s = pg.resolve(t.baseline());
+            for _ in 0..reads {
+                let before = t.baseline();
+                let d = t.decide(&s, &p);
+                if let Action::Apply { step_ns, .. } = d.action {
+                    prop_assert!(s.migration_seq > before.seq);
+                    prop_assert_eq!(Some(step_ns), s.tai_delta_total_ns.checked_sub(before.total_ns));
+                    if ok {
+                        if let Some(prev) = last_applied {
+                            prop_assert!(s.migration_seq > prev, "seq {} acted on after {}", s.migration_seq, prev);
+                        }
+                        last_applied = Some(s.migration_seq);
+                    }
+                }
+                t.settle(&s, &d, ok);
+                prop_assert!(t.baseline().seq >= before.seq);
+            }
+        }
+    }
+}
+
+/// A page an adversarial host may write, relative to the guest's current baseline (so that
+/// interesting pages — replays of the baseline, one behind, one ahead — are common).
+#[derive(Clone, Copy, Debug)]
+enum AdvPage {
+    /// Baseline's sequence + `ahead` (may wrap), total baseline + `delta`.
+    Relative { ahead: i8, delta: i64, flags: u32 },
+    /// Anything at all.
+    Absolute {
+        seq: u64,
+        delta: i64,
+        total: i64,
+        flags: u32,
+    },
+}
+
+impl AdvPage {
+    fn resolve(self, b: Baseline) -> Snapshot {
+        match self {
+            AdvPage::Relative {
+                ahead,
+                delta,
+                flags,
+            } => snap(
+                b.seq.wrapping_add_signed(i64::from(ahead)),
+                flags,
+                delta,
+                b.total_ns.wrapping_add(delta),
+            ),
+            AdvPage::Absolute {
+                seq,
+                delta,
+                total,
+                flags,
+            } => snap(seq, flags, delta, total),
+        }
+    }
+}
+
+fn adversarial_page() -> impl Strategy<Value = (AdvPage, bool, u8)> {
+    let small = prop_oneof![
+        Just(0i64),
+        Just(SEC),
+        Just(-SEC),
+        -10 * SEC..10 * SEC,
+        any::<i64>()
+    ];
+    let flags = prop_oneof![Just(0u32), Just(FLAG_COMPENSATED), any::<u32>()];
+    let page = prop_oneof![
+        4 => (-3i8..=3, small.clone(), flags.clone())
+            .prop_map(|(ahead, delta, flags)| AdvPage::Relative { ahead, delta, flags }),
+        1 => (any::<u64>(), small, any::<i64>(), flags)
+            .prop_map(|(seq, delta, total, flags)| AdvPage::Absolute { seq, delta, total, flags }),
+    ];
+    // The step succeeds most of the time; the guest reads each page 1-3 times.
+    (page, prop::bool::weighted(0.8), 1u8..4)
 }

@@ -25,7 +25,7 @@ use std::cell::{Cell, RefCell};
 
 use libfuzzer_sys::fuzz_target;
 use migtime_abi::abi::{host_off, FLAG_COMPENSATED, HOST_AREA_V1_SIZE, MAGIC, VERSION};
-use migtime_abi::policy::{Action, Baseline, OnViolation, Policy};
+use migtime_abi::policy::{Action, Baseline, OnViolation, Policy, Tracker};
 use migtime_abi::seqlock::{read_snapshot, PageReader, Snapshot};
 
 const OP_BYTES: usize = 18;
@@ -157,7 +157,10 @@ fuzz_target!(|data: &[u8]| {
         host.borrow_mut().versions.push(cur);
     }
     let initial_total = host.borrow().current().tai_delta_total_ns;
-    let mut baseline = Baseline::from_snapshot(&host.borrow().current());
+    let mut tracker = Tracker::new(Baseline::from_snapshot(&host.borrow().current()));
+    // The invariant: with on_violation=refuse, each migration_seq is stepped at most once and
+    // the stepped sequences strictly increase.
+    let mut last_stepped: Option<u64> = None;
     let mut applied_sum: i128 = 0;
     let mut anything_refused_or_warned = false;
 
@@ -224,7 +227,8 @@ fuzz_target!(|data: &[u8]| {
                 };
                 let limit_ns = if op[17] & 0x80 == 0 { u64::MAX } else { extra >> (op[16] % 64) };
                 let policy = Policy { limit_ns, on_violation };
-                let d = baseline.decide(&snap, &policy);
+                let baseline = tracker.baseline();
+                let d = tracker.decide(&snap, &policy);
                 match d.action {
                     Action::Nothing => assert_eq!(d.next, baseline),
                     Action::Apply { step_ns, .. } => {
@@ -235,16 +239,29 @@ fuzz_target!(|data: &[u8]| {
                         );
                         assert!(step_ns.unsigned_abs() <= limit_ns || d.warned.is_some());
                         assert_eq!(d.next, Baseline::from_snapshot(&snap));
+                        if d.warned.is_none() {
+                            assert!(snap.migration_seq > baseline.seq);
+                            if let Some(prev) = last_stepped {
+                                assert!(snap.migration_seq > prev, "seq {} stepped twice", prev);
+                            }
+                            last_stepped = Some(snap.migration_seq);
+                        }
                         applied_sum += i128::from(step_ns);
                         anything_refused_or_warned |= d.warned.is_some();
                     }
                     Action::Refuse(o) | Action::Panic(o) => {
                         assert!(o.is_refusal());
-                        assert_eq!(d.next, Baseline::from_snapshot(&snap));
+                        // Only a newer page moves the baseline.
+                        if snap.migration_seq > baseline.seq {
+                            assert_eq!(d.next, Baseline::from_snapshot(&snap));
+                        } else {
+                            assert_eq!(d.next, baseline);
+                        }
                         anything_refused_or_warned = true;
                     }
                 }
-                baseline = d.next;
+                tracker.settle(&snap, &d, true);
+                assert!(tracker.baseline().seq >= baseline.seq || on_violation == OnViolation::Warn);
             }
         }
     }
@@ -254,7 +271,7 @@ fuzz_target!(|data: &[u8]| {
     if host.borrow().honest && !anything_refused_or_warned {
         assert_eq!(
             applied_sum,
-            i128::from(baseline.total_ns) - i128::from(initial_total),
+            i128::from(tracker.baseline().total_ns) - i128::from(initial_total),
             "steps applied do not add up to the host's total"
         );
     }
