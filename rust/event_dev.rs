@@ -99,7 +99,8 @@ impl EventHub {
         self.cv.notify_all();
     }
 
-    /// The latest event, if one exists.
+    /// The latest event, if one exists (only the KUnit tests ask).
+    #[cfg(CONFIG_KUNIT = "y")]
     pub(crate) fn latest(&self) -> Option<Event> {
         let ev = self.state.lock().latest;
         (ev.event != 0).then_some(ev)

@@ -58,6 +58,14 @@ pub fn table() -> Vec<Scenario> {
             kind: Kind::Boot { bad_page: None },
         },
         Scenario {
+            name: "kernel-id",
+            about: "Debian package: its kernel check accepts the running build, refuses another build of the release (skipped without the package)",
+            mode: Mode::Plain,
+            run: "mt_kcheck",
+            params: "",
+            kind: Kind::Boot { bad_page: None },
+        },
+        Scenario {
             name: "step",
             about: "uncompensated migration, 2 s blackout: realtime stepped by Tout (polling)",
             mode: Mode::Plain,

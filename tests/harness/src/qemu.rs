@@ -69,6 +69,11 @@ pub fn accel() -> String {
         .unwrap_or_else(|| "tcg".into())
 }
 
+/// Virtual CPUs: `MIGTIME_SMP` (e.g. 2 for a distribution kernel), else QEMU's default of one.
+pub fn smp() -> Option<String> {
+    std::env::var("MIGTIME_SMP").ok().filter(|s| !s.is_empty())
+}
+
 /// The QEMU arguments for guest `name` (no program name).
 pub fn qemu_args(
     cfg: &GuestConfig,
@@ -95,6 +100,10 @@ pub fn qemu_args(
         "-machine".into(),
         "q35,memory-backend=ram0".into(),
     ];
+    if let Some(n) = smp() {
+        a.push("-smp".into());
+        a.push(n);
+    }
     match (cfg.mode, doorbell_sock) {
         (Mode::Doorbell, Some(sock)) => {
             a.push("-chardev".into());
@@ -112,9 +121,13 @@ pub fn qemu_args(
             a.push("ivshmem-plain,memdev=pv,master=on".into());
         }
     }
-    let append = format!("console=ttyS0 panic=-1 {}", cfg.append_extra)
-        .trim()
-        .to_string();
+    // MIGTIME_CMDLINE: extra kernel parameters for every guest of this run
+    // (e.g. iomem=relaxed on a distribution kernel with IO_STRICT_DEVMEM).
+    let extra = std::env::var("MIGTIME_CMDLINE").unwrap_or_default();
+    let append = format!("console=ttyS0 panic=-1 {extra} {}", cfg.append_extra)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     a.extend([
         "-kernel".into(),
         cfg.kernel.display().to_string(),
