@@ -90,6 +90,14 @@ pub fn table() -> Vec<Scenario> {
             kind: Kind::Sim(SimSettings { skew_ns: 250_000_000, ..s(1000, E::Stepped) }),
         },
         Scenario {
+            name: "skew-back",
+            about: "1 s blackout, destination clock 1.5 s behind the source: Tout -0.5 s, realtime stepped backwards",
+            mode: Mode::Plain,
+            run: "mt_migrate:expect=step",
+            params: "",
+            kind: Kind::Sim(SimSettings { skew_ns: -1_500_000_000, ..s(1000, E::Stepped) }),
+        },
+        Scenario {
             name: "compensated",
             about: "migration with no extra pause and the compensated flag: notify, no step",
             mode: Mode::Plain,
