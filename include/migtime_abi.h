@@ -47,7 +47,35 @@ struct migtime_host_area {
 	uint64_t reserved[3];		/* zero */
 };
 
-/* Guest-written, at MIGTIME_GUEST_AREA_OFFSET. */
+/* step_method (struct migtime_timing) */
+#define MIGTIME_STEP_INJECT		1	/* timekeeping_inject_realtime_offset(): exact */
+#define MIGTIME_STEP_SETTIMEOFDAY	2	/* read, then do_settimeofday64() */
+
+/* wake_source (struct migtime_timing) */
+#define MIGTIME_WAKE_DOORBELL		1
+#define MIGTIME_WAKE_POLL		2
+
+/*
+ * Where the guest's time went for one event (guest CLOCK_MONOTONIC, ns; 0: did
+ * not happen). Extends the guest area and the event record; 64 bytes.
+ */
+struct migtime_timing {
+	int64_t wake_mono_ns;		/* doorbell interrupt, or start of the poll that saw it */
+	int64_t work_mono_ns;		/* start of the work that read and decided */
+	int64_t done_mono_ns;		/* clock stepped (or decision made) */
+	uint32_t wake_source;		/* MIGTIME_WAKE_* */
+	uint32_t step_method;		/* MIGTIME_STEP_*, 0 if no step was attempted */
+	uint32_t sets;			/* clock updates the step took */
+	uint32_t reserved0;
+	uint64_t reserved[3];
+};
+
+/*
+ * Guest-written, at MIGTIME_GUEST_AREA_OFFSET. The first
+ * MIGTIME_GUEST_AREA_V1_SIZE bytes are the area as ABI v1 first defined it;
+ * read `timing` only when size >= MIGTIME_GUEST_AREA_SIZE (a guest that
+ * predates it leaves size 0).
+ */
 struct migtime_guest_area {
 	uint32_t seq_count;		/* seqlock: odd while the guest writes */
 	uint32_t outcome;		/* MIGTIME_OUTCOME_* */
@@ -57,10 +85,19 @@ struct migtime_guest_area {
 	int64_t applied_total_ns;	/* host total the guest is now in step with */
 	int64_t ack_realtime_ns;	/* guest CLOCK_REALTIME after acting */
 	uint64_t events;		/* events acted on since module load */
-	uint64_t reserved;
+	uint32_t size;			/* bytes filled in: MIGTIME_GUEST_AREA_SIZE, or 0 (v1 guest) */
+	uint32_t reserved;
+	struct migtime_timing timing;
 };
 
-/* /dev/migtime read(2) record, 64 bytes little-endian. */
+#define MIGTIME_GUEST_AREA_V1_SIZE	64
+#define MIGTIME_GUEST_AREA_SIZE		128
+
+/*
+ * /dev/migtime read(2) record, little-endian. read() returns
+ * MIGTIME_EVENT_BYTES when the buffer has room, else the
+ * MIGTIME_EVENT_V1_BYTES prefix (which never changes).
+ */
 struct migtime_event {
 	uint64_t event;			/* 1, 2, ... since module load */
 	uint64_t migration_seq;
@@ -71,14 +108,17 @@ struct migtime_event {
 	int64_t residual_ns;		/* applied - intended */
 	int64_t realtime_ns;		/* guest CLOCK_REALTIME at the event */
 	int64_t monotonic_ns;		/* guest CLOCK_MONOTONIC at the event */
+	struct migtime_timing timing;	/* not in the 64-byte v1 prefix */
 };
 
-#define MIGTIME_EVENT_BYTES		64
+#define MIGTIME_EVENT_V1_BYTES		64
+#define MIGTIME_EVENT_BYTES		128
 
 #ifdef __STDC_VERSION__
 #if __STDC_VERSION__ >= 201112L
 _Static_assert(sizeof(struct migtime_host_area) == MIGTIME_HOST_AREA_V1_SIZE, "host area");
-_Static_assert(sizeof(struct migtime_guest_area) == 64, "guest area");
+_Static_assert(sizeof(struct migtime_guest_area) == MIGTIME_GUEST_AREA_SIZE, "guest area");
+_Static_assert(sizeof(struct migtime_timing) == 64, "timing");
 _Static_assert(sizeof(struct migtime_event) == MIGTIME_EVENT_BYTES, "event");
 #endif
 #endif

@@ -94,9 +94,65 @@ pub struct GuestArea {
     pub ack_realtime_ns: i64,
     /// Number of events the guest has acted on since the module was loaded.
     pub events: u64,
+    /// Bytes of the guest area this guest fills in: [`GUEST_AREA_SIZE`], or 0 for a guest
+    /// that predates this field (it wrote the v1 area, [`GUEST_AREA_V1_SIZE`] bytes).
+    pub size: u32,
     /// Reserved, written as zero.
-    pub reserved: u64,
+    pub reserved: u32,
+    /// How the latest event was handled in time (present when `size >= GUEST_AREA_SIZE`).
+    pub timing: Timing,
 }
+
+/// Where the guest's time went for one event, and how it stepped the clock: the extension of
+/// the guest area and of the `/dev/migtime` record. All times are guest CLOCK_MONOTONIC in
+/// nanoseconds (0: did not happen).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timing {
+    /// When the change was noticed: the doorbell interrupt, or the start of the poll that saw it.
+    pub wake_mono_ns: i64,
+    /// When the work that read and decided started.
+    pub work_mono_ns: i64,
+    /// When the clock had been stepped (or the decision made, when nothing was stepped).
+    pub done_mono_ns: i64,
+    /// A [`WakeSource`] value.
+    pub wake_source: u32,
+    /// A [`StepMethod`] value (0: no step was attempted).
+    pub step_method: u32,
+    /// Clock updates the step took (1; more for a fallback correction or a zero-step nudge).
+    pub sets: u32,
+    /// Reserved, written as zero.
+    pub reserved0: u32,
+    /// Reserved, written as zero.
+    pub reserved: [u64; 3],
+}
+
+/// What woke the guest for an event ([`Timing::wake_source`]).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WakeSource {
+    /// The ivshmem doorbell interrupt.
+    Doorbell = 1,
+    /// The periodic page poll (or the safety poll in doorbell mode).
+    Poll = 2,
+}
+
+/// How the guest stepped CLOCK_REALTIME ([`Timing::step_method`]).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepMethod {
+    /// `timekeeping_inject_realtime_offset()`: one atomic update, exact.
+    Inject = 1,
+    /// Read, then `do_settimeofday64()`: loses the read-to-set window, measured and compensated.
+    SetTimeOfDay = 2,
+}
+
+/// Bytes of the guest area as ABI v1 first defined it (up to and including `events` and the
+/// then-reserved word).
+pub const GUEST_AREA_V1_SIZE: usize = 64;
+
+/// Bytes of the guest area this file describes (v1 plus [`Timing`]).
+pub const GUEST_AREA_SIZE: usize = size_of::<GuestArea>();
 
 /// Bytes of the host area ABI v1 defines.
 pub const HOST_AREA_V1_SIZE: usize = size_of::<HostArea>();
@@ -141,6 +197,22 @@ pub mod guest_off {
     pub const ACK_REALTIME: usize = GUEST_AREA_OFFSET + offset_of!(GuestArea, ack_realtime_ns);
     /// `events` (u64).
     pub const EVENTS: usize = GUEST_AREA_OFFSET + offset_of!(GuestArea, events);
+    /// `size` (u32).
+    pub const SIZE: usize = GUEST_AREA_OFFSET + offset_of!(GuestArea, size);
+    /// `timing.wake_mono_ns` (i64).
+    pub const WAKE: usize = TIMING + offset_of!(Timing, wake_mono_ns);
+    /// `timing.work_mono_ns` (i64).
+    pub const WORK: usize = TIMING + offset_of!(Timing, work_mono_ns);
+    /// `timing.done_mono_ns` (i64).
+    pub const DONE: usize = TIMING + offset_of!(Timing, done_mono_ns);
+    /// `timing.wake_source` (u32).
+    pub const WAKE_SOURCE: usize = TIMING + offset_of!(Timing, wake_source);
+    /// `timing.step_method` (u32).
+    pub const STEP_METHOD: usize = TIMING + offset_of!(Timing, step_method);
+    /// `timing.sets` (u32).
+    pub const SETS: usize = TIMING + offset_of!(Timing, sets);
+    /// `timing` ([`Timing`]).
+    pub const TIMING: usize = GUEST_AREA_OFFSET + offset_of!(GuestArea, timing);
 }
 
 /// Whether the layout is the one `docs/abi.md` and `include/migtime_abi.h`
@@ -156,7 +228,7 @@ pub const fn layout_is_v1() -> bool {
         && host_off::MIGRATION_SEQ == 16
         && host_off::TAI_DELTA == 24
         && host_off::TAI_DELTA_TOTAL == 32
-        && size_of::<GuestArea>() == 64
+        && offset_of!(GuestArea, timing) == GUEST_AREA_V1_SIZE
         && GUEST_AREA_OFFSET % 64 == 0
         && GUEST_AREA_OFFSET >= HOST_AREA_V1_SIZE
         && guest_off::SEQ_COUNT == 256
@@ -167,7 +239,18 @@ pub const fn layout_is_v1() -> bool {
         && guest_off::APPLIED_TOTAL == 288
         && guest_off::ACK_REALTIME == 296
         && guest_off::EVENTS == 304
-        && GUEST_AREA_OFFSET + size_of::<GuestArea>() <= PAGE_BYTES
+        && guest_off::SIZE == 312
+        && GUEST_AREA_V1_SIZE == 64
+        && size_of::<Timing>() == 64
+        && guest_off::TIMING == 320
+        && guest_off::WAKE == 320
+        && guest_off::WORK == 328
+        && guest_off::DONE == 336
+        && guest_off::WAKE_SOURCE == 344
+        && guest_off::STEP_METHOD == 348
+        && guest_off::SETS == 352
+        && GUEST_AREA_SIZE == 128
+        && GUEST_AREA_OFFSET + GUEST_AREA_SIZE <= PAGE_BYTES
 }
 
 /// What the guest did about a page change, written to [`GuestArea::outcome`]
@@ -251,8 +334,13 @@ pub const fn check_header(magic: u32, version: u16, size: u16) -> Result<(), Hea
     Ok(())
 }
 
-/// The `/dev/migtime` event record: what `read(2)` returns, little-endian,
-/// [`EVENT_BYTES`] bytes. Same layout as `struct migtime_event` in the header.
+/// The `/dev/migtime` event record: what `read(2)` returns, little-endian. Same layout as
+/// `struct migtime_event` in the header.
+///
+/// The first [`EVENT_V1_BYTES`] bytes are the record as ABI v1 first defined it and never
+/// change; [`Timing`] follows. `read(2)` returns [`EVENT_BYTES`] bytes when the buffer has room
+/// for them, else the v1 prefix (a buffer shorter than that is `EINVAL`): a reader asking for
+/// 64 bytes gets exactly what it always got.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Event {
@@ -274,10 +362,29 @@ pub struct Event {
     pub realtime_ns: i64,
     /// Guest CLOCK_MONOTONIC when the event was recorded, nanoseconds.
     pub monotonic_ns: i64,
+    /// Where the time went, and how the clock was stepped.
+    pub timing: Timing,
 }
 
-/// Size of one [`Event`] record.
+/// Size of one full [`Event`] record.
 pub const EVENT_BYTES: usize = size_of::<Event>();
+
+/// Size of the ABI v1 prefix of an [`Event`] record.
+pub const EVENT_V1_BYTES: usize = 64;
+
+impl Timing {
+    /// The block as little-endian bytes.
+    pub fn to_le_bytes(&self) -> [u8; 64] {
+        let mut b = [0u8; 64];
+        b[0..8].copy_from_slice(&self.wake_mono_ns.to_le_bytes());
+        b[8..16].copy_from_slice(&self.work_mono_ns.to_le_bytes());
+        b[16..24].copy_from_slice(&self.done_mono_ns.to_le_bytes());
+        b[24..28].copy_from_slice(&self.wake_source.to_le_bytes());
+        b[28..32].copy_from_slice(&self.step_method.to_le_bytes());
+        b[32..36].copy_from_slice(&self.sets.to_le_bytes());
+        b
+    }
+}
 
 impl Event {
     /// The record as little-endian bytes, as `read(2)` returns it.
@@ -292,13 +399,27 @@ impl Event {
         b[40..48].copy_from_slice(&self.residual_ns.to_le_bytes());
         b[48..56].copy_from_slice(&self.realtime_ns.to_le_bytes());
         b[56..64].copy_from_slice(&self.monotonic_ns.to_le_bytes());
+        b[64..128].copy_from_slice(&self.timing.to_le_bytes());
         b
+    }
+
+    /// How many bytes of the record a `read(2)` with a buffer of `len` bytes returns: the whole
+    /// record, the v1 prefix, or `None` (too short: `EINVAL`).
+    pub const fn read_len(len: usize) -> Option<usize> {
+        if len >= EVENT_BYTES {
+            Some(EVENT_BYTES)
+        } else if len >= EVENT_V1_BYTES {
+            Some(EVENT_V1_BYTES)
+        } else {
+            None
+        }
     }
 }
 
 /// Whether [`Event`] has the layout the header documents.
 pub const fn event_layout_is_v1() -> bool {
-    EVENT_BYTES == 64
+    EVENT_BYTES == 128
+        && EVENT_V1_BYTES == 64
         && offset_of!(Event, migration_seq) == 8
         && offset_of!(Event, page_flags) == 16
         && offset_of!(Event, outcome) == 20
@@ -307,4 +428,11 @@ pub const fn event_layout_is_v1() -> bool {
         && offset_of!(Event, residual_ns) == 40
         && offset_of!(Event, realtime_ns) == 48
         && offset_of!(Event, monotonic_ns) == 56
+        && offset_of!(Event, timing) == EVENT_V1_BYTES
+        && offset_of!(Timing, wake_mono_ns) == 0
+        && offset_of!(Timing, work_mono_ns) == 8
+        && offset_of!(Timing, done_mono_ns) == 16
+        && offset_of!(Timing, wake_source) == 24
+        && offset_of!(Timing, step_method) == 28
+        && offset_of!(Timing, sets) == 32
 }

@@ -1,57 +1,58 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! A small safe wrapper around the kernel's timekeeping: read the clocks, and step
-//! CLOCK_REALTIME by a delta with `do_settimeofday64()`.
+//! The kernel's timekeeping as the module needs it: absolute clock readings, and a [`Stepper`]
+//! that moves CLOCK_REALTIME by a delta.
 //!
-//! The kernel exports no "add this delta" primitive (`timekeeping_inject_offset` is static), so
-//! a step is read-then-set: `target = now + step`. The error of that is the time between the read
-//! and the set. [`step_realtime`] reads "now" as late as possible (monotonic right before the
-//! call, plus the exact CLOCK_REALTIME - CLOCK_MONOTONIC offset), measures what the set really
-//! did (the change of that offset, exact to the nanosecond) and compensates the next step by the
-//! read→set window it measured this time.
+//! `kernel::time` covers instants and durations but exposes neither absolute nanoseconds nor the
+//! realtime offset, which the event record and the step measurement need; those three readings
+//! are the small wrappers below. The step has two methods ([`StepMethod`]):
 //!
-//! `do_settimeofday64()` may sleep: call these from process context only.
+//! - **inject**: `kernel::time::inject_realtime_offset()`, from the project's kernel patch series
+//!   (`kernel-patches/`), available when `rust/Kbuild` finds `timekeeping_inject_realtime_offset`
+//!   in the target kernel's exports (`--cfg migtime_inject`). One update under the timekeeper
+//!   lock: the applied step is exactly the intended one.
+//! - **settimeofday** (stock kernels, or `step_method=2`): read, then `do_settimeofday64()`, with
+//!   the read→set window compensated and corrected as [`crate::fallback`] describes.
+//!
+//! Either way the realtime offset must change for TFD_TIMER_CANCEL_ON_SET timerfds to fire
+//! (timerfd compares `offs_real`), so a zero step (compensated migration) is a 1 ns nudge.
+//! Both may sleep: call them from process context only.
 
-use kernel::{
-    bindings,
-    error::to_result,
-    prelude::*,
-    sync::atomic::{
-        Atomic,
-        Relaxed, //
-    },
+use crate::abi::StepMethod;
+use crate::fallback::{
+    needs_correction,
+    WindowEstimate, //
 };
+use kernel::{bindings, error::to_result, prelude::*};
 
 const NSEC_PER_SEC: i64 = 1_000_000_000;
 
-/// Largest read→set window estimate used to compensate a step (1 ms). A larger measured window
-/// (a preempted worker) is treated as noise and not used for the next step.
-const MAX_WINDOW_NS: i64 = 1_000_000;
+/// Most clock updates a zero step makes to move the realtime offset by at least 1 ns.
+const MAX_NUDGES: u32 = 8;
 
-/// How many times a zero step is retried with a growing nudge until the offset changes.
-const MAX_NUDGES: i64 = 8;
-
-/// CLOCK_MONOTONIC now, nanoseconds.
+/// CLOCK_MONOTONIC now, nanoseconds. Not for NMI context.
 pub(crate) fn monotonic_ns() -> i64 {
-    // SAFETY: `ktime_get()` has no preconditions; it may be called from any context.
+    // SAFETY: `ktime_get()` may be called from any context but NMI, and the module never runs in
+    // NMI context (its code runs in process, softirq-free work and hard-IRQ context only).
     unsafe { bindings::ktime_get() }
 }
 
-/// CLOCK_REALTIME now, nanoseconds since the epoch.
+/// CLOCK_REALTIME now, nanoseconds since the epoch. Not for NMI context.
 pub(crate) fn realtime_ns() -> i64 {
-    // SAFETY: `ktime_get_real()` has no preconditions; it may be called from any context.
+    // SAFETY: As for `monotonic_ns`: any context but NMI.
     unsafe { bindings::ktime_get_real() }
 }
 
 /// The exact CLOCK_REALTIME - CLOCK_MONOTONIC offset (the kernel's `offs_real`), nanoseconds.
+/// Not for NMI context.
 pub(crate) fn realtime_offset_ns() -> i64 {
-    // SAFETY: `ktime_mono_to_any()` only reads the timekeeper under its seqcount; any
-    // `tk_offsets` value below `TK_OFFS_MAX` is valid, and `TK_OFFS_REAL` is one.
+    // SAFETY: `ktime_mono_to_any()` reads the timekeeper under its seqcount (any context but
+    // NMI); `TK_OFFS_REAL` is one of the valid `tk_offsets` indices.
     unsafe { bindings::ktime_mono_to_any(0, bindings::tk_offsets_TK_OFFS_REAL) }
 }
 
 /// Splits nanoseconds since the epoch into a normalised `timespec64` (`0 <= tv_nsec < 1e9`).
-pub(crate) fn ns_to_timespec(ns: i64) -> bindings::timespec64 {
+fn ns_to_timespec(ns: i64) -> bindings::timespec64 {
     bindings::timespec64 {
         tv_sec: ns.div_euclid(NSEC_PER_SEC),
         // CAST: `rem_euclid` is in `0..1e9`, which fits a 64-bit `c_long`.
@@ -59,93 +60,133 @@ pub(crate) fn ns_to_timespec(ns: i64) -> bindings::timespec64 {
     }
 }
 
-/// Sets CLOCK_REALTIME to `ns` nanoseconds since the epoch. Resets NTP state and calls
+/// Sets CLOCK_REALTIME to `ns` nanoseconds since the epoch; resets NTP state and calls
 /// `clock_was_set()`. May sleep.
 fn set_realtime_ns(ns: i64) -> Result {
     let ts = ns_to_timespec(ns);
-    // SAFETY: `ts` is a valid, initialised `timespec64` living across the call;
-    // `do_settimeofday64()` validates its value and only reads it.
+    // SAFETY: `ts` is a valid, initialised `timespec64` that lives across the call;
+    // `do_settimeofday64()` validates its value and only reads it. We are in process context
+    // (the only callers are `Stepper` methods, called from work items).
     to_result(unsafe { bindings::do_settimeofday64(&ts) })
 }
 
 /// What [`Stepper::step`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct StepOutcome {
-    /// The change of the CLOCK_REALTIME - CLOCK_MONOTONIC offset, nanoseconds.
+    /// The change of the realtime offset, nanoseconds.
     pub(crate) applied_ns: i64,
     /// `applied_ns - step_ns`.
     pub(crate) residual_ns: i64,
-    /// Calls to `do_settimeofday64()` made (more than one only for a zero step).
+    /// Clock updates made (1; more for corrections or a zero-step nudge).
     pub(crate) sets: u32,
 }
 
-/// Steps CLOCK_REALTIME, remembering the read→set window to compensate the next step.
+/// Steps CLOCK_REALTIME by the chosen [`StepMethod`]. Lives in the engine's locked state: one
+/// step at a time.
 pub(crate) struct Stepper {
-    /// Estimated read→set window, nanoseconds (`0..=MAX_WINDOW_NS`).
-    window_ns: Atomic<i64>,
+    method: StepMethod,
+    /// Read→set windows measured by the settimeofday method.
+    window: WindowEstimate,
 }
 
 impl Stepper {
-    /// A stepper with no window estimate yet.
-    pub(crate) const fn new() -> Self {
+    /// A stepper using `method`. [`StepMethod::Inject`] is only honoured where the kernel has the
+    /// primitive (`Config` refuses it otherwise); here it falls back rather than fail.
+    pub(crate) const fn new(method: StepMethod) -> Self {
+        let method = match method {
+            StepMethod::Inject if cfg!(migtime_inject) => StepMethod::Inject,
+            _ => StepMethod::SetTimeOfDay,
+        };
         Self {
-            window_ns: Atomic::new(0),
+            method,
+            window: WindowEstimate::new(),
         }
     }
 
-    /// Current read→set window estimate, nanoseconds.
-    pub(crate) fn window_ns(&self) -> i64 {
-        self.window_ns.load(Relaxed)
+    /// The method this stepper uses.
+    pub(crate) const fn method(&self) -> StepMethod {
+        self.method
     }
 
-    /// One read-then-set of CLOCK_REALTIME to "now + `delta_ns`"; returns the measured change
-    /// of the realtime offset.
-    fn set_once(&self, delta_ns: i64) -> Result<i64> {
-        let window = self.window_ns();
+    /// Steps CLOCK_REALTIME by `step_ns` (0: a 1 ns nudge so waiters fire), which resets NTP state
+    /// and wakes clock-was-set waiters. May sleep.
+    pub(crate) fn step(&mut self, step_ns: i64) -> Result<StepOutcome> {
+        match self.method {
+            StepMethod::Inject => inject(step_ns),
+            StepMethod::SetTimeOfDay => self.read_then_set(step_ns),
+        }
+    }
+
+    /// One read-then-set aiming at "now + `delta_ns`"; returns the measured offset change and
+    /// records the window it lost.
+    fn set_once(&mut self, delta_ns: i64) -> Result<i64> {
+        let compensation = self.window.estimate();
+        let aim = delta_ns.checked_add(compensation).ok_or(ERANGE)?;
         let off0 = realtime_offset_ns();
-        let m1 = monotonic_ns();
-        let target = m1
+        let target = monotonic_ns()
             .checked_add(off0)
-            .and_then(|t| t.checked_add(delta_ns))
-            .and_then(|t| t.checked_add(window))
+            .and_then(|t| t.checked_add(aim))
             .ok_or(ERANGE)?;
         set_realtime_ns(target)?;
-        let off1 = realtime_offset_ns();
-        let applied = off1.checked_sub(off0).ok_or(ERANGE)?;
-        // What the set really lost: intended (delta + window) minus applied.
-        if let Some(lost) = delta_ns
-            .checked_add(window)
-            .and_then(|i| i.checked_sub(applied))
-        {
-            if (0..=MAX_WINDOW_NS).contains(&lost) {
-                self.window_ns.store(lost, Relaxed);
-            }
+        let applied = realtime_offset_ns().checked_sub(off0).ok_or(ERANGE)?;
+        if let Some(lost) = aim.checked_sub(applied) {
+            self.window.record(lost);
         }
         Ok(applied)
     }
 
-    /// Steps CLOCK_REALTIME by `step_ns` (may be 0) and resets NTP state.
-    ///
-    /// The realtime offset always changes, so TFD_TIMER_CANCEL_ON_SET timerfds fire (timerfd
-    /// compares `offs_real`): a zero step that happened to change nothing is retried with a
-    /// nudge of +1, +2, ... ns. May sleep.
-    pub(crate) fn step(&self, step_ns: i64) -> Result<StepOutcome> {
+    /// The settimeofday method: set, then correct a residual beyond the threshold (bounded).
+    fn read_then_set(&mut self, step_ns: i64) -> Result<StepOutcome> {
+        let mut applied = 0i64;
         let mut sets = 0u32;
-        let mut nudge = 0i64;
+        let mut corrections = 0u32;
+        let mut nudges = 0u32;
+        let mut want = step_ns;
         loop {
-            let delta = step_ns.checked_add(nudge).ok_or(ERANGE)?;
-            let applied = self.set_once(delta)?;
+            applied = applied.checked_add(self.set_once(want)?).ok_or(ERANGE)?;
             sets += 1;
-            if applied != 0 || nudge >= MAX_NUDGES {
+            let residual = applied.checked_sub(step_ns).ok_or(ERANGE)?;
+            if needs_correction(residual, corrections) {
+                corrections += 1;
+                want = residual.checked_neg().ok_or(ERANGE)?;
+            } else if applied == 0 && nudges < MAX_NUDGES {
+                // The offset did not move: waiters would not fire. Nudge it.
+                nudges += 1;
+                want = i64::from(nudges);
+            } else {
                 return Ok(StepOutcome {
                     applied_ns: applied,
-                    residual_ns: applied.checked_sub(step_ns).ok_or(ERANGE)?,
+                    residual_ns: residual,
                     sets,
                 });
             }
-            nudge += 1;
         }
     }
+}
+
+/// The inject method: exact, in one update.
+#[cfg(migtime_inject)]
+fn inject(step_ns: i64) -> Result<StepOutcome> {
+    use kernel::time::{
+        inject_realtime_offset,
+        Delta, //
+    };
+    let delta = if step_ns == 0 { 1 } else { step_ns };
+    let off0 = realtime_offset_ns();
+    inject_realtime_offset(Delta::from_nanos(delta))?;
+    // Exact unless another agent set the clock in between, which the residual then shows.
+    let applied = realtime_offset_ns().checked_sub(off0).ok_or(ERANGE)?;
+    Ok(StepOutcome {
+        applied_ns: applied,
+        residual_ns: applied.checked_sub(step_ns).ok_or(ERANGE)?,
+        sets: 1,
+    })
+}
+
+/// The inject method on a kernel without the primitive: never selected ([`Stepper::new`]).
+#[cfg(not(migtime_inject))]
+fn inject(_step_ns: i64) -> Result<StepOutcome> {
+    Err(ENOTSUPP)
 }
 
 #[kunit_tests(migtime_clock)]
@@ -179,9 +220,14 @@ mod tests {
 
     #[test]
     fn step_overflow_is_an_error_not_a_panic() {
-        let s = Stepper::new();
-        assert_eq!(s.step(i64::MAX).err(), Some(ERANGE));
-        // A target before the epoch is rejected by the kernel, and the clock is left alone.
-        assert!(s.step(i64::MIN).is_err());
+        for method in [StepMethod::Inject, StepMethod::SetTimeOfDay] {
+            let mut s = Stepper::new(method);
+            let before = realtime_offset_ns();
+            assert!(s.step(i64::MAX).is_err());
+            // A target before the epoch is rejected by the kernel, and the clock is left alone
+            // (these tests never move the clock: the guest tests' NTP state must survive them).
+            assert!(s.step(i64::MIN).is_err());
+            assert_eq!(realtime_offset_ns(), before);
+        }
     }
 }

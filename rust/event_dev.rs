@@ -12,10 +12,7 @@
 //! reports `EPOLLIN | EPOLLRDNORM` when a newer event exists. After the device is unbound, reads
 //! return `ENODEV` and poll reports `EPOLLHUP | EPOLLERR`.
 
-use crate::abi::{
-    Event,
-    EVENT_BYTES, //
-};
+use crate::abi::Event;
 use kernel::{
     bindings, container_of,
     error::to_result,
@@ -99,7 +96,7 @@ impl EventHub {
         self.cv.notify_all();
     }
 
-    /// The latest event, if one exists (only the KUnit tests ask).
+    /// The latest event, if one exists.
     #[cfg(CONFIG_KUNIT = "y")]
     pub(crate) fn latest(&self) -> Option<Event> {
         let ev = self.state.lock().latest;
@@ -140,11 +137,9 @@ impl OpenFile {
 
     /// `read(2)`: one event record into `out`.
     fn read(&self, out: UserSlice, len: usize, nonblock: bool) -> Result<usize> {
-        if len < EVENT_BYTES {
-            return Err(EINVAL);
-        }
+        let n = Event::read_len(len).ok_or(EINVAL)?;
         let (ev, prev) = self.claim_event(nonblock)?;
-        if let Err(e) = out.writer().write_slice(&ev.to_le_bytes()) {
+        if let Err(e) = out.writer().write_slice(&ev.to_le_bytes()[..n]) {
             // Not delivered: give the event back unless another reader moved on meanwhile.
             let _guard = self.hub.state.lock();
             if self.last.load(Relaxed) == ev.event {
@@ -152,7 +147,7 @@ impl OpenFile {
             }
             return Err(e);
         }
-        Ok(EVENT_BYTES)
+        Ok(n)
     }
 
     /// `poll(2)` mask.
@@ -296,7 +291,7 @@ unsafe extern "C" fn fops_read(
     let nonblock = unsafe { File::from_raw_file(file) }.flags() & bindings::O_NONBLOCK != 0;
     let out = UserSlice::new(UserPtr::from_ptr(buf.cast::<c_void>()), count);
     match of.read(out, count, nonblock) {
-        // CAST: `EVENT_BYTES` is 64.
+        // CAST: `n` is at most `EVENT_BYTES` (128).
         Ok(n) => n as isize,
         Err(e) => e.to_errno() as isize,
     }
@@ -317,4 +312,68 @@ unsafe extern "C" fn fops_poll(
     // SAFETY: `wait` is null or a valid `poll_table` for the duration of this call.
     let table = unsafe { PollTable::from_raw(wait) };
     of.poll(fref, table)
+}
+
+#[kunit_tests(migtime_event_dev)]
+mod tests {
+    use super::*;
+    use crate::abi::{
+        Outcome,
+        Timing,
+        EVENT_BYTES,
+        EVENT_V1_BYTES, //
+    };
+
+    #[test]
+    fn event_encoding_le() {
+        let ev = Event {
+            event: 1,
+            migration_seq: 0x0102_0304_0506_0708,
+            page_flags: 1,
+            outcome: Outcome::Stepped as u32,
+            intended_ns: -2,
+            applied_ns: 3,
+            residual_ns: 5,
+            realtime_ns: 6,
+            monotonic_ns: 7,
+            timing: Timing {
+                wake_mono_ns: 8,
+                sets: 9,
+                ..Timing::default()
+            },
+        };
+        let b = ev.to_le_bytes();
+        assert_eq!(b.len(), EVENT_BYTES);
+        assert_eq!(b[8], 0x08);
+        assert_eq!(b[15], 0x01);
+        assert_eq!(&b[20..24], &1u32.to_le_bytes());
+        assert_eq!(&b[24..32], &(-2i64).to_le_bytes());
+        assert_eq!(&b[56..64], &7i64.to_le_bytes());
+        assert_eq!(&b[64..72], &8i64.to_le_bytes());
+        assert_eq!(&b[96..100], &9u32.to_le_bytes());
+    }
+
+    #[test]
+    fn read_lengths() {
+        assert_eq!(Event::read_len(EVENT_V1_BYTES - 1), None);
+        assert_eq!(Event::read_len(EVENT_V1_BYTES), Some(EVENT_V1_BYTES));
+        assert_eq!(Event::read_len(EVENT_BYTES - 1), Some(EVENT_V1_BYTES));
+        assert_eq!(Event::read_len(4096), Some(EVENT_BYTES));
+    }
+
+    #[test]
+    fn hub_publishes_in_order() {
+        let hub = EventHub::new().unwrap();
+        assert!(hub.latest().is_none());
+        hub.publish(Event {
+            event: 2,
+            ..Event::default()
+        });
+        // An older event never replaces a newer one.
+        hub.publish(Event {
+            event: 1,
+            ..Event::default()
+        });
+        assert_eq!(hub.latest().map(|e| e.event), Some(2));
+    }
 }

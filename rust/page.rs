@@ -55,29 +55,37 @@ impl PageReader for BarPage<'_, '_> {
 
 /// Writes the guest area with its seqlock: `seq_count` odd, the fields, `seq_count` even.
 ///
-/// `seq` is the guest's count before the write (even); returns the new even count.
+/// `seq` is the guest's count before the write (even); returns the new even count. The offsets
+/// are constants below [`PAGE_BYTES`], checked against the BAR's size at compile time.
 pub(crate) fn write_guest_area(bar: &PageBar<'_>, seq: u32, g: &GuestArea) -> u32 {
     let odd = seq.wrapping_add(1) | 1;
     let even = odd.wrapping_add(1);
-    // Offsets are compile-time constants below PAGE_BYTES: the checked writes cannot fail, and
-    // a failure would only leave the area stale, so the results are ignored.
-    let _ = bar.try_write32(odd, guest_off::SEQ_COUNT);
+    bar.write32(odd, guest_off::SEQ_COUNT);
     mb(Write);
-    let _ = bar.try_write32(g.outcome, guest_off::OUTCOME);
-    let _ = bar.try_write64(g.ack_seq, guest_off::ACK_SEQ);
-    let _ = bar.try_write64(g.intended_ns as u64, guest_off::INTENDED);
-    let _ = bar.try_write64(g.applied_ns as u64, guest_off::APPLIED);
-    let _ = bar.try_write64(g.applied_total_ns as u64, guest_off::APPLIED_TOTAL);
-    let _ = bar.try_write64(g.ack_realtime_ns as u64, guest_off::ACK_REALTIME);
-    let _ = bar.try_write64(g.events, guest_off::EVENTS);
+    bar.write32(g.outcome, guest_off::OUTCOME);
+    bar.write64(g.ack_seq, guest_off::ACK_SEQ);
+    // CAST: the signed fields are stored as their two's-complement bits (little-endian).
+    bar.write64(g.intended_ns as u64, guest_off::INTENDED);
+    bar.write64(g.applied_ns as u64, guest_off::APPLIED);
+    bar.write64(g.applied_total_ns as u64, guest_off::APPLIED_TOTAL);
+    bar.write64(g.ack_realtime_ns as u64, guest_off::ACK_REALTIME);
+    bar.write64(g.events, guest_off::EVENTS);
+    bar.write32(g.size, guest_off::SIZE);
+    let t = &g.timing;
+    bar.write64(t.wake_mono_ns as u64, guest_off::WAKE);
+    bar.write64(t.work_mono_ns as u64, guest_off::WORK);
+    bar.write64(t.done_mono_ns as u64, guest_off::DONE);
+    bar.write32(t.wake_source, guest_off::WAKE_SOURCE);
+    bar.write32(t.step_method, guest_off::STEP_METHOD);
+    bar.write32(t.sets, guest_off::SETS);
     mb(Write);
-    let _ = bar.try_write32(even, guest_off::SEQ_COUNT);
+    bar.write32(even, guest_off::SEQ_COUNT);
     even
 }
 
 /// The guest area's current seqlock count, rounded up to even (a previous user may have died
 /// mid-write).
 pub(crate) fn guest_seq(bar: &PageBar<'_>) -> u32 {
-    let s = bar.try_read32(guest_off::SEQ_COUNT).unwrap_or(0);
+    let s = bar.read32(guest_off::SEQ_COUNT);
     s.wrapping_add(s & 1)
 }

@@ -3,7 +3,7 @@
 //! Host build of the migtime module's pure logic.
 //!
 //! These `#[path]` modules are the very files the kernel module compiles
-//! (`rust/abi.rs`, `rust/seqlock.rs`, `rust/policy.rs`): one source of truth,
+//! (`rust/abi.rs`, `rust/seqlock.rs`, `rust/policy.rs`, `rust/fallback.rs`): one source of truth,
 //! tested here with `cargo test` and property tests, and used by the host-side
 //! simulator to write pages.
 
@@ -14,6 +14,8 @@ extern crate std;
 
 #[path = "../abi.rs"]
 pub mod abi;
+#[path = "../fallback.rs"]
+pub mod fallback;
 #[path = "../policy.rs"]
 pub mod policy;
 #[path = "../seqlock.rs"]

@@ -290,6 +290,23 @@ static void hop(int dev, int n)
 				 ev.residual_ns == ev.applied_ns - ev.intended_ns,
 				 "hop%d residual %lld ns within %lld us\n", n,
 				 (long long)ev.residual_ns, tol_ns / 1000);
+		{
+			/*
+			 * The method the kernel allows, and its exactness: inject
+			 * applies exactly the step (a compensated migration: a
+			 * 1 ns nudge); settimeofday only within the bound above.
+			 */
+			unsigned int m = mt_expected_step_method();
+			int exact = expect == EXPECT_STEP ? ev.residual_ns == 0
+							  : ev.applied_ns == 1 && ev.residual_ns == 1;
+
+			ksft_test_result(got && ev.timing.step_method == m && ev.timing.sets >= 1 &&
+					 (m != MIGTIME_STEP_INJECT || (exact && ev.timing.sets == 1)),
+					 "hop%d step method %u (want %u), %u set(s), residual %lld ns%s\n",
+					 n, ev.timing.step_method, m, ev.timing.sets,
+					 (long long)ev.residual_ns,
+					 m == MIGTIME_STEP_INJECT ? " (inject: exact)" : "");
+		}
 		ksft_test_result(cancelled, "hop%d cancel-on-set timerfd read returns ECANCELED\n", n);
 		ksft_test_result((tx.status & STA_UNSYNC) && tx.maxerror >= NTP_PHASE_LIMIT_US &&
 				 tx.esterror == NTP_PHASE_LIMIT_US,
@@ -324,7 +341,7 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	parse_args(argc, argv);
 	ksft_print_header();
-	per_hop = expect == EXPECT_REFUSE ? 4 : expect == EXPECT_NONE ? 4 : 9 + !!once_s + want_retries;
+	per_hop = expect == EXPECT_REFUSE ? 4 : expect == EXPECT_NONE ? 4 : 10 + !!once_s + want_retries;
 	ksft_set_plan(hops * per_hop);
 
 	if (mt_map_page(self_write))

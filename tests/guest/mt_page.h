@@ -207,6 +207,37 @@ static inline int mt_set_ntp_synced(void)
 }
 
 /* insmod MT_KO with PARAMS ("" for none): 0 or -errno. */
+/*
+ * The step method the loaded module must use: settimeofday when asked for
+ * (step_method=2 in mt.params on the kernel command line: Rust module
+ * parameters are not in sysfs) or when the kernel lacks the patch series'
+ * export timekeeping_inject_realtime_offset (seen in /proc/kallsyms), else
+ * inject.
+ */
+static inline unsigned int mt_expected_step_method(void)
+{
+	char line[4096];
+	int has_inject = 0;
+	FILE *f = fopen("/proc/cmdline", "r");
+
+	if (f) {
+		int forced = fgets(line, sizeof(line), f) && strstr(line, "step_method=2");
+
+		fclose(f);
+		if (forced)
+			return MIGTIME_STEP_SETTIMEOFDAY;
+	}
+	f = fopen("/proc/kallsyms", "r");
+	while (f && fgets(line, sizeof(line), f))
+		if (strstr(line, " timekeeping_inject_realtime_offset\n")) {
+			has_inject = 1;
+			break;
+		}
+	if (f)
+		fclose(f);
+	return has_inject ? MIGTIME_STEP_INJECT : MIGTIME_STEP_SETTIMEOFDAY;
+}
+
 static inline int mt_insmod(const char *params)
 {
 	int fd = open(MT_KO, O_RDONLY | O_CLOEXEC), r;

@@ -197,7 +197,7 @@ int main(void)
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	ksft_print_header();
-	ksft_set_plan(16);
+	ksft_set_plan(17);
 	if (mt_map_page(1))
 		ksft_exit_fail_msg("cannot map the migtime page\n");
 
@@ -241,16 +241,28 @@ int main(void)
 	r = read(fd, big, 1);
 	ksft_test_result(r == -1 && errno == EINVAL, "read with a 1-byte buffer is EINVAL (%zd, %s)\n",
 			 r, r < 0 ? strerror(errno) : "-");
-	r = read(fd, big, MIGTIME_EVENT_BYTES - 1);
+	r = read(fd, big, MIGTIME_EVENT_V1_BYTES - 1);
 	ksft_test_result(r == -1 && errno == EINVAL,
 			 "read with a 63-byte buffer is EINVAL (%zd, %s)\n", r,
 			 r < 0 ? strerror(errno) : "-");
+	{
+		/* ABI compatibility: a buffer too small for the whole record gets the v1 prefix. */
+		int fd2 = open_dev(O_RDONLY | O_NONBLOCK);
+		unsigned char v1[MIGTIME_EVENT_BYTES];
+
+		memset(v1, 0xaa, sizeof(v1));
+		r = read(fd2, v1, MIGTIME_EVENT_BYTES - 1);
+		ok = r == MIGTIME_EVENT_V1_BYTES && !memcmp(v1, &ev0, MIGTIME_EVENT_V1_BYTES) &&
+		     v1[MIGTIME_EVENT_V1_BYTES] == 0xaa;
+		ksft_test_result(ok, "read with a 127-byte buffer returns the 64-byte v1 prefix (%zd)\n", r);
+		close(fd2);
+	}
 	r = read(fd, big, sizeof(big));
 	ok = r == MIGTIME_EVENT_BYTES && !memcmp(big, &ev0, sizeof(ev0));
 	for (size_t i = MIGTIME_EVENT_BYTES; ok && i < sizeof(big); i++)
 		ok = big[i] == 0xaa;
-	ksft_test_result(ok, "read with a 1 MiB buffer returns exactly 64 bytes, the rest untouched (%zd)\n",
-			 r);
+	ksft_test_result(ok, "read with a 1 MiB buffer returns exactly %d bytes, the rest untouched (%zd)\n",
+			 MIGTIME_EVENT_BYTES, r);
 	r = read(fd, big, sizeof(big));
 	ksft_test_result(r == -1 && errno == EAGAIN,
 			 "O_NONBLOCK read without a new event is EAGAIN (%zd, %s)\n", r,

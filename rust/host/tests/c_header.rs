@@ -3,7 +3,9 @@
 //! `include/migtime_abi.h` must describe exactly the layout of `rust/abi.rs`: compile a tiny C
 //! program with the header, print every offset, size and constant, and compare.
 
-use migtime_abi::abi::{self, guest_off, host_off, Event, GuestArea, HostArea, Outcome};
+use migtime_abi::abi::{
+    self, guest_off, host_off, Event, GuestArea, HostArea, Outcome, StepMethod, Timing, WakeSource,
+};
 use std::collections::BTreeMap;
 use std::mem::{offset_of, size_of};
 use std::path::PathBuf;
@@ -37,7 +39,14 @@ int main(void)
 	O(migtime_guest_area, ack_seq); O(migtime_guest_area, intended_ns);
 	O(migtime_guest_area, applied_ns); O(migtime_guest_area, applied_total_ns);
 	O(migtime_guest_area, ack_realtime_ns); O(migtime_guest_area, events);
-	O(migtime_guest_area, reserved);
+	O(migtime_guest_area, size); O(migtime_guest_area, timing);
+	P("GUEST_AREA_V1_SIZE", MIGTIME_GUEST_AREA_V1_SIZE); P("GUEST_AREA_SIZE", MIGTIME_GUEST_AREA_SIZE);
+	P("EVENT_V1_BYTES", MIGTIME_EVENT_V1_BYTES); P("sizeof.timing", sizeof(struct migtime_timing));
+	P("STEP_INJECT", MIGTIME_STEP_INJECT); P("STEP_SETTIMEOFDAY", MIGTIME_STEP_SETTIMEOFDAY);
+	P("WAKE_DOORBELL", MIGTIME_WAKE_DOORBELL); P("WAKE_POLL", MIGTIME_WAKE_POLL);
+	O(migtime_timing, wake_mono_ns); O(migtime_timing, work_mono_ns); O(migtime_timing, done_mono_ns);
+	O(migtime_timing, wake_source); O(migtime_timing, step_method); O(migtime_timing, sets);
+	O(migtime_event, timing);
 	O(migtime_event, event); O(migtime_event, migration_seq); O(migtime_event, page_flags);
 	O(migtime_event, outcome); O(migtime_event, intended_ns); O(migtime_event, applied_ns);
 	O(migtime_event, residual_ns); O(migtime_event, realtime_ns); O(migtime_event, monotonic_ns);
@@ -109,10 +118,38 @@ fn expected() -> BTreeMap<String, u64> {
         g(guest_off::ACK_REALTIME),
     );
     p("migtime_guest_area.events", g(guest_off::EVENTS));
+    p("migtime_guest_area.size", g(guest_off::SIZE));
+    p("migtime_guest_area.timing", g(guest_off::TIMING));
+    p("GUEST_AREA_V1_SIZE", abi::GUEST_AREA_V1_SIZE as u64);
+    p("GUEST_AREA_SIZE", abi::GUEST_AREA_SIZE as u64);
+    p("EVENT_V1_BYTES", abi::EVENT_V1_BYTES as u64);
+    p("sizeof.timing", size_of::<Timing>() as u64);
+    p("STEP_INJECT", StepMethod::Inject as u64);
+    p("STEP_SETTIMEOFDAY", StepMethod::SetTimeOfDay as u64);
+    p("WAKE_DOORBELL", WakeSource::Doorbell as u64);
+    p("WAKE_POLL", WakeSource::Poll as u64);
     p(
-        "migtime_guest_area.reserved",
-        offset_of!(GuestArea, reserved) as u64,
+        "migtime_timing.wake_mono_ns",
+        offset_of!(Timing, wake_mono_ns) as u64,
     );
+    p(
+        "migtime_timing.work_mono_ns",
+        offset_of!(Timing, work_mono_ns) as u64,
+    );
+    p(
+        "migtime_timing.done_mono_ns",
+        offset_of!(Timing, done_mono_ns) as u64,
+    );
+    p(
+        "migtime_timing.wake_source",
+        offset_of!(Timing, wake_source) as u64,
+    );
+    p(
+        "migtime_timing.step_method",
+        offset_of!(Timing, step_method) as u64,
+    );
+    p("migtime_timing.sets", offset_of!(Timing, sets) as u64);
+    p("migtime_event.timing", offset_of!(Event, timing) as u64);
     p("migtime_event.event", offset_of!(Event, event) as u64);
     p(
         "migtime_event.migration_seq",

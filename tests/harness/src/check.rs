@@ -249,6 +249,40 @@ pub fn table() -> Vec<Scenario> {
             params: "",
             kind: Kind::Boot { bad_page: None },
         },
+        // The read-then-set fallback on the patched kernel (step_method=2): the path stock
+        // kernels take. (check-debug runs every scenario on a stock kernel as well.)
+        Scenario {
+            name: "step-fallback",
+            about: "as step, step_method=2: read-then-set with do_settimeofday64 (the stock-kernel path)",
+            mode: Mode::Plain,
+            run: "mt_migrate:expect=step",
+            params: "step_method=2",
+            kind: Kind::Sim(s(2000, E::Stepped)),
+        },
+        Scenario {
+            name: "doorbell-fallback",
+            about: "as step-doorbell, step_method=2",
+            mode: Mode::Doorbell,
+            run: "mt_migrate:expect=step",
+            params: "step_method=2",
+            kind: Kind::Sim(s(1000, E::Stepped)),
+        },
+        Scenario {
+            name: "compensated-fallback",
+            about: "as compensated, step_method=2: the zero step still moves the offset so waiters fire",
+            mode: Mode::Plain,
+            run: "mt_migrate:expect=notify",
+            params: "step_method=2",
+            kind: Kind::Sim(SimSettings { compensated: true, ..s(0, E::Notified) }),
+        },
+        Scenario {
+            name: "chain-fallback",
+            about: "as chain, step_method=2: the window estimate carries over from hop to hop",
+            mode: Mode::Plain,
+            run: "mt_migrate:expect=step:hops=2",
+            params: "step_method=2",
+            kind: Kind::Sim(SimSettings { migrations: 2, ..s(1000, E::Stepped) }),
+        },
     ]
 }
 

@@ -301,7 +301,17 @@ impl PageFile {
                 applied_total_ns: self.r64(guest_off::APPLIED_TOTAL) as i64,
                 ack_realtime_ns: self.r64(guest_off::ACK_REALTIME) as i64,
                 events: self.r64(guest_off::EVENTS),
+                size: self.r32(guest_off::SIZE),
                 reserved: 0,
+                timing: abi::Timing {
+                    wake_mono_ns: self.r64(guest_off::WAKE) as i64,
+                    work_mono_ns: self.r64(guest_off::WORK) as i64,
+                    done_mono_ns: self.r64(guest_off::DONE) as i64,
+                    wake_source: self.r32(guest_off::WAKE_SOURCE),
+                    step_method: self.r32(guest_off::STEP_METHOD),
+                    sets: self.r32(guest_off::SETS),
+                    ..abi::Timing::default()
+                },
             };
             fence(Ordering::SeqCst);
             if self.r32(guest_off::SEQ_COUNT) == c0 {

@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The "act" step of the engine: carry out what the policy decided — step the clock, refuse
+//! (with a log line), or panic the guest (`on_violation=2`).
+
+use crate::abi::Outcome;
+use crate::counters::Counters;
+use crate::engine::EngineState;
+use crate::policy::{
+    Action,
+    Decision, //
+};
+use crate::seqlock::Snapshot;
+use kernel::{
+    bindings,
+    prelude::*,
+    sync::atomic::Relaxed, //
+};
+
+/// What [`act`] did.
+pub(crate) struct Acted {
+    /// The outcome recorded in the event and the guest area.
+    pub(crate) outcome: Outcome,
+    /// The step intended (the pending delta), nanoseconds.
+    pub(crate) intended_ns: i64,
+    /// The step measured as applied, nanoseconds.
+    pub(crate) applied_ns: i64,
+    /// `applied_ns - intended_ns`.
+    pub(crate) residual_ns: i64,
+    /// Clock updates made (0: none attempted).
+    pub(crate) sets: u32,
+}
+
+/// Carries out the decision; `None` when there is nothing to record.
+pub(crate) fn act(
+    st: &mut EngineState,
+    c: &Counters,
+    snap: &Snapshot,
+    d: &Decision,
+) -> Option<Acted> {
+    let pending = d.pending_ns.unwrap_or(0);
+    match d.action {
+        Action::Nothing => None,
+        Action::Panic(o) => die(reason(o)),
+        Action::Refuse(o) => {
+            pr_warn!(
+                "refused seq={} baseline_seq={} pending_ns={}: {} ({})\n",
+                snap.migration_seq,
+                st.tracker.baseline().seq,
+                pending,
+                o.name(),
+                reason(o).to_str().unwrap_or("?")
+            );
+            Counters::inc(&c.refusals);
+            Some(Acted {
+                outcome: o,
+                intended_ns: pending,
+                applied_ns: 0,
+                residual_ns: 0,
+                sets: 0,
+            })
+        }
+        Action::Apply { step_ns, outcome } => {
+            if let Some(w) = d.warned {
+                pr_warn!(
+                    "violation {} at seq={} (on_violation=warn): stepping by {} ns anyway\n",
+                    w.name(),
+                    snap.migration_seq,
+                    step_ns
+                );
+            }
+            Some(step(st, c, snap, step_ns, outcome))
+        }
+    }
+}
+
+/// Steps the clock for `snap`; a rejected step is [`Outcome::Failed`] with nothing applied.
+fn step(
+    st: &mut EngineState,
+    c: &Counters,
+    snap: &Snapshot,
+    step_ns: i64,
+    outcome: Outcome,
+) -> Acted {
+    match st.stepper.step(step_ns) {
+        Ok(r) => {
+            Counters::inc(if outcome == Outcome::Stepped {
+                &c.steps
+            } else {
+                &c.notifies
+            });
+            c.last_residual_ns.store(r.residual_ns, Relaxed);
+            Acted {
+                outcome,
+                intended_ns: step_ns,
+                applied_ns: r.applied_ns,
+                residual_ns: r.residual_ns,
+                sets: r.sets,
+            }
+        }
+        Err(e) => {
+            pr_err!(
+                "step by {} ns at seq={} failed: {:?}\n",
+                step_ns,
+                snap.migration_seq,
+                e
+            );
+            Counters::inc(&c.step_failures);
+            Acted {
+                outcome: Outcome::Failed,
+                intended_ns: step_ns,
+                applied_ns: 0,
+                residual_ns: 0,
+                sets: 1,
+            }
+        }
+    }
+}
+
+/// Panics the guest with `reason` (`on_violation=2`): a real `panic()`, not a Rust panic (which
+/// would only oops the worker).
+fn die(reason: &'static CStr) -> ! {
+    // SAFETY: The format is a valid C string with one `%s`, matched by `reason`, a valid
+    // NUL-terminated string.
+    unsafe { bindings::panic(c"migtime: %s\n".as_char_ptr(), reason.as_char_ptr()) }
+}
+
+/// The reason text of a refusal for logs and `panic()`.
+fn reason(o: Outcome) -> &'static CStr {
+    match o {
+        Outcome::RefusedSeqBackwards => c"migration_seq went backwards (below the baseline)",
+        Outcome::RefusedOverLimit => c"pending delta beyond max_step_ms",
+        Outcome::RefusedInconsistent => {
+            c"page inconsistent (total changed without seq, overflow, or seq+1 delta mismatch)"
+        }
+        _ => c"page violation",
+    }
+}

@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The module parameters, validated once at load (and again at each bind).
+
+use crate::abi::StepMethod;
+use crate::policy::{
+    OnViolation,
+    Policy, //
+};
+use kernel::prelude::*;
+
+/// Validated module parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Config {
+    /// Page poll period without a doorbell, ms.
+    pub(crate) poll_ms: u32,
+    /// What steps are allowed and what a violation does.
+    pub(crate) policy: Policy,
+    /// Seqlock read attempts per check.
+    pub(crate) read_attempts: u32,
+    /// The step method the operator asked for (`None`: the best the kernel has).
+    pub(crate) step_method: Option<StepMethod>,
+}
+
+/// Which module parameter is invalid, with its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ParamError {
+    PollMs(u32),
+    MaxStepMs(u64),
+    OnViolation(u32),
+    ReadAttempts(u32),
+    StepMethod(u32),
+    /// `step_method=1` (inject) on a kernel without `timekeeping_inject_realtime_offset()`.
+    InjectUnavailable,
+}
+
+/// Raw parameter values, as `insmod` set them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RawParams {
+    pub(crate) poll_ms: u32,
+    pub(crate) max_step_ms: u64,
+    pub(crate) on_violation: u32,
+    pub(crate) read_attempts: u32,
+    pub(crate) step_method: u32,
+}
+
+/// Whether this build can step with `timekeeping_inject_realtime_offset()` (set by `rust/Kbuild`
+/// when the target kernel exports it).
+pub(crate) const INJECT_AVAILABLE: bool = cfg!(migtime_inject);
+
+impl Config {
+    /// Validates raw parameter values; `inject_available` says whether the kernel has the atomic
+    /// primitive.
+    pub(crate) fn validate(raw: RawParams, inject_available: bool) -> Result<Self, ParamError> {
+        if !(1..=60_000).contains(&raw.poll_ms) {
+            return Err(ParamError::PollMs(raw.poll_ms));
+        }
+        let limit_ns = match raw.max_step_ms.checked_mul(1_000_000) {
+            Some(ns) if raw.max_step_ms > 0 => ns,
+            _ => return Err(ParamError::MaxStepMs(raw.max_step_ms)),
+        };
+        let on_violation = OnViolation::from_param(raw.on_violation)
+            .ok_or(ParamError::OnViolation(raw.on_violation))?;
+        if !(1..=100_000).contains(&raw.read_attempts) {
+            return Err(ParamError::ReadAttempts(raw.read_attempts));
+        }
+        let step_method = match raw.step_method {
+            0 => None,
+            1 if inject_available => Some(StepMethod::Inject),
+            1 => return Err(ParamError::InjectUnavailable),
+            2 => Some(StepMethod::SetTimeOfDay),
+            v => return Err(ParamError::StepMethod(v)),
+        };
+        Ok(Self {
+            poll_ms: raw.poll_ms,
+            policy: Policy {
+                limit_ns,
+                on_violation,
+            },
+            read_attempts: raw.read_attempts,
+            step_method,
+        })
+    }
+
+    /// The step method to use: the one asked for, else the atomic one where the kernel has it.
+    pub(crate) fn effective_step_method(&self) -> StepMethod {
+        match self.step_method {
+            Some(m) => m,
+            None if INJECT_AVAILABLE => StepMethod::Inject,
+            None => StepMethod::SetTimeOfDay,
+        }
+    }
+
+    /// The module parameters, validated; logs the offending parameter and fails with `EINVAL`.
+    pub(crate) fn from_params() -> Result<Self> {
+        use crate::module_parameters as p;
+        let raw = RawParams {
+            poll_ms: p::poll_ms.value(),
+            max_step_ms: p::max_step_ms.value(),
+            on_violation: p::on_violation.value(),
+            read_attempts: p::read_attempts.value(),
+            step_method: p::step_method.value(),
+        };
+        Self::validate(raw, INJECT_AVAILABLE).map_err(|e| {
+            match e {
+                ParamError::PollMs(v) => pr_err!("invalid poll_ms={v}: must be 1..=60000\n"),
+                ParamError::MaxStepMs(v) => {
+                    pr_err!("invalid max_step_ms={v}: must be 1..=18446744073709\n")
+                }
+                ParamError::OnViolation(v) => {
+                    pr_err!("invalid on_violation={v}: must be 0 (warn), 1 (refuse) or 2 (panic)\n")
+                }
+                ParamError::ReadAttempts(v) => {
+                    pr_err!("invalid read_attempts={v}: must be 1..=100000\n")
+                }
+                ParamError::StepMethod(v) => pr_err!(
+                    "invalid step_method={v}: must be 0 (auto), 1 (inject) or 2 (settimeofday)\n"
+                ),
+                ParamError::InjectUnavailable => pr_err!(
+                    "invalid step_method=1: this kernel has no timekeeping_inject_realtime_offset()\n"
+                ),
+            }
+            EINVAL
+        })
+    }
+}
+
+#[kunit_tests(migtime_params)]
+mod tests {
+    use super::*;
+
+    fn raw(
+        poll_ms: u32,
+        max_step_ms: u64,
+        on_violation: u32,
+        read_attempts: u32,
+        step_method: u32,
+    ) -> RawParams {
+        RawParams {
+            poll_ms,
+            max_step_ms,
+            on_violation,
+            read_attempts,
+            step_method,
+        }
+    }
+
+    #[test]
+    fn params_validated() {
+        let v = |r| Config::validate(r, true);
+        assert!(v(raw(100, 600_000, 1, 64, 0)).is_ok());
+        assert_eq!(v(raw(0, 1, 1, 1, 0)), Err(ParamError::PollMs(0)));
+        assert_eq!(v(raw(60_001, 1, 1, 1, 0)), Err(ParamError::PollMs(60_001)));
+        assert_eq!(v(raw(1, 0, 1, 1, 0)), Err(ParamError::MaxStepMs(0)));
+        assert_eq!(
+            v(raw(1, u64::MAX, 1, 1, 0)),
+            Err(ParamError::MaxStepMs(u64::MAX))
+        );
+        assert_eq!(v(raw(1, 1, 3, 1, 0)), Err(ParamError::OnViolation(3)));
+        assert_eq!(v(raw(1, 1, 1, 0, 0)), Err(ParamError::ReadAttempts(0)));
+        assert_eq!(
+            v(raw(1, 1, 1, 100_001, 0)),
+            Err(ParamError::ReadAttempts(100_001))
+        );
+        assert_eq!(v(raw(1, 1, 1, 1, 3)), Err(ParamError::StepMethod(3)));
+        let c = v(raw(60_000, 1, 2, 100_000, 2)).unwrap();
+        assert_eq!(c.policy.limit_ns, 1_000_000);
+        assert_eq!(c.policy.on_violation, OnViolation::Panic);
+        assert_eq!(c.effective_step_method(), StepMethod::SetTimeOfDay);
+    }
+
+    #[test]
+    fn inject_only_where_the_kernel_has_it() {
+        assert_eq!(
+            Config::validate(raw(100, 1, 1, 1, 1), false),
+            Err(ParamError::InjectUnavailable)
+        );
+        let c = Config::validate(raw(100, 1, 1, 1, 1), true).unwrap();
+        assert_eq!(c.effective_step_method(), StepMethod::Inject);
+        let auto = Config::validate(raw(100, 1, 1, 1, 0), INJECT_AVAILABLE).unwrap();
+        let want = if INJECT_AVAILABLE {
+            StepMethod::Inject
+        } else {
+            StepMethod::SetTimeOfDay
+        };
+        assert_eq!(auto.effective_step_method(), want);
+    }
+}
