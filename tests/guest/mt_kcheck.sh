@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 # Guest test (KTAP): the Debian package's kernel check, on the running kernel.
 # The initramfs of `scripts/check --kernel debian` carries the files of the
-# migtime-modules .deb (check-kernel, the recorded build ID); elsewhere this
-# test is skipped (kselftest exit code 4).
+# migtime-modules .deb (check-kernel, the recorded build ID); elsewhere (the
+# project's kernel) this test is skipped (kselftest exit code 4).
 #
 #   1. check-kernel accepts the kernel the package was built for (the running
 #      Debian kernel: its /sys/kernel/notes build ID is the recorded one);
