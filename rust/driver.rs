@@ -47,7 +47,7 @@ const DOORBELL_SAFETY_POLL_MS: u32 = 1000;
 /// The MSI-X vector and its handler.
 struct IrqParts<'bound> {
     /// Dropped (freeing the IRQ) before `vectors`, in `Drop`.
-    reg: Option<Pin<KBox<irq::Registration<'bound, Doorbell>>>>,
+    reg: Option<Pin<KBox<irq::ThreadedRegistration<'bound, Doorbell>>>>,
     _vectors: Pin<KBox<pci::IrqVectorRegistration<'bound>>>,
 }
 
@@ -77,7 +77,7 @@ fn setup_doorbell<'bound>(
     };
     // SAFETY: The registration is stored in `IrqParts` and dropped normally, never forgotten.
     let reg = unsafe {
-        irq::Registration::new(
+        irq::ThreadedRegistration::new(
             irq::IrqRequest::from(vector),
             irq::Flags::TRIGGER_NONE,
             c"migtime",
@@ -101,8 +101,9 @@ pub(crate) struct BoundDevice<'bound> {
 
 impl Drop for BoundDevice<'_> {
     fn drop(&mut self) {
-        // Order: no new work (stopping), no interrupt, no queued or running work; then the
-        // misc device and debugfs go with the fields.
+        // Order: nothing new (stopping), no interrupt (freeing it waits for the interrupt
+        // thread), no queued or running poll; then the misc device and debugfs go with the
+        // fields.
         self.engine.stopping.store(true, Relaxed);
         self.irq.take();
         wake::stop(&self.engine);
@@ -160,7 +161,7 @@ impl MigtimeDriver {
             Engine::new(
                 bar.into_devres()?,
                 cfg,
-                &snap,
+                crate::policy::Baseline::from_snapshot(&snap),
                 guest_seq,
                 counters.clone(),
                 hub.clone(),

@@ -11,9 +11,8 @@
 //! run at once on different CPUs, never decide on a stale snapshot after a newer one, and events
 //! reach readers in order.
 //!
-//! Two work items drive it ([`wake`](crate::wake)): the doorbell work, queued by the interrupt
-//! handler on the high-priority system queue, and the poll work (the primary mechanism without
-//! a doorbell; a deferrable safety net with one).
+//! Two contexts drive it ([`wake`](crate::wake)): the doorbell's interrupt thread, and the poll
+//! work (the primary mechanism without a doorbell; a deferrable safety net with one).
 
 use crate::abi::{
     Event,
@@ -53,7 +52,7 @@ use crate::seqlock::{
     Snapshot, //
 };
 use kernel::{
-    bindings, new_mutex, pci,
+    new_mutex, pci,
     prelude::*,
     sync::{
         atomic::{
@@ -66,9 +65,7 @@ use kernel::{
     },
     workqueue::{
         new_delayed_work,
-        new_work,
-        DelayedWork,
-        Work, //
+        DelayedWork, //
     },
 };
 
@@ -103,18 +100,16 @@ pub(crate) struct Engine {
     counters: Arc<Counters>,
     hub: Arc<EventHub>,
     #[pin]
-    pub(crate) doorbell_work: Work<Engine, 1>,
-    #[pin]
     pub(crate) poll_work: DelayedWork<Engine, 2>,
 }
 
 impl Engine {
-    /// A new engine in step with `snap` (the page at bind: taken as already reflected in the
+    /// A new engine in step with `baseline` (the page at bind: taken as already reflected in the
     /// clock).
     pub(crate) fn new(
         bar: pci::DevresBar<PAGE_BYTES>,
         cfg: Config,
-        snap: &Snapshot,
+        baseline: policy::Baseline,
         guest_seq: u32,
         counters: Arc<Counters>,
         hub: Arc<EventHub>,
@@ -126,7 +121,7 @@ impl Engine {
             stopping: Atomic::new(false),
             rang_mono_ns: Atomic::new(0),
             state <- new_mutex!(EngineState {
-                tracker: Tracker::new(policy::Baseline::from_snapshot(snap)),
+                tracker: Tracker::new(baseline),
                 stepper: Stepper::new(cfg.effective_step_method()),
                 events: 0,
                 guest_seq,
@@ -134,7 +129,6 @@ impl Engine {
             }),
             counters,
             hub,
-            doorbell_work <- new_work!("migtime::doorbell_work"),
             poll_work <- new_delayed_work!("migtime::poll_work"),
         })
     }
@@ -144,7 +138,7 @@ impl Engine {
         self.state.lock().stepper.method()
     }
 
-    /// Reads the page, decides, acts and records; `woken_by` says which work runs it.
+    /// Reads the page, decides, acts and records; `woken_by` says which context runs it.
     pub(crate) fn check(&self, woken_by: WakeSource) {
         let work_ns = clock::monotonic_ns();
         let mut st = self.state.lock();
@@ -253,8 +247,13 @@ impl Engine {
             timing,
         };
         if !a.outcome.is_refusal() {
+            let wake = if timing.wake_source == WakeSource::Doorbell as u32 {
+                "doorbell"
+            } else {
+                "poll"
+            };
             pr_info!(
-                "event {} seq={} {} intended_ns={} applied_ns={} residual_ns={} sets={} wake_to_done_ns={}\n",
+                "event {} seq={} {} intended_ns={} applied_ns={} residual_ns={} sets={} wake={} wake_to_work_ns={} work_to_done_ns={}\n",
                 ev.event,
                 ev.migration_seq,
                 a.outcome.name(),
@@ -262,7 +261,9 @@ impl Engine {
                 a.applied_ns,
                 a.residual_ns,
                 timing.sets,
-                timing.done_mono_ns.saturating_sub(timing.wake_mono_ns)
+                wake,
+                timing.work_mono_ns.saturating_sub(timing.wake_mono_ns),
+                timing.done_mono_ns.saturating_sub(timing.work_mono_ns)
             );
         }
         let g = GuestArea {

@@ -13,7 +13,8 @@
 //! (a window of a millisecond) over-corrects the next step. So:
 //! - [`WindowEstimate`] keeps the last [`WINDOW_SAMPLES`] windows and uses their **minimum**:
 //!   preemption only ever lengthens a window, so the minimum is the undisturbed cost;
-//! - after a set, a residual beyond [`CORRECTION_THRESHOLD_NS`] is corrected by at most
+//! - after a set, a residual beyond [`CORRECTION_THRESHOLD_NS`] (10 µs: above the set-to-set
+//!   jitter, ~2 µs under TCG, so that corrections are made only when they help) is corrected by at most
 //!   [`MAX_CORRECTIONS`] further sets within the same event, each compensated by the window just
 //!   measured. Each correction resets NTP state and wakes clock-was-set waiters once more
 //!   (harmless: they were just woken for the step), and each is counted in the event's `sets`.
@@ -25,7 +26,7 @@ pub const WINDOW_SAMPLES: usize = 8;
 pub const MAX_WINDOW_NS: i64 = 10_000_000;
 
 /// Residual (absolute) above which a correcting set is made, nanoseconds.
-pub const CORRECTION_THRESHOLD_NS: i64 = 2_000;
+pub const CORRECTION_THRESHOLD_NS: i64 = 10_000;
 
 /// Correcting sets made at most per event.
 pub const MAX_CORRECTIONS: u32 = 2;

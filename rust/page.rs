@@ -53,6 +53,18 @@ impl PageReader for BarPage<'_, '_> {
     }
 }
 
+/// Writes a little-endian `u64` at the constant offset `off` as two checked 32-bit writes.
+///
+/// `kernel::io` checks offsets at compile time only for accesses no wider than the BAR's
+/// guaranteed alignment (4 bytes), so a 64-bit field is written in halves. Both halves are
+/// inside the guest area's seqlock, so a reader never acts on a half-written value.
+#[inline(always)]
+fn write_u64(bar: &PageBar<'_>, v: u64, off: usize) {
+    // CAST: the low and the high 32 bits.
+    bar.write32(v as u32, off);
+    bar.write32((v >> 32) as u32, off + 4);
+}
+
 /// Writes the guest area with its seqlock: `seq_count` odd, the fields, `seq_count` even.
 ///
 /// `seq` is the guest's count before the write (even); returns the new even count. The offsets
@@ -63,18 +75,18 @@ pub(crate) fn write_guest_area(bar: &PageBar<'_>, seq: u32, g: &GuestArea) -> u3
     bar.write32(odd, guest_off::SEQ_COUNT);
     mb(Write);
     bar.write32(g.outcome, guest_off::OUTCOME);
-    bar.write64(g.ack_seq, guest_off::ACK_SEQ);
+    write_u64(bar, g.ack_seq, guest_off::ACK_SEQ);
     // CAST: the signed fields are stored as their two's-complement bits (little-endian).
-    bar.write64(g.intended_ns as u64, guest_off::INTENDED);
-    bar.write64(g.applied_ns as u64, guest_off::APPLIED);
-    bar.write64(g.applied_total_ns as u64, guest_off::APPLIED_TOTAL);
-    bar.write64(g.ack_realtime_ns as u64, guest_off::ACK_REALTIME);
-    bar.write64(g.events, guest_off::EVENTS);
+    write_u64(bar, g.intended_ns as u64, guest_off::INTENDED);
+    write_u64(bar, g.applied_ns as u64, guest_off::APPLIED);
+    write_u64(bar, g.applied_total_ns as u64, guest_off::APPLIED_TOTAL);
+    write_u64(bar, g.ack_realtime_ns as u64, guest_off::ACK_REALTIME);
+    write_u64(bar, g.events, guest_off::EVENTS);
     bar.write32(g.size, guest_off::SIZE);
     let t = &g.timing;
-    bar.write64(t.wake_mono_ns as u64, guest_off::WAKE);
-    bar.write64(t.work_mono_ns as u64, guest_off::WORK);
-    bar.write64(t.done_mono_ns as u64, guest_off::DONE);
+    write_u64(bar, t.wake_mono_ns as u64, guest_off::WAKE);
+    write_u64(bar, t.work_mono_ns as u64, guest_off::WORK);
+    write_u64(bar, t.done_mono_ns as u64, guest_off::DONE);
     bar.write32(t.wake_source, guest_off::WAKE_SOURCE);
     bar.write32(t.step_method, guest_off::STEP_METHOD);
     bar.write32(t.sets, guest_off::SETS);

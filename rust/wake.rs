@@ -1,23 +1,24 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! What wakes the [`Engine`]: the doorbell interrupt and its work item, and the poll.
+//! What wakes the [`Engine`]: the doorbell interrupt, and the poll.
 //!
-//! - The interrupt handler timestamps the ring and queues the doorbell work on the high-priority
-//!   system queue: nothing but the page check runs before the step.
+//! - The doorbell is a threaded interrupt: the hard handler only timestamps the ring; the
+//!   handler's own kernel thread (SCHED_FIFO) then runs the check, so nothing but the page check
+//!   stands between the interrupt and the step (no work queue, no kworker to wake). Rings that
+//!   arrive while the thread runs coalesce into one more run.
 //! - Without a doorbell the poll work is the mechanism: a normal timer every `poll_ms`.
 //! - With a doorbell it is only a safety net (a ring lost, or rung before the guest resumed):
 //!   its timer is **deferrable**, so it never wakes an idle guest; a missed ring is caught at the
 //!   guest's next wakeup, before anything runs for long on stale time.
 //!
-//! Both work items hold an `Arc<Engine>` reference while queued; [`stop`] cancels them and
-//! gives back the references of items cancelled before they ran.
+//! The poll work holds an `Arc<Engine>` reference while queued; [`stop`] cancels it and gives
+//! back the reference of an item cancelled before it ran.
 
 use crate::abi::WakeSource;
 use crate::clock;
 use crate::engine::Engine;
 use kernel::{
     bindings, irq,
-    prelude::*,
     sync::{
         atomic::Relaxed,
         Arc, //
@@ -26,27 +27,13 @@ use kernel::{
     workqueue::{
         self,
         impl_has_delayed_work,
-        impl_has_work,
         DelayedWork,
-        Work,
         WorkItem, //
     },
 };
 
-impl_has_work! {
-    impl HasWork<Self, 1> for Engine { self.doorbell_work }
-}
-
 impl_has_delayed_work! {
     impl HasDelayedWork<Self, 2> for Engine { self.poll_work }
-}
-
-impl WorkItem<1> for Engine {
-    type Pointer = Arc<Engine>;
-
-    fn run(this: Arc<Engine>) {
-        this.check(WakeSource::Doorbell);
-    }
 }
 
 impl WorkItem<2> for Engine {
@@ -58,19 +45,26 @@ impl WorkItem<2> for Engine {
     }
 }
 
-/// The doorbell interrupt handler: timestamps the ring and queues the check.
+/// The doorbell interrupt handler.
 pub(crate) struct Doorbell {
     pub(crate) engine: Arc<Engine>,
 }
 
-impl irq::Handler for Doorbell {
-    fn handle(&self) -> irq::IrqReturn {
-        let e = &self.engine;
-        // Keep the first unconsumed ring: that is when the guest learnt of the change.
-        let _ = e.rang_mono_ns.cmpxchg(0, clock::monotonic_ns(), Relaxed);
-        if !e.stopping.load(Relaxed) {
-            // Already queued is fine: the pending run will see the new page.
-            let _ = workqueue::system_highpri().enqueue::<Arc<Engine>, 1>(e.clone());
+impl irq::ThreadedHandler for Doorbell {
+    /// Hard interrupt: keep the first unconsumed ring's time (when the guest learnt of the
+    /// change) and wake the thread.
+    fn handle(&self) -> irq::ThreadedIrqReturn {
+        let _ = self
+            .engine
+            .rang_mono_ns
+            .cmpxchg(0, clock::monotonic_ns(), Relaxed);
+        irq::ThreadedIrqReturn::WakeThread
+    }
+
+    /// The interrupt thread (process context): check the page, step if asked.
+    fn handle_threaded(&self) -> irq::IrqReturn {
+        if !self.engine.stopping.load(Relaxed) {
+            self.engine.check(WakeSource::Doorbell);
         }
         irq::IrqReturn::Handled
     }
@@ -99,22 +93,14 @@ pub(crate) unsafe fn make_poll_deferrable(this: &Engine) {
     unsafe { (*dwork).timer.flags |= bindings::TIMER_DEFERRABLE };
 }
 
-/// Stops both work items and waits for running ones; reclaims the references of cancelled ones.
-/// `stopping` must be set first, so that nothing queues them again.
+/// Stops the poll work and waits for a running instance; reclaims the reference of a cancelled
+/// one. The doorbell interrupt must already be freed.
 pub(crate) fn stop(this: &Arc<Engine>) {
     this.stopping.store(true, Relaxed);
-    let work = core::ptr::from_ref(&this.doorbell_work).cast_mut();
-    // SAFETY: `work` points at the initialised `Work` in `*this`, alive while `this` is.
-    let raw = unsafe { Work::raw_get(work) };
-    // SAFETY: `raw` is a valid, initialised `work_struct`; cancelling may sleep (process context:
-    // unbind).
-    if unsafe { bindings::cancel_work_sync(raw) } {
-        // SAFETY: The doorbell work of `this` was cancelled before it ran.
-        unsafe { reclaim_cancelled(this) };
-    }
     let dwork = delayed_work_ptr(&this.poll_work);
-    // SAFETY: `dwork` is a valid, initialised `delayed_work`. Cancelling also waits for a
-    // running instance, whose re-arm attempt fails (`stopping` is set).
+    // SAFETY: `dwork` is a valid, initialised `delayed_work`; cancelling may sleep (process
+    // context: unbind). It also waits for a running instance, whose re-arm attempt fails
+    // (`stopping` is set).
     if unsafe { bindings::cancel_delayed_work_sync(dwork) } {
         // SAFETY: The poll work of `this` was cancelled before it ran.
         unsafe { reclaim_cancelled(this) };
@@ -138,8 +124,8 @@ fn delayed_work_ptr(dw: &DelayedWork<Engine, 2>) -> *mut bindings::delayed_work 
 ///
 /// # Safety
 ///
-/// `cancel_work_sync()` or `cancel_delayed_work_sync()` must just have returned true for a work
-/// item embedded in `*this`, and this must be called once per such return.
+/// `cancel_delayed_work_sync()` must just have returned true for the work item embedded in
+/// `*this`, and this must be called once per such return.
 unsafe fn reclaim_cancelled(this: &Arc<Engine>) {
     // SAFETY: By the contract, the cancelled enqueue leaked exactly one `Arc<Engine>` pointing at
     // `*this` that nobody else will reclaim; rebuilding and dropping it releases it once.
