@@ -9,7 +9,11 @@
 #      Debian kernel: its /sys/kernel/notes build ID is the recorded one);
 #   2. it refuses another build of the same release (a recorded build ID that
 #      is not the running kernel's), exit 1, and says why;
-#   3. it refuses a kernel release the package has no module for.
+#   3. it refuses a kernel release the package has no module for;
+#   4. the module itself, built as for another build of this release
+#      (/lib/modules/migtime-otherbuild.ko, from build-debian-module
+#      --other-build-ko), fails insmod with ENOEXEC and says why in the log
+#      (rust/kernel_id.rs); migtime.ko is reloaded afterwards.
 CHECK=/usr/libexec/migtime/check-kernel
 LIB=/usr/lib/migtime
 REL=$(uname -r)
@@ -19,7 +23,7 @@ if [ ! -x "$CHECK" ] || [ ! -r "$LIB/$REL/build-id" ]; then
 	echo "1..0 # SKIP no migtime-modules package for $REL in this guest"
 	exit 4
 fi
-echo "1..3"
+echo "1..4"
 fails=0
 ok() { echo "ok $1 $2"; }
 notok() { echo "not ok $1 $2"; fails=$((fails + 1)); }
@@ -50,5 +54,24 @@ else
 fi
 echo "# $out"
 
-echo "# Totals: pass:$((3 - fails)) fail:$fails xfail:0 xpass:0 skip:0 error:0"
+OTHER=/lib/modules/migtime-otherbuild.ko
+if [ ! -f "$OTHER" ]; then
+	echo "ok 4 another build's module refuses to load # SKIP no $OTHER"
+else
+	had=
+	grep -q '^migtime ' /proc/modules && had=1 && rmmod migtime
+	if insmod "$OTHER" 2>/tmp/mt_kcheck.err; then
+		notok 4 "another build's module refuses to load (insmod succeeded)"
+		rmmod migtime
+	elif dmesg | grep -q 'migtime: built for the kernel build .* refusing to load'; then
+		ok 4 "another build's module refuses to load"
+	else
+		notok 4 "another build's module refuses to load (no log line saying why)"
+	fi
+	echo "# $(cat /tmp/mt_kcheck.err)"
+	dmesg | grep 'migtime: built for the kernel build' | tail -n 1 | sed 's/^/# /'
+	[ -z "$had" ] || insmod /lib/modules/migtime.ko || { echo "# could not reload migtime.ko"; fails=$((fails + 1)); }
+fi
+
+echo "# Totals: pass:$((4 - fails)) fail:$fails xfail:0 xpass:0 skip:0 error:0"
 [ "$fails" = 0 ]
