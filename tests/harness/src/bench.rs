@@ -514,6 +514,7 @@ pub fn bench(o: &BenchOpts) -> Result<bool> {
                 mode: c.mode,
                 run_dir: runs_dir.join(format!("{}-{}", c.key, b + 1)),
                 memory_mb: o.memory_mb,
+                vcpus: crate::qemu::DEFAULT_VCPUS,
             };
             let sim_opts = SimOpts {
                 scenario: format!("bench-{}", c.key),
@@ -568,6 +569,7 @@ pub fn bench(o: &BenchOpts) -> Result<bool> {
                 mode: c.mode,
                 run_dir: run_dir.clone(),
                 memory_mb: o.memory_mb,
+                vcpus: crate::qemu::DEFAULT_VCPUS,
             };
             let bo = BootOpts {
                 guest,

@@ -283,6 +283,31 @@ pub fn table() -> Vec<Scenario> {
             params: "step_method=2",
             kind: Kind::Sim(SimSettings { migrations: 2, ..s(1000, E::Stepped) }),
         },
+        Scenario {
+            name: "replay",
+            about: "hostile host (the guest plays it): seq replayed, rewound, jumped, reset to 0, wrapped at 2^64: each migration_seq acted on at most once, refusals visible",
+            mode: Mode::Plain,
+            // wrap=refuse: docs/abi.md, the sequence does not wrap.
+            run: "mt_replay:wrap=refuse",
+            params: "poll_ms=5",
+            kind: Kind::Boot { bad_page: None },
+        },
+        Scenario {
+            name: "timers-peer",
+            about: "the kernel's own selftests/timers right after a migtime step, inconsistency-check on CLOCK_MONOTONIC running across the migration",
+            mode: Mode::Plain,
+            run: "mt_timers:start:30,mt_migrate:expect=step,mt_timers:run",
+            params: "",
+            kind: Kind::Sim(s(1000, E::Stepped)),
+        },
+        Scenario {
+            name: "doorbell-smp",
+            about: "4 vCPUs, doorbell: after the migration the host publishes 2000 updates back to back, ringing each; readers on every CPU: each page acted on once, in order, realtime moved by the applied steps",
+            mode: Mode::Doorbell,
+            run: "mt_stress:updates=2000",
+            params: "",
+            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::PublishStorm), ..s(1000, E::Stepped) }),
+        },
     ]
 }
 
@@ -343,7 +368,7 @@ pub fn list() {
             }
         };
         println!(
-            "{:<14} {}\n{:<14}   guest: {}\n{:<14}   host:  {how}",
+            "{:<14} {}\n{:<14}   guest: {} ({} vCPUs)\n{:<14}   host:  {how}",
             sc.name,
             sc.about,
             "",
@@ -352,6 +377,7 @@ pub fn list() {
             } else {
                 sc.run
             },
+            vcpus_for(sc.name, crate::qemu::DEFAULT_VCPUS),
             ""
         );
     }
@@ -366,6 +392,33 @@ pub struct CheckOpts {
     pub timeout: Duration,
     pub keep_all: bool,
     pub memory_mb: u32,
+    /// vCPUs of every guest (at least 2); see [`vcpus_for`].
+    pub vcpus: u32,
+}
+
+/// Scenarios that need more vCPUs than the suite's default.
+const MORE_VCPUS: &[(&str, u32)] = &[("doorbell-smp", 4)];
+
+/// Scenarios that need longer than the suite's time limit, seconds: the
+/// kernel's timer selftests sleep for minutes by design (nsleep-lat alone
+/// 6 clocks x 21 s).
+const MORE_TIME: &[(&str, u64)] = &[("timers-peer", 900)];
+
+/// The time limit of scenario `name`.
+pub fn timeout_for(name: &str, default: Duration) -> Duration {
+    MORE_TIME
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(default, |(_, s)| Duration::from_secs(*s).max(default))
+}
+
+/// The vCPUs scenario `name` runs with: the suite's setting, or more if the
+/// scenario asks for more.
+pub fn vcpus_for(name: &str, default: u32) -> u32 {
+    MORE_VCPUS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(default, |(_, v)| (*v).max(default))
 }
 
 /// Runs the selected scenarios; returns (passed, failed) KTAP leaf tests
@@ -462,18 +515,19 @@ fn run_one(o: &CheckOpts, sc: &Scenario, dir: &Path) -> Result<Report> {
         mode: sc.mode,
         run_dir: dir.to_path_buf(),
         memory_mb: o.memory_mb,
+        vcpus: vcpus_for(sc.name, o.vcpus),
     };
     match &sc.kind {
         Kind::Boot { bad_page } => boot(&BootOpts {
             guest,
-            timeout: o.timeout,
+            timeout: timeout_for(sc.name, o.timeout),
             page_file: None,
             bad_page: *bad_page,
             expect_panic: None,
         }),
         Kind::Panic { needle } => boot(&BootOpts {
             guest,
-            timeout: o.timeout,
+            timeout: timeout_for(sc.name, o.timeout),
             page_file: None,
             bad_page: None,
             expect_panic: Some((*needle).to_string()),
@@ -481,7 +535,7 @@ fn run_one(o: &CheckOpts, sc: &Scenario, dir: &Path) -> Result<Report> {
         Kind::Sim(s) => sim(&SimOpts {
             scenario: sc.name.to_string(),
             guest,
-            timeout: o.timeout,
+            timeout: timeout_for(sc.name, o.timeout),
             settings: SimSettings {
                 migrations: s.migrations.max(1),
                 ..s.clone()
@@ -508,6 +562,33 @@ mod tests {
                 assert!(!s.run.is_empty(), "{}", s.name);
             }
         }
+    }
+
+    #[test]
+    fn every_scenario_is_smp_and_overrides_name_real_rows() {
+        let t = table();
+        for s in &t {
+            assert!(
+                vcpus_for(s.name, crate::qemu::DEFAULT_VCPUS) >= 2,
+                "{}",
+                s.name
+            );
+        }
+        for (n, v) in MORE_VCPUS {
+            assert!(t.iter().any(|s| s.name == *n), "{n}");
+            assert_eq!(vcpus_for(n, 2), *v);
+        }
+        for (n, _) in MORE_TIME {
+            assert!(t.iter().any(|s| s.name == *n), "{n}");
+        }
+        assert_eq!(
+            timeout_for("timers-peer", Duration::from_secs(180)),
+            Duration::from_secs(900)
+        );
+        assert_eq!(
+            timeout_for("step", Duration::from_secs(180)),
+            Duration::from_secs(180)
+        );
     }
 
     #[test]

@@ -614,6 +614,7 @@ pub fn demo(o: &DemoOpts) -> Result<bool> {
             mode: o.mode,
             run_dir: o.out_dir.join("runs").join(slug),
             memory_mb: o.memory_mb,
+            vcpus: crate::qemu::DEFAULT_VCPUS,
         };
         let ob = observe(&SimOpts {
             scenario: format!("demo-{slug}"),

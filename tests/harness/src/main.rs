@@ -15,6 +15,7 @@ mod plot;
 mod qemu;
 mod qmp;
 mod sim;
+mod storm;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -184,6 +185,9 @@ struct GuestArgs {
     /// Guest memory, MiB.
     #[arg(long, default_value_t = 256)]
     memory: u32,
+    /// Guest vCPUs (-smp; TCG runs multi-threaded).
+    #[arg(long, default_value_t = crate::qemu::DEFAULT_VCPUS)]
+    vcpus: u32,
 }
 
 #[derive(Args)]
@@ -284,6 +288,9 @@ struct CheckArgs {
     /// Guest memory, MiB.
     #[arg(long, default_value_t = 256)]
     memory: u32,
+    /// Guest vCPUs of every scenario (-smp, at least 2); a scenario may ask for more.
+    #[arg(long, default_value_t = crate::qemu::DEFAULT_VCPUS)]
+    vcpus: u32,
 }
 
 fn default_run_dir(cmd: &str) -> PathBuf {
@@ -319,6 +326,7 @@ fn guest_config(g: &GuestArgs, mode: Mode, append: String, cmd: &str) -> Result<
         mode,
         run_dir: g.run_dir.clone().unwrap_or_else(|| default_run_dir(cmd)),
         memory_mb: g.memory,
+        vcpus: g.vcpus,
     })
 }
 
@@ -384,6 +392,7 @@ fn run(cli: Cli) -> Result<bool> {
                 timeout: Duration::from_secs(a.timeout),
                 keep_all: a.keep_all,
                 memory_mb: a.memory,
+                vcpus: a.vcpus.max(2),
             })?;
             Ok(failed == 0)
         }

@@ -51,6 +51,10 @@ pub enum BadPage {
     /// (huge seq/delta/total) under an odd count, then the correct values
     /// under an even count. Exactly one event, with the correct values.
     PageHammer,
+    /// Doorbell mode: after the ack, publish 2000 more updates back to back
+    /// (bursts of 10, each update rung), see `storm.rs`. The guest ends in
+    /// step with the last page; the guest program checks the rest.
+    PublishStorm,
 }
 
 impl BadPage {
@@ -67,7 +71,10 @@ impl BadPage {
     pub fn is_fault(self) -> bool {
         matches!(
             self,
-            BadPage::DestKilled | BadPage::DoorbellStorm | BadPage::PageHammer
+            BadPage::DestKilled
+                | BadPage::DoorbellStorm
+                | BadPage::PageHammer
+                | BadPage::PublishStorm
         )
     }
 }

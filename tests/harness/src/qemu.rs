@@ -35,7 +35,13 @@ pub struct GuestConfig {
     pub mode: Mode,
     pub run_dir: PathBuf,
     pub memory_mb: u32,
+    /// Virtual CPUs (`-smp`); the suite never runs fewer than 2.
+    pub vcpus: u32,
 }
+
+/// vCPUs of every guest unless a scenario asks for more: SMP everywhere, so
+/// races between the doorbell work, the poll work and readers can show.
+pub const DEFAULT_VCPUS: u32 = 2;
 
 /// One running QEMU with its page (and doorbell server).
 pub struct Guest {
@@ -69,9 +75,16 @@ pub fn accel() -> String {
         .unwrap_or_else(|| "tcg".into())
 }
 
-/// Virtual CPUs: `MIGTIME_SMP` (e.g. 2 for a distribution kernel), else QEMU's default of one.
-pub fn smp() -> Option<String> {
-    std::env::var("MIGTIME_SMP").ok().filter(|s| !s.is_empty())
+/// The `-accel` argument: multi-threaded TCG (one host thread per vCPU, so
+/// the vCPUs of an SMP guest really run concurrently), other accelerators as
+/// given.
+pub fn accel_arg() -> String {
+    let a = accel();
+    if a == "tcg" {
+        "tcg,thread=multi".into()
+    } else {
+        a
+    }
 }
 
 /// The QEMU arguments for guest `name` (no program name).
@@ -86,7 +99,9 @@ pub fn qemu_args(
     let m = cfg.memory_mb;
     let mut a: Vec<String> = vec![
         "-accel".into(),
-        accel(),
+        accel_arg(),
+        "-smp".into(),
+        cfg.vcpus.max(1).to_string(),
         "-nodefaults".into(),
         "-display".into(),
         "none".into(),
@@ -100,10 +115,6 @@ pub fn qemu_args(
         "-machine".into(),
         "q35,memory-backend=ram0".into(),
     ];
-    if let Some(n) = smp() {
-        a.push("-smp".into());
-        a.push(n);
-    }
     match (cfg.mode, doorbell_sock) {
         (Mode::Doorbell, Some(sock)) => {
             a.push("-chardev".into());
@@ -388,6 +399,7 @@ mod tests {
             mode: Mode::Plain,
             run_dir: "/run".into(),
             memory_mb: 256,
+            vcpus: 2,
         };
         let a = qemu_args(&cfg, "a", Path::new("/dev/shm/p"), None, false).join(" ");
         let ram = a.find("memory-backend-ram,id=ram0").unwrap();
@@ -402,6 +414,7 @@ mod tests {
         assert!(a.contains("-append console=ttyS0 panic=-1 mt.run=mt_basic"));
         assert!(a.contains("-serial file:/run/console-a.log -serial file:/run/results-a.ktap"));
         assert!(!a.contains("-incoming"));
+        assert!(a.starts_with("-accel tcg,thread=multi -smp 2 "), "{a}");
         let cfg = GuestConfig {
             mode: Mode::Doorbell,
             ..cfg

@@ -196,6 +196,8 @@ pub struct SimSummary {
     /// storm/hammer: guest `events` before the hop and once things settled.
     pub events_before: u64,
     pub events_after: Option<u64>,
+    /// publish-storm: what the host published after the migration.
+    pub publish_storm: Option<crate::storm::StormReport>,
     pub tai_delta_total_ns: i64,
     pub outcome: Option<String>,
     pub expect_outcome: Option<ExpectOutcome>,
@@ -397,6 +399,9 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
     }
     if fault == Some(BadPage::DoorbellStorm) && cfg.mode != crate::qemu::Mode::Doorbell {
         bail!("--bad-page doorbell-storm needs --mode doorbell");
+    }
+    if fault == Some(BadPage::PublishStorm) && cfg.mode != crate::qemu::Mode::Doorbell {
+        bail!("--bad-page publish-storm needs --mode doorbell");
     }
 
     // The source page: valid, or with the header corrupted before boot.
@@ -797,6 +802,29 @@ fn sim_inner(o: &SimOpts, sum: &mut SimSummary, names: &mut Vec<String>) -> Resu
                     h.page
                 ));
             }
+        }
+        if let (Some(BadPage::PublishStorm), true, Some(s)) = (fault, last, &dst.server) {
+            let r = crate::storm::publish(&dst.page, s)?;
+            stage(format!(
+                "publish storm: {} updates (seq {}..={}, bursts of {} rung each, {} ms apart) in {:.0} ms; total {} -> {} ns",
+                r.updates,
+                r.first_seq,
+                r.last_seq,
+                crate::storm::BURST,
+                crate::storm::GAP_MS,
+                r.ms,
+                r.total_before_ns,
+                r.total_after_ns
+            ));
+            let p = crate::storm::check_settled(&dst.page, &r, Duration::from_secs(60));
+            stage(format!(
+                "publish storm: guest area after settling: {:?}{}",
+                dst.page.guest_area(),
+                if p.is_empty() { "" } else { " (problems)" }
+            ));
+            sum.problems.extend(p);
+            sum.tai_delta_total_ns = r.total_after_ns;
+            sum.publish_storm = Some(r);
         }
         if matches!(fault, Some(BadPage::DoorbellStorm | BadPage::PageHammer)) && last {
             // Let the guest's polls (1 s safety net in doorbell mode) see the
