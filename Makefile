@@ -12,7 +12,7 @@ SHELL := /bin/bash
 export KDIR
 export MIGTIME_CACHE
 
-.PHONY: help setup kernel module clippy lint rust-analyzer initramfs host-test check check-debug demo bench fuzz fmt clean
+.PHONY: help setup kernel module clippy lint rust-analyzer initramfs host-test check check-debug check-debian debian-module deb demo bench fuzz fmt clean
 
 help:
 	@sed -n '2,9s/^# \{0,1\}//p' Makefile
@@ -26,8 +26,12 @@ help:
 	@echo "  rust-analyzer  write rust-project.json for the module"
 	@echo "  initramfs      build build/initramfs.cpio.gz (busybox, module, guest tests)"
 	@echo "  host-test      cargo test of the pure logic and the harness"
-	@echo "  check          everything above, then every guest scenario under QEMU"
+	@echo "  check          everything above, then every guest scenario under QEMU,"
+	@echo "                 then the Debian subset on Debian 13's stock cloud kernel"
 	@echo "  check-debug    the same on a lockdep + KASAN + debug-objects guest kernel"
+	@echo "  check-debian   only the scenarios on Debian 13's stock cloud kernel"
+	@echo "  debian-module  migtime.ko + .deb for Debian 13's cloud kernel (build/debian/)"
+	@echo "  deb            the same (the .deb is the last line printed)"
 	@echo "  demo           the main job: migrate a guest with and without migtime"
 	@echo "  bench          measure migrations per configuration (JSON + markdown)"
 	@echo "  fuzz           cargo-fuzz the pure logic from the seed corpus (FUZZ_SECONDS=300)"
@@ -61,7 +65,13 @@ host-test:
 	cargo test --workspace
 
 check:
-	@scripts/check
+	@scripts/check --kernel all
+
+check-debian: setup
+	@scripts/check --kernel debian
+
+debian-module deb: setup
+	@scripts/build-debian-module
 
 check-debug:
 	@scripts/check --debug

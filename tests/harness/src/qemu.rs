@@ -133,9 +133,13 @@ pub fn qemu_args(
             a.push("ivshmem-plain,memdev=pv,master=on".into());
         }
     }
-    let append = format!("console=ttyS0 panic=-1 {}", cfg.append_extra)
-        .trim()
-        .to_string();
+    // MIGTIME_CMDLINE: extra kernel parameters for every guest of this run
+    // (e.g. iomem=relaxed on a distribution kernel with IO_STRICT_DEVMEM).
+    let extra = std::env::var("MIGTIME_CMDLINE").unwrap_or_default();
+    let append = format!("console=ttyS0 panic=-1 {extra} {}", cfg.append_extra)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     a.extend([
         "-kernel".into(),
         cfg.kernel.display().to_string(),

@@ -55,6 +55,14 @@ pub fn table() -> Vec<Scenario> {
             kind: Kind::Boot { bad_page: None },
         },
         Scenario {
+            name: "kernel-id",
+            about: "Debian package: its kernel check accepts the running build, refuses another build of the release (skipped without the package)",
+            mode: Mode::Plain,
+            run: "mt_kcheck",
+            params: "",
+            kind: Kind::Boot { bad_page: None },
+        },
+        Scenario {
             name: "step",
             about: "uncompensated migration, 2 s blackout: realtime stepped by Tout (polling)",
             mode: Mode::Plain,
@@ -77,6 +85,14 @@ pub fn table() -> Vec<Scenario> {
             run: "mt_migrate:expect=step",
             params: "",
             kind: Kind::Sim(SimSettings { skew_ns: 250_000_000, ..s(1000, E::Stepped) }),
+        },
+        Scenario {
+            name: "skew-back",
+            about: "1 s blackout, destination clock 1.5 s behind the source: Tout -0.5 s, realtime stepped backwards",
+            mode: Mode::Plain,
+            run: "mt_migrate:expect=step",
+            params: "",
+            kind: Kind::Sim(SimSettings { skew_ns: -1_500_000_000, ..s(1000, E::Stepped) }),
         },
         Scenario {
             name: "compensated",
