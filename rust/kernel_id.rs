@@ -9,7 +9,10 @@
 //! before doing anything else and fails the load with `ENOEXEC` and a log line on a mismatch.
 //! Without the variable (the project's own kernel tree) there is nothing to compare.
 
-use kernel::{prelude::*, str::BStr};
+use kernel::{
+    prelude::*,
+    str::BStr, //
+};
 
 /// `struct new_utsname` (uapi `linux/utsname.h`): six NUL-terminated 65-byte fields.
 #[repr(C)]
