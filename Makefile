@@ -12,7 +12,7 @@ SHELL := /bin/bash
 export KDIR
 export MIGTIME_CACHE
 
-.PHONY: help setup kernel module companion clippy rust-analyzer initramfs host-test check check-debug demo bench fuzz fmt clean
+.PHONY: help setup kernel module companion clippy lint rust-analyzer initramfs host-test check check-debug check-debian debian-module deb demo bench fuzz fmt clean
 
 help:
 	@sed -n '2,9s/^# \{0,1\}//p' Makefile
@@ -22,12 +22,17 @@ help:
 	@echo "  kernel         build or reuse the cached Rust-enabled guest kernel"
 	@echo "  module         build rust/migtime.ko (KDIR= to choose the tree)"
 	@echo "  companion      build the static guest companion (target/.../migtime-companion)"
-	@echo "  clippy         build the module with CLIPPY=1 (kernel lint set)"
+	@echo "  clippy         build the module with CLIPPY=1 (kernel lint set); fails on any warning"
+	@echo "  lint           the gates make check starts with: rustfmt 1.85, clippy -D warnings, shellcheck, module clippy"
 	@echo "  rust-analyzer  write rust-project.json for the module"
 	@echo "  initramfs      build build/initramfs.cpio.gz (busybox, module, guest tests)"
 	@echo "  host-test      cargo test of the pure logic and the harness"
-	@echo "  check          everything above, then every guest scenario under QEMU"
+	@echo "  check          everything above, then every guest scenario under QEMU,"
+	@echo "                 then the Debian subset on Debian 13's stock cloud kernel"
 	@echo "  check-debug    the same on a lockdep + KASAN + debug-objects guest kernel"
+	@echo "  check-debian   only the scenarios on Debian 13's stock cloud kernel"
+	@echo "  debian-module  migtime.ko + .deb for Debian 13's cloud kernel (build/debian/)"
+	@echo "  deb            the same (the .deb is the last line printed)"
 	@echo "  demo           the main job: migrate a guest with and without migtime"
 	@echo "  bench          measure migrations per configuration (JSON + markdown)"
 	@echo "  fuzz           cargo-fuzz the pure logic from the seed corpus (FUZZ_SECONDS=300)"
@@ -49,6 +54,9 @@ companion:
 clippy: setup
 	@CLIPPY=1 scripts/build-module $(KDIR)
 
+lint: setup
+	@scripts/lint
+
 rust-analyzer: setup
 	@kdir="$${KDIR:-$$(scripts/build-kernel | tail -n1)}"; \
 	source scripts/lib.sh; kernel_make_env; mapfile -t a < <(kmake_args); \
@@ -61,7 +69,13 @@ host-test:
 	cargo test --workspace
 
 check:
-	@scripts/check
+	@scripts/check --kernel all
+
+check-debian: setup
+	@scripts/check --kernel debian
+
+debian-module deb: setup
+	@scripts/build-debian-module
 
 check-debug:
 	@scripts/check --debug
@@ -76,10 +90,11 @@ bench:
 fuzz:
 	@scripts/fuzz $(FUZZ_SECONDS)
 
+# The same rustfmt as the lint gate (Debian's 1.85, $RUSTFMT).
 fmt:
 	@source scripts/lib.sh; ksrc=$$(kernel_src_dir); \
-	rustfmt --edition 2021 --config-path "$$ksrc/.rustfmt.toml" rust/*.rs
-	cargo fmt --all
+	"$$RUSTFMT" --edition 2021 --config-path "$$ksrc/.rustfmt.toml" rust/*.rs && \
+	cargo fmt --all && cargo fmt --manifest-path rust/host/fuzz/Cargo.toml
 
 clean:
 	rm -rf build target

@@ -41,7 +41,6 @@ use crate::page::{
 use crate::params::Config;
 use crate::policy::{
     self,
-    Action,
     Decision,
     Settled,
     Tracker, //
@@ -293,6 +292,7 @@ mod tests {
     use super::*;
     use crate::abi::FLAG_COMPENSATED;
     use crate::policy::{
+        Action,
         Baseline,
         OnViolation,
         Policy, //

@@ -32,6 +32,7 @@ mod driver;
 mod engine;
 mod event_dev;
 pub mod fallback;
+mod kernel_id;
 mod page;
 mod params;
 pub mod policy;
@@ -90,9 +91,12 @@ impl Drop for UnloadLog {
 
 impl kernel::InPlaceModule for Migtime {
     fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        // First of all: is this the kernel build the module was compiled for?
+        let id = kernel_id::check();
         let cfg = params::Config::from_params();
         try_pin_init!(Self {
             _: {
+                id?;
                 let cfg = cfg?;
                 pr_info!(
                     "loaded (ABI v{}, poll_ms={} max_step_ms={} on_violation={} read_attempts={} step_method={:?})\n",

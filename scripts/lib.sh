@@ -23,6 +23,10 @@ BINDGEN_ROOT="$MIGTIME_CACHE/tools/bindgen-$BINDGEN_VERSION"
 BINDGEN="$BINDGEN_ROOT/bin/bindgen"
 LLVM_BIN=/usr/lib/llvm-$LLVM_VERSION/bin
 KERNEL_RUSTC=${KERNEL_RUSTC:-/usr/bin/rustc}
+# The rustfmt of the formatting gate (scripts/lint), Debian's 1.85 like the
+# kernel's rustc: rustup's newer rustfmt formats some constructs differently.
+RUSTFMT=${RUSTFMT:-/usr/bin/rustfmt}
+export RUSTFMT
 RUST_LIB_SRC=${RUST_LIB_SRC:-/usr/lib/rustlib/src/rust/library}
 
 # Accelerator for the guests. KVM on these machines is a software shim that
@@ -164,12 +168,16 @@ kmake_args() {
 		"CLIPPY_DRIVER=$KERNEL_CLIPPY_DRIVER"
 }
 
-# prepare_guest [FRAGMENT...]: setup, guest kernel (cached), module,
-# initramfs and the harness binary. Sets KDIR, BZIMAGE, KO, INITRD, HARNESS
+# prepare_guest [FRAGMENT...]: setup (unless MIGTIME_SKIP_SETUP=1), guest
+# kernel (cached), module (CLIPPY=1: with the kernel's clippy), initramfs and
+# the harness binary. Sets KDIR, BZIMAGE, KO, INITRD, HARNESS
 # and BUILD. Honours a KDIR already set by the user.
+# shellcheck disable=SC2034 # the variables are the caller's
 prepare_guest() {
-	stage "setup"
-	"$MIGTIME_ROOT/scripts/setup"
+	if [ "${MIGTIME_SKIP_SETUP:-0}" != 1 ]; then
+		stage "setup"
+		"$MIGTIME_ROOT/scripts/setup"
+	fi
 	if [ -n "${KDIR:-}" ]; then
 		stage "guest kernel: using KDIR=$KDIR"
 	else

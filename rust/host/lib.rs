@@ -6,6 +6,10 @@
 //! (`rust/abi.rs`, `rust/seqlock.rs`, `rust/policy.rs`, `rust/fallback.rs`): one source of truth,
 //! tested here with `cargo test` and property tests, and used by the host-side
 //! simulator to write pages.
+//!
+//! [`page`] is host-only: the in-memory page, the host area's seqlock writer
+//! and the guest-area reader that the simulator, the host tests and the fuzz
+//! target share.
 
 #![no_std]
 
@@ -16,6 +20,8 @@ extern crate std;
 pub mod abi;
 #[path = "../fallback.rs"]
 pub mod fallback;
+mod mempage;
+pub mod page;
 #[path = "../policy.rs"]
 pub mod policy;
 #[path = "../seqlock.rs"]

@@ -2,53 +2,24 @@
 
 //! The seqlock read: header check, torn reads never accepted, bounded attempts.
 
-use migtime_abi::abi::{self, host_off, HeaderError};
+use migtime_abi::abi::{host_off, HeaderError, HostArea};
+use migtime_abi::page::{v1_host_area, End, Interleaved, MemPage, PageWriter, Store, Update};
 use migtime_abi::seqlock::{read_snapshot, PageReader, ReadError, Snapshot};
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 
-/// A page in memory.
-#[derive(Clone)]
-struct Page(Vec<u8>);
-
-impl Page {
-    fn new(seq: u64, flags: u32, delta: i64, total: i64) -> Self {
-        let mut p = Page(vec![0; abi::PAGE_BYTES]);
-        p.put32(host_off::MAGIC, abi::MAGIC);
-        p.put16(host_off::VERSION, abi::VERSION);
-        p.put16(host_off::SIZE, abi::HOST_AREA_V1_SIZE as u16);
-        p.put32(host_off::FLAGS, flags);
-        p.put64(host_off::MIGRATION_SEQ, seq);
-        p.put64(host_off::TAI_DELTA, delta as u64);
-        p.put64(host_off::TAI_DELTA_TOTAL, total as u64);
-        p
-    }
-    fn put16(&mut self, o: usize, v: u16) {
-        self.0[o..o + 2].copy_from_slice(&v.to_le_bytes());
-    }
-    fn put32(&mut self, o: usize, v: u32) {
-        self.0[o..o + 4].copy_from_slice(&v.to_le_bytes());
-    }
-    fn put64(&mut self, o: usize, v: u64) {
-        self.0[o..o + 8].copy_from_slice(&v.to_le_bytes());
-    }
-}
-
-impl PageReader for Page {
-    fn read_u16(&self, o: usize) -> u16 {
-        u16::from_le_bytes(self.0[o..o + 2].try_into().unwrap())
-    }
-    fn read_u32(&self, o: usize) -> u32 {
-        u32::from_le_bytes(self.0[o..o + 4].try_into().unwrap())
-    }
-    fn read_u64(&self, o: usize) -> u64 {
-        u64::from_le_bytes(self.0[o..o + 8].try_into().unwrap())
-    }
-    fn read_barrier(&self) {}
+/// A valid page holding these values, seq_count 0.
+fn page(seq: u64, flags: u32, delta: i64, total: i64) -> MemPage {
+    MemPage::with_host_area(&HostArea {
+        flags,
+        tai_delta_ns: delta,
+        tai_delta_total_ns: total,
+        ..v1_host_area(seq)
+    })
 }
 
 #[test]
 fn consistent_page_reads_in_one_attempt() {
-    let p = Page::new(7, 1, 0, 42);
+    let p = page(7, 1, 0, 42);
     let ok = read_snapshot(&p, 4).unwrap();
     assert_eq!(ok.attempts, 1);
     assert_eq!(
@@ -65,37 +36,37 @@ fn consistent_page_reads_in_one_attempt() {
 
 #[test]
 fn header_checked() {
-    let mut p = Page::new(1, 0, 0, 0);
-    p.put32(host_off::MAGIC, 0xdead_beef);
+    let mut p = page(1, 0, 0, 0);
+    p.write_u32(host_off::MAGIC, 0xdead_beef);
     assert_eq!(
         read_snapshot(&p, 4),
         Err(ReadError::Header(HeaderError::BadMagic(0xdead_beef)))
     );
-    let mut p = Page::new(1, 0, 0, 0);
-    p.put16(host_off::VERSION, 2);
+    let mut p = page(1, 0, 0, 0);
+    p.write_u16(host_off::VERSION, 2);
     assert_eq!(
         read_snapshot(&p, 4),
         Err(ReadError::Header(HeaderError::BadVersion(2)))
     );
     for bad in [0u16, 63, 257, u16::MAX] {
-        let mut p = Page::new(1, 0, 0, 0);
-        p.put16(host_off::SIZE, bad);
+        let mut p = page(1, 0, 0, 0);
+        p.write_u16(host_off::SIZE, bad);
         assert_eq!(
             read_snapshot(&p, 4),
             Err(ReadError::Header(HeaderError::BadSize(bad)))
         );
     }
     for good in [64u16, 128, 256] {
-        let mut p = Page::new(1, 0, 0, 0);
-        p.put16(host_off::SIZE, good);
+        let mut p = page(1, 0, 0, 0);
+        p.write_u16(host_off::SIZE, good);
         assert!(read_snapshot(&p, 4).is_ok());
     }
 }
 
 #[test]
 fn stuck_odd_is_busy_after_exactly_max_attempts() {
-    let mut p = Page::new(1, 0, 0, 0);
-    p.put32(host_off::SEQ_COUNT, 3);
+    let mut p = page(1, 0, 0, 0);
+    p.write_u32(host_off::SEQ_COUNT, 3);
     for max in [1u32, 2, 64, 1000] {
         let r = Counting {
             page: p.clone(),
@@ -112,7 +83,7 @@ fn stuck_odd_is_busy_after_exactly_max_attempts() {
 }
 
 struct Counting {
-    page: Page,
+    page: MemPage,
     seq_reads: Cell<u32>,
 }
 
@@ -132,82 +103,43 @@ impl PageReader for Counting {
     fn read_barrier(&self) {}
 }
 
-/// A host that rewrites the page (full seqlock write: odd, fields, even) after every `period`
-/// field reads, so reads interleave with writes at every possible point. Generation `n` has
-/// migration_seq = n, tai_delta = n, total = n * (n + 1) / 2: any mix of two generations is
+/// A host that rewrites the page with the seqlock writer (count odd, fields, count even):
+/// `chunk` stores after every `period` reads (the first after `period - offset`), so reads
+/// interleave with writes at every possible point, the writer sometimes overtaking the reader. Generation `n` has migration_seq = n,
+/// tai_delta = n, total = n * (n + 1) / 2, flags = n & 1: any mix of two generations is
 /// detectable.
-struct Racing {
-    page: RefCell<Page>,
-    reads: Cell<u64>,
-    period: u64,
-    gen: Cell<u64>,
-    /// Position inside the current write: 0 idle, 1 odd written, fields half written.
-    phase: Cell<u8>,
-}
-
-impl Racing {
-    fn step(&self) {
-        let r = self.reads.get() + 1;
-        self.reads.set(r);
-        if r % self.period != 0 {
+fn racing_host(offset: u64, period: u64, chunk: usize) -> impl FnMut(u64, &mut MemPage) {
+    let mut gen = 0u64;
+    let mut pending: Vec<Store> = Vec::new();
+    move |n, p| {
+        if (n + 1 + offset) % period != 0 {
             return;
         }
-        let mut p = self.page.borrow_mut();
-        let seq = p.read_u32(host_off::SEQ_COUNT);
-        match self.phase.get() {
-            0 => {
-                p.put32(host_off::SEQ_COUNT, seq.wrapping_add(1));
-                self.phase.set(1);
-            }
-            1 => {
-                let n = self.gen.get() + 1;
-                p.put64(host_off::MIGRATION_SEQ, n);
-                p.put64(host_off::TAI_DELTA, n);
-                self.phase.set(2);
-            }
-            _ => {
-                let n = self.gen.get() + 1;
-                p.put64(host_off::TAI_DELTA_TOTAL, n * (n + 1) / 2);
-                p.put32(host_off::FLAGS, (n & 1) as u32);
-                p.put32(host_off::SEQ_COUNT, seq.wrapping_add(1));
-                self.gen.set(n);
-                self.phase.set(0);
-            }
+        if pending.is_empty() {
+            gen += 1;
+            let u = Update {
+                migration_seq: gen,
+                flags: (gen & 1) as u32,
+                tai_delta_ns: gen as i64,
+                tai_delta_total_ns: (gen * (gen + 1) / 2) as i64,
+            };
+            pending = u
+                .seqlocked(p.read_u32(host_off::SEQ_COUNT), End::Even)
+                .as_slice()
+                .to_vec();
+        }
+        for s in pending.drain(..chunk.min(pending.len())) {
+            s.apply(p);
         }
     }
-}
-
-impl PageReader for Racing {
-    fn read_u16(&self, o: usize) -> u16 {
-        let v = self.page.borrow().read_u16(o);
-        self.step();
-        v
-    }
-    fn read_u32(&self, o: usize) -> u32 {
-        let v = self.page.borrow().read_u32(o);
-        self.step();
-        v
-    }
-    fn read_u64(&self, o: usize) -> u64 {
-        let v = self.page.borrow().read_u64(o);
-        self.step();
-        v
-    }
-    fn read_barrier(&self) {}
 }
 
 #[test]
 fn never_accepts_a_torn_snapshot() {
     let mut accepted = 0;
-    for period in 1..=12u64 {
+    for (period, chunk) in (1..=12u64).flat_map(|p| (1..=3).map(move |c| (p, c))) {
         for offset in 0..period {
-            let r = Racing {
-                page: RefCell::new(Page::new(0, 0, 0, 0)),
-                reads: Cell::new(offset),
-                period,
-                gen: Cell::new(0),
-                phase: Cell::new(0),
-            };
+            let r = Interleaved::new(page(0, 0, 0, 0), racing_host(offset, period, chunk));
             for _ in 0..50 {
                 match read_snapshot(&r, 8) {
                     Ok(ok) => {

@@ -1,317 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `check`: the whole suite, one scenario at a time, with a built-in table.
+//! `check`: the whole suite ([`crate::scenarios::table`]), one scenario at a
+//! time.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::boot::{boot, BootOpts, Report};
-use crate::page::BadPage;
-use crate::qemu::{GuestConfig, Mode};
-use crate::sim::{sim, ExpectOutcome, SimOpts, SimSettings};
-
-/// How a scenario runs.
-#[derive(Clone, Debug)]
-pub enum Kind {
-    /// `boot` (no migration).
-    Boot { bad_page: Option<BadPage> },
-    /// `sim` with these settings.
-    Sim(SimSettings),
-    /// `boot` of a guest that must panic with this console text.
-    Panic { needle: &'static str },
-}
-
-/// One row of the suite.
-#[derive(Clone, Debug)]
-pub struct Scenario {
-    pub name: &'static str,
-    pub about: &'static str,
-    pub mode: Mode,
-    /// `mt.run=` (programs and `:`-separated arguments).
-    pub run: &'static str,
-    /// `mt.params=` (module parameters, commas for spaces).
-    pub params: &'static str,
-    pub kind: Kind,
-}
-
-fn s(blackout_ms: u64, expect: ExpectOutcome) -> SimSettings {
-    SimSettings {
-        blackout_ms,
-        migrations: 1,
-        expect: Some(expect),
-        ..Default::default()
-    }
-}
-
-/// The built-in scenario table.
-pub fn table() -> Vec<Scenario> {
-    use ExpectOutcome as E;
-    vec![
-        Scenario {
-            name: "boot",
-            about: "plain boot: module loads, KUnit suites pass, /dev/migtime and debugfs basics, module unloads",
-            mode: Mode::Plain,
-            run: "mt_basic",
-            params: "",
-            kind: Kind::Boot { bad_page: None },
-        },
-        Scenario {
-            name: "step",
-            about: "uncompensated migration, 2 s blackout: realtime stepped by Tout (polling)",
-            mode: Mode::Plain,
-            run: "mt_migrate:expect=step",
-            params: "",
-            kind: Kind::Sim(s(2000, E::Stepped)),
-        },
-        Scenario {
-            name: "step-doorbell",
-            about: "as step, ivshmem-doorbell: the interrupt wakes the module",
-            mode: Mode::Doorbell,
-            run: "mt_migrate:expect=step",
-            params: "",
-            kind: Kind::Sim(s(1000, E::Stepped)),
-        },
-        Scenario {
-            name: "skew",
-            about: "1 s blackout plus a simulated +250 ms host clock skew",
-            mode: Mode::Plain,
-            run: "mt_migrate:expect=step",
-            params: "",
-            kind: Kind::Sim(SimSettings { skew_ns: 250_000_000, ..s(1000, E::Stepped) }),
-        },
-        Scenario {
-            name: "compensated",
-            about: "migration with no extra pause and the compensated flag: notify, no step",
-            mode: Mode::Plain,
-            run: "mt_migrate:expect=notify",
-            params: "",
-            kind: Kind::Sim(SimSettings { compensated: true, ..s(0, E::Notified) }),
-        },
-        Scenario {
-            name: "chain",
-            about: "A->B->C, the guest runs between the hops: each hop stepped",
-            mode: Mode::Plain,
-            run: "mt_migrate:expect=step:hops=2",
-            params: "",
-            kind: Kind::Sim(SimSettings { migrations: 2, ..s(1000, E::Stepped) }),
-        },
-        Scenario {
-            name: "catch-up",
-            about: "A->B->C with no guest run on B (seq +2): total applied exactly once",
-            mode: Mode::Plain,
-            run: "mt_migrate:expect=step",
-            params: "",
-            kind: Kind::Sim(SimSettings { no_guest_run_between: true, ..s(1000, E::Stepped) }),
-        },
-        Scenario {
-            name: "cancel",
-            about: "migration started and cancelled: source resumes, page unchanged, no event",
-            mode: Mode::Plain,
-            run: "mt_migrate:expect=none:wait=5",
-            params: "",
-            kind: Kind::Sim(SimSettings { cancel: true, ..s(0, E::None) }),
-        },
-        Scenario {
-            name: "bad-magic",
-            about: "wrong magic before boot: the module does not bind, says why",
-            mode: Mode::Plain,
-            run: "mt_nobind:reason=magic",
-            params: "",
-            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::BadMagic), ..s(0, E::None) }),
-        },
-        Scenario {
-            name: "bad-version",
-            about: "wrong version before boot: the module does not bind, says why",
-            mode: Mode::Plain,
-            run: "mt_nobind:reason=version",
-            params: "",
-            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::BadVersion), ..s(0, E::None) }),
-        },
-        Scenario {
-            name: "bad-size",
-            about: "wrong size before boot: the module does not bind, says why",
-            mode: Mode::Plain,
-            run: "mt_nobind:reason=size",
-            params: "",
-            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::BadSize), ..s(0, E::None) }),
-        },
-        Scenario {
-            name: "stuck-odd",
-            about: "destination page left with an odd seq_count: no step, no event",
-            mode: Mode::Plain,
-            run: "mt_migrate:expect=none:wait=5",
-            params: "",
-            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::StuckOdd), ..s(1000, E::None) }),
-        },
-        Scenario {
-            name: "seq-backwards",
-            about: "destination migration_seq lower than the source's: refused",
-            mode: Mode::Plain,
-            run: "mt_migrate:expect=refuse:outcome=refused-seq-backwards",
-            params: "",
-            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::SeqBackwards), ..s(1000, E::RefusedSeqBackwards) }),
-        },
-        Scenario {
-            name: "huge-delta",
-            about: "consistent page asking for +10 days: over the limit, refused",
-            mode: Mode::Plain,
-            run: "mt_migrate:expect=refuse:outcome=refused-over-limit",
-            params: "",
-            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::HugeDelta), ..s(0, E::RefusedOverLimit) }),
-        },
-        Scenario {
-            name: "huge-delta-warn",
-            about: "on_violation=0: the +10-day delta is logged as a violation and stepped anyway",
-            mode: Mode::Plain,
-            run: "mt_migrate:expect=step",
-            params: "on_violation=0",
-            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::HugeDelta), ..s(0, E::Stepped) }),
-        },
-        Scenario {
-            name: "header-after-bind",
-            about: "the host breaks the magic after bind: page ignored (logged once) until restored, then applied once",
-            mode: Mode::Plain,
-            run: "mt_header",
-            params: "",
-            kind: Kind::Boot { bad_page: None },
-        },
-        Scenario {
-            name: "violation-panic",
-            about: "on_violation=2: a +20 min step (over max_step_ms) panics the guest on purpose (cooperate or die hard)",
-            mode: Mode::Plain,
-            run: "mt_migrate:expect=step:self=1200000000000",
-            params: "on_violation=2",
-            kind: Kind::Panic { needle: "Kernel panic - not syncing: migtime: " },
-        },
-        Scenario {
-            name: "bad-params",
-            about: "out-of-range module parameters fail insmod with EINVAL and a log line naming them",
-            mode: Mode::Plain,
-            run: "mt_params",
-            params: "",
-            kind: Kind::Boot { bad_page: None },
-        },
-        Scenario {
-            name: "dest-killed",
-            about: "migration completes, destination SIGKILLed before cont, source resumed: no event, no step",
-            mode: Mode::Plain,
-            run: "mt_migrate:expect=none:wait=5",
-            params: "",
-            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::DestKilled), ..s(1000, E::None) }),
-        },
-        Scenario {
-            name: "doorbell-storm",
-            about: "doorbell mode, 10 000 rings in a burst after the update: exactly one event, right step",
-            mode: Mode::Doorbell,
-            run: "mt_migrate:expect=step:once=3",
-            params: "",
-            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::DoorbellStorm), ..s(1000, E::Stepped) }),
-        },
-        Scenario {
-            name: "page-hammer",
-            about: "host rewrites the page for 2 s (garbage under odd seq_count): one event, exact Tout, retries seen",
-            mode: Mode::Plain,
-            run: "mt_migrate:expect=step:once=3:retries=1",
-            params: "poll_ms=20,read_attempts=4",
-            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::PageHammer), ..s(1000, E::Stepped) }),
-        },
-        Scenario {
-            name: "reload",
-            about: "insmod/rmmod loop while the guest rewrites the page (unload racing the work item): no step lost or doubled",
-            mode: Mode::Plain,
-            run: "mt_reload:loops=40",
-            params: "",
-            kind: Kind::Boot { bad_page: None },
-        },
-        Scenario {
-            name: "readers",
-            about: "/dev/migtime abuse: 64 blocked readers/pollers, buffer sizes, EAGAIN, write/ioctl/mmap, close/unbind while blocked",
-            mode: Mode::Plain,
-            run: "mt_readers",
-            params: "",
-            kind: Kind::Boot { bad_page: None },
-        },
-        // The read-then-set fallback on the patched kernel (step_method=2): the path stock
-        // kernels take. (check-debug runs every scenario on a stock kernel as well.)
-        Scenario {
-            name: "step-fallback",
-            about: "as step, step_method=2: read-then-set with do_settimeofday64 (the stock-kernel path)",
-            mode: Mode::Plain,
-            run: "mt_migrate:expect=step",
-            params: "step_method=2",
-            kind: Kind::Sim(s(2000, E::Stepped)),
-        },
-        Scenario {
-            name: "doorbell-fallback",
-            about: "as step-doorbell, step_method=2",
-            mode: Mode::Doorbell,
-            run: "mt_migrate:expect=step",
-            params: "step_method=2",
-            kind: Kind::Sim(s(1000, E::Stepped)),
-        },
-        Scenario {
-            name: "compensated-fallback",
-            about: "as compensated, step_method=2: the zero step still moves the offset so waiters fire",
-            mode: Mode::Plain,
-            run: "mt_migrate:expect=notify",
-            params: "step_method=2",
-            kind: Kind::Sim(SimSettings { compensated: true, ..s(0, E::Notified) }),
-        },
-        Scenario {
-            name: "chain-fallback",
-            about: "as chain, step_method=2: the window estimate carries over from hop to hop",
-            mode: Mode::Plain,
-            run: "mt_migrate:expect=step:hops=2",
-            params: "step_method=2",
-            kind: Kind::Sim(SimSettings { migrations: 2, ..s(1000, E::Stepped) }),
-        },
-        Scenario {
-            name: "replay",
-            about: "hostile host (the guest plays it): seq replayed, rewound, jumped, reset to 0, wrapped at 2^64: each migration_seq acted on at most once, refusals visible",
-            mode: Mode::Plain,
-            // wrap=refuse: docs/abi.md, the sequence does not wrap.
-            run: "mt_replay:wrap=refuse",
-            params: "poll_ms=5",
-            kind: Kind::Boot { bad_page: None },
-        },
-        Scenario {
-            name: "timers-peer",
-            about: "the kernel's own selftests/timers right after a migtime step, inconsistency-check on CLOCK_MONOTONIC running across the migration",
-            mode: Mode::Plain,
-            run: "mt_timers:start:30,mt_migrate:expect=step,mt_timers:run",
-            params: "",
-            kind: Kind::Sim(s(1000, E::Stepped)),
-        },
-        Scenario {
-            name: "doorbell-smp",
-            about: "4 vCPUs, doorbell: after the migration the host publishes 2000 updates back to back, ringing each; readers on every CPU: each page acted on once, in order, realtime moved by the applied steps",
-            mode: Mode::Doorbell,
-            run: "mt_stress:updates=2000",
-            params: "",
-            kind: Kind::Sim(SimSettings { bad_page: Some(BadPage::PublishStorm), ..s(1000, E::Stepped) }),
-        },
-    ]
-    .into_iter()
-    .chain(crate::companion::scenarios())
-    .collect()
-}
-
-/// The `mt.run=` / `mt.params=` part of the kernel command line.
-pub fn append_for(run: &str, params: &str, extra: &str) -> String {
-    let mut v = Vec::new();
-    if !run.is_empty() {
-        v.push(format!("mt.run={run}"));
-    }
-    if !params.is_empty() {
-        v.push(format!("mt.params={params}"));
-    }
-    if !extra.is_empty() {
-        v.push(extra.to_string());
-    }
-    v.join(" ")
-}
+use crate::options::{BootOpts, CheckOpts, SimOpts, SimSettings};
+use crate::output::Reporter;
+use crate::qemu::GuestConfig;
+use crate::scenarios::{append_for, table, timeout_for, vcpus_for, Kind, Scenario};
+use crate::sim::sim;
+use crate::vmtest::{boot, Report};
 
 /// Prints the table (`--list`).
 pub fn list() {
@@ -370,138 +72,134 @@ pub fn list() {
     }
 }
 
-/// Options of `check`.
-pub struct CheckOpts {
-    pub kernel: std::path::PathBuf,
-    pub initrd: std::path::PathBuf,
-    pub run_dir: std::path::PathBuf,
-    pub only: Vec<String>,
-    pub timeout: Duration,
-    pub keep_all: bool,
-    pub memory_mb: u32,
-    /// vCPUs of every guest (at least 2); see [`vcpus_for`].
-    pub vcpus: u32,
+/// The counts over the scenarios run so far.
+#[derive(Default)]
+struct Tally {
+    passed: u32,
+    failed: u32,
+    skipped: u32,
+    sc_passed: u32,
+    sc_failed: u32,
+    failed_dirs: Vec<std::path::PathBuf>,
 }
 
-/// Scenarios that need more vCPUs than the suite's default.
-const MORE_VCPUS: &[(&str, u32)] = &[("doorbell-smp", 4)];
-
-/// Scenarios that need longer than the suite's time limit, seconds: the
-/// kernel's timer selftests sleep for minutes by design (nsleep-lat alone
-/// 6 clocks x 21 s).
-const MORE_TIME: &[(&str, u64)] = &[("timers-peer", 900)];
-
-/// The time limit of scenario `name`.
-pub fn timeout_for(name: &str, default: Duration) -> Duration {
-    MORE_TIME
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map_or(default, |(_, s)| Duration::from_secs(*s).max(default))
-}
-
-/// The vCPUs scenario `name` runs with: the suite's setting, or more if the
-/// scenario asks for more.
-pub fn vcpus_for(name: &str, default: u32) -> u32 {
-    MORE_VCPUS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map_or(default, |(_, v)| (*v).max(default))
-}
-
-/// Runs the selected scenarios; returns (passed, failed) KTAP leaf tests
-/// over all scenarios, where a scenario that fails for a reason outside its
-/// KTAP (QEMU exit status, missing DONE, timeout, a host-side check) adds one
-/// failure, so a failed scenario always counts at least one.
-pub fn check(o: &CheckOpts) -> Result<(u32, u32)> {
-    let all = table();
-    for n in &o.only {
-        if !all.iter().any(|s| s.name == n) {
-            anyhow::bail!("no scenario named {n:?} (see --list)");
-        }
-    }
-    let sel: Vec<Scenario> = all
-        .into_iter()
-        .filter(|s| o.only.is_empty() || o.only.iter().any(|n| n == s.name))
-        .collect();
-    std::fs::create_dir_all(&o.run_dir)?;
-    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-    let (mut sc_passed, mut sc_failed) = (0, 0);
-    let mut failed_dirs = Vec::new();
-    let t_all = Instant::now();
-    for (i, sc) in sel.iter().enumerate() {
-        println!(
-            "\n# scenario {}/{}: {} — {}",
-            i + 1,
-            sel.len(),
-            sc.name,
-            sc.about
-        );
-        let dir = o.run_dir.join(sc.name);
-        let _ = std::fs::remove_dir_all(&dir);
-        let t0 = Instant::now();
-        let r = run_one(o, sc, &dir);
-        let secs = t0.elapsed().as_secs_f64();
-        let rep = match r {
-            Ok(rep) => rep,
-            Err(e) => Report {
-                ok: false,
-                problems: vec![format!("{e:#}")],
-                run_dir: dir.clone(),
-                ..Default::default()
-            },
-        };
+impl Tally {
+    /// Counts scenario `i` (`secs` long) and prints its `ok`/`not ok` line.
+    fn add(
+        &mut self,
+        out: &dyn Reporter,
+        o: &CheckOpts,
+        i: usize,
+        sc: &Scenario,
+        rep: &Report,
+        secs: f64,
+    ) {
         let k = &rep.ktap;
-        passed += k.passed;
-        skipped += k.skipped;
-        failed += k.failed;
+        self.passed += k.passed;
+        self.skipped += k.skipped;
+        self.failed += k.failed;
         if !rep.ok && k.failed == 0 {
-            failed += 1;
+            self.failed += 1;
         }
+        let dir = &rep.run_dir;
         if rep.ok {
-            sc_passed += 1;
-            println!(
+            self.sc_passed += 1;
+            out.line(&format!(
                 "ok {} {} ({:.1} s; KTAP {} passed, {} skipped)",
                 i + 1,
                 sc.name,
                 secs,
                 k.passed,
                 k.skipped
-            );
+            ));
             if !o.keep_all {
-                let _ = std::fs::remove_dir_all(&dir);
+                let _ = std::fs::remove_dir_all(dir);
             }
         } else {
-            sc_failed += 1;
-            println!(
+            self.sc_failed += 1;
+            out.line(&format!(
                 "not ok {} {} ({:.1} s): {}",
                 i + 1,
                 sc.name,
                 secs,
                 rep.problems.join("; ")
-            );
-            println!("# run folder: {}", dir.display());
-            failed_dirs.push(dir);
+            ));
+            out.line(&format!("# run folder: {}", dir.display()));
+            self.failed_dirs.push(dir.clone());
         }
     }
-    println!(
-        "\n# scenarios: {sc_passed} passed, {sc_failed} failed, in {:.0} s; KTAP leaf tests: {passed} passed, {failed} failed (incl. non-KTAP scenario failures), {skipped} skipped",
-        t_all.elapsed().as_secs_f64()
-    );
-    for d in &failed_dirs {
-        println!("# failed run kept: {}", d.display());
+}
+
+/// Runs the selected scenarios; returns (passed, failed) KTAP leaf tests
+/// over all scenarios, where a scenario that fails for a reason outside its
+/// KTAP (QEMU exit status, missing DONE, timeout, a host-side check) adds one
+/// failure, so a failed scenario always counts at least one.
+pub fn check(o: &CheckOpts, out: &dyn Reporter) -> Result<(u32, u32)> {
+    o.validate()?;
+    let sel: Vec<Scenario> = table()
+        .into_iter()
+        .filter(|s| o.only.is_empty() || o.only.iter().any(|n| n == s.name))
+        .collect();
+    std::fs::create_dir_all(&o.run_dir)?;
+    let mut t = Tally::default();
+    let t_all = Instant::now();
+    for (i, sc) in sel.iter().enumerate() {
+        out.line(&format!(
+            "\n# scenario {}/{}: {} — {}",
+            i + 1,
+            sel.len(),
+            sc.name,
+            sc.about
+        ));
+        let dir = o.run_dir.join(sc.name);
+        let _ = std::fs::remove_dir_all(&dir);
+        let t0 = Instant::now();
+        let rep = run_one(o, sc, &dir, out).unwrap_or_else(|e| Report {
+            ok: false,
+            problems: vec![format!("{e:#}")],
+            run_dir: dir.clone(),
+            ..Default::default()
+        });
+        t.add(
+            out,
+            o,
+            i,
+            sc,
+            &Report {
+                run_dir: dir,
+                ..rep
+            },
+            t0.elapsed().as_secs_f64(),
+        );
     }
-    println!("{passed} passed, {failed} failed");
+    let (passed, failed, skipped) = (t.passed, t.failed, t.skipped);
+    out.line(&format!(
+        "\n# scenarios: {} passed, {} failed, in {:.0} s; KTAP leaf tests: {passed} passed, {failed} failed (incl. non-KTAP scenario failures), {skipped} skipped",
+        t.sc_passed,
+        t.sc_failed,
+        t_all.elapsed().as_secs_f64()
+    ));
+    for d in &t.failed_dirs {
+        out.line(&format!("# failed run kept: {}", d.display()));
+    }
+    out.line(&format!("{passed} passed, {failed} failed"));
     Ok((passed, failed))
 }
 
-fn run_one(o: &CheckOpts, sc: &Scenario, dir: &Path) -> Result<Report> {
-    let ntp = crate::companion::start_ntp(sc.run, dir)?;
-    let r = run_one_inner(o, sc, dir, &ntp);
-    crate::companion::stop_ntp();
+fn run_one(o: &CheckOpts, sc: &Scenario, dir: &Path, out: &dyn Reporter) -> Result<Report> {
+    let ntp = crate::companion::start_ntp(sc.run, dir, out)?;
+    let r = run_one_inner(o, sc, dir, out, &ntp);
+    crate::companion::stop_ntp(out);
     r
 }
 
-fn run_one_inner(o: &CheckOpts, sc: &Scenario, dir: &Path, ntp: &str) -> Result<Report> {
+fn run_one_inner(
+    o: &CheckOpts,
+    sc: &Scenario,
+    dir: &Path,
+    out: &dyn Reporter,
+    ntp: &str,
+) -> Result<Report> {
     let guest = GuestConfig {
         kernel: o.kernel.clone(),
         initrd: o.initrd.clone(),
@@ -511,91 +209,35 @@ fn run_one_inner(o: &CheckOpts, sc: &Scenario, dir: &Path, ntp: &str) -> Result<
         memory_mb: o.memory_mb,
         vcpus: vcpus_for(sc.name, o.vcpus),
     };
+    let timeout = timeout_for(sc.name, o.timeout);
+    let boot_opts = |bad_page, expect_panic| BootOpts {
+        guest: guest.clone(),
+        timeout,
+        page_file: None,
+        bad_page,
+        expect_panic,
+    };
     match &sc.kind {
-        Kind::Boot { bad_page } => boot(&BootOpts {
-            guest,
-            timeout: timeout_for(sc.name, o.timeout),
-            page_file: None,
-            bad_page: *bad_page,
-            expect_panic: None,
-        }),
-        Kind::Panic { needle } => boot(&BootOpts {
-            guest,
-            timeout: timeout_for(sc.name, o.timeout),
-            page_file: None,
-            bad_page: None,
-            expect_panic: Some((*needle).to_string()),
-        }),
-        Kind::Sim(s) => sim(&SimOpts {
-            scenario: sc.name.to_string(),
-            guest,
-            timeout: timeout_for(sc.name, o.timeout),
-            settings: SimSettings {
-                migrations: s.migrations.max(1),
-                ..s.clone()
+        Kind::Boot { bad_page } => boot(&boot_opts(*bad_page, None), out),
+        Kind::Panic { needle } => boot(&boot_opts(None, Some((*needle).to_string())), out),
+        Kind::Sim(s) => sim(
+            &SimOpts {
+                scenario: sc.name.to_string(),
+                guest: guest.clone(),
+                timeout,
+                settings: SimSettings {
+                    migrations: s.migrations.max(1),
+                    ..s.clone()
+                },
+                // Without the module (mt.load=0) nothing acks: do not wait 20 s per hop.
+                ack_timeout: if sc.run.split_whitespace().any(|w| w == "mt.load=0") {
+                    Duration::from_secs(2)
+                } else {
+                    Duration::from_secs(20)
+                },
             },
-            // Without the module (mt.load=0) nothing acks: do not wait 20 s per hop for it.
-            ack_timeout: if sc.run.split_whitespace().any(|w| w == "mt.load=0") {
-                Duration::from_secs(2)
-            } else {
-                Duration::from_secs(20)
-            },
-        }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn table_names_are_unique_and_sim_rows_expect_something() {
-        let t = table();
-        let mut names: Vec<_> = t.iter().map(|s| s.name).collect();
-        names.sort();
-        names.dedup();
-        assert_eq!(names.len(), t.len());
-        for s in &t {
-            if let Kind::Sim(x) = &s.kind {
-                assert!(x.expect.is_some(), "{}", s.name);
-                assert!(!s.run.is_empty(), "{}", s.name);
-            }
-        }
-    }
-
-    #[test]
-    fn every_scenario_is_smp_and_overrides_name_real_rows() {
-        let t = table();
-        for s in &t {
-            assert!(
-                vcpus_for(s.name, crate::qemu::DEFAULT_VCPUS) >= 2,
-                "{}",
-                s.name
-            );
-        }
-        for (n, v) in MORE_VCPUS {
-            assert!(t.iter().any(|s| s.name == *n), "{n}");
-            assert_eq!(vcpus_for(n, 2), *v);
-        }
-        for (n, _) in MORE_TIME {
-            assert!(t.iter().any(|s| s.name == *n), "{n}");
-        }
-        assert_eq!(
-            timeout_for("timers-peer", Duration::from_secs(180)),
-            Duration::from_secs(900)
-        );
-        assert_eq!(
-            timeout_for("step", Duration::from_secs(180)),
-            Duration::from_secs(180)
-        );
-    }
-
-    #[test]
-    fn append_line() {
-        assert_eq!(
-            append_for("a:x=1,b", "p=1,q=2", ""),
-            "mt.run=a:x=1,b mt.params=p=1,q=2"
-        );
-        assert_eq!(append_for("", "", "quiet"), "quiet");
+            out,
+        )
+        .map(|r| r.report),
     }
 }

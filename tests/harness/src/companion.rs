@@ -9,7 +9,6 @@
 //!
 //! - `mt.vmclock=1`: QEMU `-device vmclock` (Linux `ptp_vmclock`, `/dev/vmclock0`); QEMU
 //!   bumps its `disruption_marker` on the destination in `post_load`;
-//! - `mt.smp=N`: `-smp N`;
 //! - `mt.net=1`: user-mode networking (virtio-net, no IPv6). The guest gets no default route,
 //!   so it reaches only the 10.0.2.0/24 of QEMU's user network, where 10.0.2.2 is the host's
 //!   loopback: there the harness runs an NTP server ([`migtime_ntp_sim::NtpSim`]) serving the
@@ -17,9 +16,11 @@
 //!   ([`on_cont`]) to the destination's clock: `hop x skew_ns` off the real clock, with its
 //!   own rate ([`host_ppm`]).
 
-use crate::check::{Kind, Scenario};
+use crate::ack::ExpectOutcome;
+use crate::options::SimSettings;
+use crate::output::Reporter;
 use crate::qemu::Mode;
-use crate::sim::{ExpectOutcome, SimSettings};
+use crate::scenarios::{Kind, Scenario};
 use anyhow::Result;
 use migtime_ntp_sim::{real_ns, NtpSim, Timeline};
 use std::io::{Read, Seek, SeekFrom};
@@ -42,11 +43,6 @@ pub fn extra_qemu_args(append: &str) -> Vec<String> {
                 "-device".to_string(),
                 "virtio-net-pci,netdev=n0,romfile=".to_string(),
             ]);
-        } else if let Some(n) = w
-            .strip_prefix("mt.smp=")
-            .filter(|n| n.parse::<u32>().is_ok_and(|n| n >= 1))
-        {
-            a.extend(["-smp".to_string(), n.to_string()]);
         }
     }
     a
@@ -242,7 +238,7 @@ pub fn host_ppm(k: u32) -> f64 {
 
 /// Before a scenario: starts the NTP server when `run` asks for a network (`mt.net=1`) and
 /// returns the command line words for the guest (`mt.ntp=PORT`), else "".
-pub fn start_ntp(run: &str, dir: &Path) -> Result<String> {
+pub fn start_ntp(run: &str, dir: &Path, out: &dyn Reporter) -> Result<String> {
     let mut g = NTP.lock().expect("ntp lock");
     *g = None;
     *RESUMED_AT.lock().expect("resume lock") = None;
@@ -252,7 +248,7 @@ pub fn start_ntp(run: &str, dir: &Path) -> Result<String> {
     let sim = NtpSim::start("127.0.0.1:0".parse()?)?;
     sim.set(0, host_ppm(0));
     let port = sim.addr().port();
-    crate::boot::stage(format!(
+    out.stage(&format!(
         "NTP server for the simulated hosts on 127.0.0.1:{port} (guest: 10.0.2.2:{port})"
     ));
     *g = Some(sim);
@@ -269,24 +265,24 @@ pub fn start_ntp(run: &str, dir: &Path) -> Result<String> {
 }
 
 /// After a scenario: stops the NTP server.
-pub fn stop_ntp() {
+pub fn stop_ntp(out: &dyn Reporter) {
     if let Some(p) = PAIRING.lock().expect("pairing lock").take() {
         if let Some(line) = p.finish(*RESUMED_AT.lock().expect("resume lock")) {
-            crate::boot::stage(line);
+            out.stage(&line);
         }
     }
     if let Some(s) = NTP.lock().expect("ntp lock").take() {
-        crate::boot::stage(format!("NTP server: {} requests served", s.served()));
+        out.stage(&format!("NTP server: {} requests served", s.served()));
     }
 }
 
 /// Just before `cont` of hop `hop` (1, 2, ...): the NTP server now serves destination host
 /// `hop`, whose clock is `hop x skew_ns` off the real one (the skew the page's Tout carries).
-pub fn on_cont(hop: u32, skew_ns: i64) {
+pub fn on_cont(hop: u32, skew_ns: i64, out: &dyn Reporter) {
     if let Some(s) = NTP.lock().expect("ntp lock").as_ref() {
         let tl = s.set(i64::from(hop) * skew_ns, host_ppm(hop));
         *RESUMED_AT.lock().expect("resume lock") = Some(tl.since_ns);
-        crate::boot::stage(format!(
+        out.stage(&format!(
             "NTP server now serves host {hop}: offset {:+.3} ms, rate {:+} ppm",
             tl.offset_ns as f64 / 1e6,
             tl.ppm
@@ -302,7 +298,7 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "companion-vmclock",
             about: "VMClock guest without the module, two hops: migtime-companion acts once per migration on the disruption marker (NTP reset, cancel-on-set nudge, chronyc)",
             mode: Mode::Plain,
-            run: "mt_companion:expect=vmclock:hops=2 mt.load=0 mt.vmclock=1 mt.smp=2",
+            run: "mt_companion:expect=vmclock:hops=2 mt.load=0 mt.vmclock=1",
             params: "",
             kind: Kind::Sim(SimSettings {
                 blackout_ms: 1000,
@@ -315,7 +311,7 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "companion-migtime",
             about: "module and VMClock, two hops: migtime-companion acts once per migration on the migtime event, the marker of the same migration is paired and dropped",
             mode: Mode::Plain,
-            run: "mt_companion:expect=migtime:hops=2 mt.vmclock=1 mt.smp=2",
+            run: "mt_companion:expect=migtime:hops=2 mt.vmclock=1",
             params: "",
             kind: Kind::Sim(SimSettings {
                 blackout_ms: 1000,
@@ -328,7 +324,7 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "chrony-vmclock",
             about: "(b) real chronyd 4.3 synced over the network to the simulated host, VMClock, no module; 2 s blackout, +0.5 s skew, rate change: the companion acts once and chronyd re-syncs to the new host",
             mode: Mode::Plain,
-            run: "mt_chrony:expect=vmclock:hops=1:sync=60 mt.load=0 mt.vmclock=1 mt.smp=2 mt.net=1",
+            run: "mt_chrony:expect=vmclock:hops=1:sync=60 mt.load=0 mt.vmclock=1 mt.net=1",
             params: "",
             kind: Kind::Sim(SimSettings {
                 blackout_ms: 2000,
@@ -342,7 +338,7 @@ pub fn scenarios() -> Vec<Scenario> {
             name: "chrony-migtime",
             about: "(c) real chronyd 4.3 as in chrony-vmclock, with the migtime module stepping: the companion acts once on the event and chronyd re-syncs to the new host",
             mode: Mode::Plain,
-            run: "mt_chrony:expect=migtime:hops=1:sync=60 mt.smp=2 mt.net=1",
+            run: "mt_chrony:expect=migtime:hops=1:sync=60 mt.net=1",
             params: "",
             kind: Kind::Sim(SimSettings {
                 blackout_ms: 2000,
@@ -358,16 +354,17 @@ pub fn scenarios() -> Vec<Scenario> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::Console;
 
     #[test]
     fn ntp_server_follows_the_hops() {
         let dir =
             std::env::temp_dir().join(format!("migtime-companion-ntp-{}", std::process::id()));
         assert_eq!(
-            start_ntp("mt_companion:hops=2 mt.vmclock=1", &dir).unwrap(),
+            start_ntp("mt_companion:hops=2 mt.vmclock=1", &dir, &Console).unwrap(),
             ""
         );
-        let w = start_ntp("mt_chrony:expect=migtime mt.net=1", &dir).unwrap();
+        let w = start_ntp("mt_chrony:expect=migtime mt.net=1", &dir, &Console).unwrap();
         let port: u16 = w.strip_prefix("mt.ntp=").unwrap().parse().unwrap();
         assert_ne!(port, 0);
         let tl = |f: &dyn Fn(&NtpSim)| f(NTP.lock().unwrap().as_ref().unwrap());
@@ -375,14 +372,14 @@ mod tests {
             assert_eq!(s.addr().port(), port);
             assert_eq!((s.timeline().offset_ns, s.timeline().ppm), (0, host_ppm(0)));
         });
-        on_cont(1, 500_000_000);
+        on_cont(1, 500_000_000, &Console);
         tl(&|s| {
             assert_eq!(
                 (s.timeline().offset_ns, s.timeline().ppm),
                 (500_000_000, host_ppm(1))
             )
         });
-        on_cont(2, 500_000_000);
+        on_cont(2, 500_000_000, &Console);
         tl(&|s| {
             assert_eq!(
                 (s.timeline().offset_ns, s.timeline().ppm),
@@ -390,20 +387,16 @@ mod tests {
             )
         });
         assert_ne!(host_ppm(1), host_ppm(2));
-        stop_ntp();
+        stop_ntp(&Console);
         assert!(NTP.lock().unwrap().is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Ten samples a second, `per_s[k]` ms of error in second k after a resume at 10 s; a
-    /// pre-migration second at -1.5 ms.
+    /// 7 pre-migration seconds at -1.5 ms.
     fn samples(per_s: &[f64]) -> Vec<Sample> {
         let mut v = Vec::new();
-        for (k, e) in std::iter::once(&-1.5)
-            .chain(std::iter::repeat(&-1.5).take(6))
-            .chain(per_s)
-            .enumerate()
-        {
+        for (k, e) in std::iter::repeat_n(&-1.5, 7).chain(per_s).enumerate() {
             for j in 0..10 {
                 // One delayed sample of -4.9 ms a second: the least-delayed one counts.
                 let spike = if j == 3 { -4.9 } else { *e };
@@ -430,17 +423,20 @@ mod tests {
         let s = summarize(&samples(&[-2000.0, 1.0, 30.0]), resume);
         assert!(s.contains("not within 5 ms"), "{s}");
         let s = summarize(&samples(&[1.0, 2.0]), resume);
-        assert!(s.contains("(least-delayed sample per second) from 0 s on"), "{s}");
+        assert!(
+            s.contains("(least-delayed sample per second) from 0 s on"),
+            "{s}"
+        );
     }
 
     #[test]
     fn devices_follow_the_command_line() {
         assert!(extra_qemu_args("mt.run=mt_basic").is_empty());
         assert_eq!(
-            extra_qemu_args("mt.run=x mt.vmclock=1 mt.smp=2"),
-            ["-device", "vmclock", "-smp", "2"]
+            extra_qemu_args("mt.run=x mt.vmclock=1"),
+            ["-device", "vmclock"]
         );
-        assert!(extra_qemu_args("mt.vmclock=0 mt.smp=0 mt.smp=x").is_empty());
+        assert!(extra_qemu_args("mt.vmclock=0 mt.net=0").is_empty());
         let net = extra_qemu_args("mt.net=1");
         assert_eq!(net[0], "-netdev");
         assert!(net[1].starts_with("user,") && net[1].contains("ipv6=off"));

@@ -8,19 +8,31 @@
 //! or the fd the doorbell server hands out (ivshmem-doorbell). We map it
 //! `MAP_SHARED` and write it with volatile stores and fences, exactly as a
 //! hypervisor writing guest memory would, so a running guest can read it
-//! concurrently.
+//! concurrently. The page's layout and protocols are `migtime_abi::page`'s
+//! (built on `abi.rs`); this file only maps the file and implements that
+//! layer's [`PageReader`] and [`PageWriter`] on it.
 
 use std::fs::OpenOptions;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU32;
 use std::sync::atomic::{fence, Ordering};
 
 use anyhow::{bail, Context, Result};
-use migtime_abi::abi::{self, guest_off, host_off, GuestArea};
+use migtime_abi::abi::{self, host_off, GuestArea, HostArea};
+use migtime_abi::page::{self as layer, End, PageWriter, Update};
 use migtime_abi::seqlock::PageReader;
 
 /// Size of the shared-memory region (ivshmem needs a power of two).
 pub const REGION_BYTES: usize = 1 << 20;
+
+/// A unique `/dev/shm` page path for guest `name` of this process.
+pub fn shm_path(name: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::var("MIGTIME_SHM_DIR").unwrap_or_else(|_| "/dev/shm".into());
+    PathBuf::from(dir).join(format!("migtime-{}-{n}-{name}", std::process::id()))
+}
 
 /// A page header corruption written before boot: the module must not bind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -79,29 +91,8 @@ impl BadPage {
     }
 }
 
-/// The raw host area, read without the seqlock (the host is the only writer).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct HostRaw {
-    pub magic: u32,
-    pub version: u16,
-    pub size: u16,
-    pub seq_count: u32,
-    pub flags: u32,
-    pub migration_seq: u64,
-    pub tai_delta_ns: i64,
-    pub tai_delta_total_ns: i64,
-}
-
-/// One host-area update (the variable fields).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Update {
-    pub migration_seq: u64,
-    pub flags: u32,
-    pub tai_delta_ns: i64,
-    pub tai_delta_total_ns: i64,
-    /// Leave `seq_count` odd (a writer that never finished).
-    pub leave_odd: bool,
-}
+/// Guest-area read attempts before the host gives up until its next poll.
+const GUEST_READ_ATTEMPTS: u32 = 100;
 
 /// A mapped page file.
 pub struct PageFile {
@@ -193,139 +184,39 @@ impl PageFile {
         );
     }
 
-    pub fn r16(&self, off: usize) -> u16 {
-        self.check(off, 2);
-        // SAFETY: in range and aligned (checked); shared memory is read volatile.
-        u16::from_le(unsafe { std::ptr::read_volatile(self.ptr.add(off) as *const u16) })
-    }
-    pub fn r32(&self, off: usize) -> u32 {
-        self.check(off, 4);
-        // SAFETY: as above.
-        u32::from_le(unsafe { std::ptr::read_volatile(self.ptr.add(off) as *const u32) })
-    }
-    pub fn r64(&self, off: usize) -> u64 {
-        self.check(off, 8);
-        // SAFETY: as above.
-        u64::from_le(unsafe { std::ptr::read_volatile(self.ptr.add(off) as *const u64) })
-    }
-    pub fn w16(&self, off: usize, v: u16) {
-        self.check(off, 2);
-        // SAFETY: as above; the host owns the host area.
-        unsafe { std::ptr::write_volatile(self.ptr.add(off) as *mut u16, v.to_le()) }
-    }
-    pub fn w32(&self, off: usize, v: u32) {
-        self.check(off, 4);
-        // SAFETY: as above.
-        unsafe { std::ptr::write_volatile(self.ptr.add(off) as *mut u32, v.to_le()) }
-    }
-    pub fn w64(&self, off: usize, v: u64) {
-        self.check(off, 8);
-        // SAFETY: as above.
-        unsafe { std::ptr::write_volatile(self.ptr.add(off) as *mut u64, v.to_le()) }
-    }
-
     /// Writes a fresh, valid ABI v1 host area: magic, version 1, size 64,
     /// seq_count 0, flags 0, the given `migration_seq`, totals 0, reserved 0.
-    pub fn init_valid(&self, migration_seq: u64) {
-        for off in (0..abi::GUEST_AREA_OFFSET).step_by(8) {
-            self.w64(off, 0);
-        }
-        self.w32(host_off::MAGIC, abi::MAGIC);
-        self.w16(host_off::VERSION, abi::VERSION);
-        self.w16(host_off::SIZE, abi::HOST_AREA_V1_SIZE as u16);
-        self.w64(host_off::MIGRATION_SEQ, migration_seq);
-        fence(Ordering::SeqCst);
+    pub fn init_valid(&mut self, migration_seq: u64) {
+        layer::init_page(self, migration_seq);
     }
 
     /// Corrupts the header the way `kind` says (header kinds only).
-    pub fn write_bad_header(&self, kind: BadPage) -> Result<()> {
+    pub fn write_bad_header(&mut self, kind: BadPage) -> Result<()> {
         match kind {
-            BadPage::BadMagic => self.w32(host_off::MAGIC, u32::from_le_bytes(*b"GARB")),
-            BadPage::BadVersion => self.w16(host_off::VERSION, abi::VERSION + 1),
-            BadPage::BadSize => self.w16(host_off::SIZE, 8),
+            BadPage::BadMagic => self.write_u32(host_off::MAGIC, u32::from_le_bytes(*b"GARB")),
+            BadPage::BadVersion => self.write_u16(host_off::VERSION, abi::VERSION + 1),
+            BadPage::BadSize => self.write_u16(host_off::SIZE, 8),
             other => bail!("{other:?} is not a header corruption"),
         }
-        fence(Ordering::SeqCst);
+        self.write_barrier();
         Ok(())
     }
 
     /// The host area as it is now (no seqlock: the host is the only writer).
-    pub fn host_raw(&self) -> HostRaw {
-        HostRaw {
-            magic: self.r32(host_off::MAGIC),
-            version: self.r16(host_off::VERSION),
-            size: self.r16(host_off::SIZE),
-            seq_count: self.r32(host_off::SEQ_COUNT),
-            flags: self.r32(host_off::FLAGS),
-            migration_seq: self.r64(host_off::MIGRATION_SEQ),
-            tai_delta_ns: self.r64(host_off::TAI_DELTA) as i64,
-            tai_delta_total_ns: self.r64(host_off::TAI_DELTA_TOTAL) as i64,
-        }
+    pub fn host_area(&self) -> HostArea {
+        layer::host_area(self)
     }
 
-    /// Writes `u` with the seqlock protocol: `seq_count` odd, fields, fence,
-    /// `seq_count` even (odd + 1). A count left odd by an earlier writer is
-    /// moved on to the next odd value first. Returns the final `seq_count`.
-    pub fn write_update(&self, u: &Update) -> u32 {
-        let c = self.r32(host_off::SEQ_COUNT);
-        let odd = if c & 1 == 1 {
-            c.wrapping_add(2)
-        } else {
-            c.wrapping_add(1)
-        };
-        self.w32(host_off::SEQ_COUNT, odd);
-        fence(Ordering::SeqCst);
-        self.w32(host_off::FLAGS, u.flags);
-        self.w64(host_off::MIGRATION_SEQ, u.migration_seq);
-        self.w64(host_off::TAI_DELTA, u.tai_delta_ns as u64);
-        self.w64(host_off::TAI_DELTA_TOTAL, u.tai_delta_total_ns as u64);
-        fence(Ordering::SeqCst);
-        if u.leave_odd {
-            return odd;
-        }
-        let even = odd.wrapping_add(1);
-        self.w32(host_off::SEQ_COUNT, even);
-        fence(Ordering::SeqCst);
-        even
+    /// Writes `u` with the seqlock protocol (`migtime_abi::page`); returns
+    /// the final `seq_count`.
+    pub fn write_update(&mut self, u: &Update, end: End) -> u32 {
+        layer::write_update(self, u, end)
     }
 
     /// Reads the guest area under the guest's seqlock; `None` if the guest is
     /// mid-write (odd or changing count) in every one of a few attempts.
     pub fn guest_area(&self) -> Option<GuestArea> {
-        for _ in 0..100 {
-            let c0 = self.r32(guest_off::SEQ_COUNT);
-            if c0 & 1 == 1 {
-                std::hint::spin_loop();
-                continue;
-            }
-            fence(Ordering::SeqCst);
-            let g = GuestArea {
-                seq_count: c0,
-                outcome: self.r32(guest_off::OUTCOME),
-                ack_seq: self.r64(guest_off::ACK_SEQ),
-                intended_ns: self.r64(guest_off::INTENDED) as i64,
-                applied_ns: self.r64(guest_off::APPLIED) as i64,
-                applied_total_ns: self.r64(guest_off::APPLIED_TOTAL) as i64,
-                ack_realtime_ns: self.r64(guest_off::ACK_REALTIME) as i64,
-                events: self.r64(guest_off::EVENTS),
-                size: self.r32(guest_off::SIZE),
-                reserved: 0,
-                timing: abi::Timing {
-                    wake_mono_ns: self.r64(guest_off::WAKE) as i64,
-                    work_mono_ns: self.r64(guest_off::WORK) as i64,
-                    done_mono_ns: self.r64(guest_off::DONE) as i64,
-                    wake_source: self.r32(guest_off::WAKE_SOURCE),
-                    step_method: self.r32(guest_off::STEP_METHOD),
-                    sets: self.r32(guest_off::SETS),
-                    ..abi::Timing::default()
-                },
-            };
-            fence(Ordering::SeqCst);
-            if self.r32(guest_off::SEQ_COUNT) == c0 {
-                return Some(g);
-            }
-        }
-        None
+        layer::read_guest_area(self, GUEST_READ_ATTEMPTS)
     }
 
     /// A copy of the first ABI page (for the run folder).
@@ -341,15 +232,45 @@ impl PageFile {
 
 impl PageReader for PageFile {
     fn read_u16(&self, off: usize) -> u16 {
-        self.r16(off)
+        self.check(off, 2);
+        // SAFETY: in range and aligned (checked); shared memory is read volatile.
+        u16::from_le(unsafe { std::ptr::read_volatile(self.ptr.add(off) as *const u16) })
     }
     fn read_u32(&self, off: usize) -> u32 {
-        self.r32(off)
+        self.check(off, 4);
+        // SAFETY: as above.
+        u32::from_le(unsafe { std::ptr::read_volatile(self.ptr.add(off) as *const u32) })
     }
     fn read_u64(&self, off: usize) -> u64 {
-        self.r64(off)
+        self.check(off, 8);
+        // SAFETY: as above.
+        u64::from_le(unsafe { std::ptr::read_volatile(self.ptr.add(off) as *const u64) })
     }
     fn read_barrier(&self) {
+        fence(Ordering::SeqCst);
+    }
+    fn relax(&self) {
+        std::hint::spin_loop();
+    }
+}
+
+impl PageWriter for PageFile {
+    fn write_u16(&mut self, off: usize, v: u16) {
+        self.check(off, 2);
+        // SAFETY: in range and aligned (checked); the host owns the host area.
+        unsafe { std::ptr::write_volatile(self.ptr.add(off) as *mut u16, v.to_le()) }
+    }
+    fn write_u32(&mut self, off: usize, v: u32) {
+        self.check(off, 4);
+        // SAFETY: as above.
+        unsafe { std::ptr::write_volatile(self.ptr.add(off) as *mut u32, v.to_le()) }
+    }
+    fn write_u64(&mut self, off: usize, v: u64) {
+        self.check(off, 8);
+        // SAFETY: as above.
+        unsafe { std::ptr::write_volatile(self.ptr.add(off) as *mut u64, v.to_le()) }
+    }
+    fn write_barrier(&mut self) {
         fence(Ordering::SeqCst);
     }
 }
@@ -364,116 +285,61 @@ impl Drop for PageFile {
     }
 }
 
-/// A [`PageReader`] over plain bytes (a copy of a page).
-#[cfg_attr(not(test), allow(dead_code))]
-pub struct BytesReader<'a>(pub &'a [u8]);
-
-impl PageReader for BytesReader<'_> {
-    fn read_u16(&self, off: usize) -> u16 {
-        u16::from_le_bytes(self.0[off..off + 2].try_into().unwrap())
-    }
-    fn read_u32(&self, off: usize) -> u32 {
-        u32::from_le_bytes(self.0[off..off + 4].try_into().unwrap())
-    }
-    fn read_u64(&self, off: usize) -> u64 {
-        u64::from_le_bytes(self.0[off..off + 8].try_into().unwrap())
-    }
-    fn read_barrier(&self) {}
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use migtime_abi::abi::HeaderError;
+    use migtime_abi::page::{guest_area_write, MemPage};
     use migtime_abi::seqlock::{read_snapshot, ReadError, Snapshot};
 
     fn temp_path(tag: &str) -> PathBuf {
         std::env::temp_dir().join(format!("migtime-harness-test-{}-{tag}", std::process::id()))
     }
 
-    fn file_bytes(p: &Path) -> Vec<u8> {
-        std::fs::read(p).unwrap()
+    /// The file's content, as a page (what the guest sees through BAR2).
+    fn file_page(p: &Path) -> MemPage {
+        MemPage::from_bytes(&std::fs::read(p).unwrap())
     }
 
     #[test]
     fn fresh_page_reads_back_as_valid_v1() {
         let path = temp_path("fresh");
-        let page = PageFile::create(&path).unwrap();
+        let mut page = PageFile::create(&path).unwrap();
         page.init_valid(0);
-        let bytes = file_bytes(&path);
-        assert_eq!(bytes.len(), REGION_BYTES);
-        assert_eq!(&bytes[0..4], b"MIGT");
-        let ok = read_snapshot(&BytesReader(&bytes), 1).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap().len(), REGION_BYTES);
+        let file = file_page(&path);
+        assert_eq!(&file.bytes()[0..4], b"MIGT");
+        let ok = read_snapshot(&file, 1).unwrap();
         assert_eq!(ok.snapshot, Snapshot::default());
-        assert_eq!(page.host_raw().size, 64);
+        assert_eq!(page.host_area().size, 64);
         drop(page);
         assert!(!path.exists(), "created page file must be removed on drop");
     }
 
     #[test]
-    fn update_is_read_back_consistently() {
+    fn updates_reach_the_file() {
         let path = temp_path("update");
-        let page = PageFile::create(&path).unwrap();
+        let mut page = PageFile::create(&path).unwrap();
         page.init_valid(0);
-        let seq = page.write_update(&Update {
+        let u = Update {
             migration_seq: 1,
             flags: 0,
             tai_delta_ns: 2_000_123_456,
             tai_delta_total_ns: 2_000_123_456,
-            leave_odd: false,
-        });
-        assert_eq!(seq, 2);
-        let bytes = file_bytes(&path);
-        let s = read_snapshot(&BytesReader(&bytes), 1).unwrap().snapshot;
+        };
+        assert_eq!(page.write_update(&u, End::Even), 2);
+        let s = read_snapshot(&file_page(&path), 1).unwrap().snapshot;
         assert_eq!(
-            s,
-            Snapshot {
-                seq_count: 2,
-                flags: 0,
-                migration_seq: 1,
-                tai_delta_ns: 2_000_123_456,
-                tai_delta_total_ns: 2_000_123_456
-            }
+            (s.seq_count, s.migration_seq, s.tai_delta_ns),
+            (2, 1, 2_000_123_456)
         );
-        // A second, compensated update: negative values survive the round trip.
-        page.write_update(&Update {
-            migration_seq: 2,
-            flags: abi::FLAG_COMPENSATED,
-            tai_delta_ns: 0,
-            tai_delta_total_ns: -5,
-            leave_odd: false,
-        });
-        let s = read_snapshot(&BytesReader(&file_bytes(&path)), 1)
-            .unwrap()
-            .snapshot;
+        assert_eq!(page.write_update(&u, End::LeaveOdd), 3);
         assert_eq!(
-            (s.seq_count, s.flags, s.migration_seq, s.tai_delta_total_ns),
-            (4, 1, 2, -5)
-        );
-    }
-
-    #[test]
-    fn stuck_odd_page_is_unreadable_and_next_write_recovers() {
-        let path = temp_path("odd");
-        let page = PageFile::create(&path).unwrap();
-        page.init_valid(0);
-        let c = page.write_update(&Update {
-            migration_seq: 1,
-            leave_odd: true,
-            ..Default::default()
-        });
-        assert_eq!(c, 1);
-        let bytes = file_bytes(&path);
-        assert_eq!(
-            read_snapshot(&BytesReader(&bytes), 3),
+            read_snapshot(&file_page(&path), 3),
             Err(ReadError::Busy { attempts: 3 })
         );
-        let c = page.write_update(&Update {
-            migration_seq: 2,
-            ..Default::default()
-        });
-        assert_eq!(c, 4);
-        assert!(read_snapshot(&BytesReader(&file_bytes(&path)), 1).is_ok());
+        assert_eq!(page.write_update(&u, End::Even), 6);
+        assert!(read_snapshot(&file_page(&path), 1).is_ok());
     }
 
     #[test]
@@ -487,31 +353,33 @@ mod tests {
             (BadPage::BadSize, HeaderError::BadSize(8)),
         ] {
             let path = temp_path(&format!("{kind:?}"));
-            let page = PageFile::create(&path).unwrap();
+            let mut page = PageFile::create(&path).unwrap();
             page.init_valid(0);
             page.write_bad_header(kind).unwrap();
-            let bytes = file_bytes(&path);
             assert_eq!(
-                read_snapshot(&BytesReader(&bytes), 1),
+                read_snapshot(&file_page(&path), 1),
                 Err(ReadError::Header(want))
             );
         }
         let path = temp_path("notheader");
-        let page = PageFile::create(&path).unwrap();
+        let mut page = PageFile::create(&path).unwrap();
         assert!(page.write_bad_header(BadPage::HugeDelta).is_err());
     }
 
     #[test]
     fn guest_area_reads_what_a_guest_wrote() {
         let path = temp_path("guest");
-        let page = PageFile::create(&path).unwrap();
+        let mut page = PageFile::create(&path).unwrap();
         assert_eq!(page.guest_area().unwrap().ack_seq, 0);
-        page.w32(guest_off::SEQ_COUNT, 1);
+        page.write_u32(abi::guest_off::SEQ_COUNT, 1);
         assert!(page.guest_area().is_none(), "odd guest count must not read");
-        page.w32(guest_off::OUTCOME, 1);
-        page.w64(guest_off::ACK_SEQ, 7);
-        page.w64(guest_off::APPLIED, (-3i64) as u64);
-        page.w32(guest_off::SEQ_COUNT, 2);
+        let g = GuestArea {
+            outcome: 1,
+            ack_seq: 7,
+            applied_ns: -3,
+            ..GuestArea::default()
+        };
+        guest_area_write(1, &g, End::Even).apply(&mut page);
         let g = page.guest_area().unwrap();
         assert_eq!((g.outcome, g.ack_seq, g.applied_ns), (1, 7, -3));
     }

@@ -2,10 +2,10 @@
 
 //! Starting QEMU guests the way the guest contract (tests/README.md) and the
 //! platform facts (TCG, main RAM as a backend, ivshmem master=on) require,
-//! and following their results channel.
+//! with their QMP connection, and waiting for them to exit.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -14,6 +14,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::ivshmem::DoorbellServer;
 use crate::page::PageFile;
+use crate::qmp::Qmp;
 
 /// How the page reaches the guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -132,10 +133,14 @@ pub fn qemu_args(
             a.push("ivshmem-plain,memdev=pv,master=on".into());
         }
     }
+    // MIGTIME_CMDLINE: extra kernel parameters for every guest of this run
+    // (e.g. iomem=relaxed on a distribution kernel with IO_STRICT_DEVMEM).
+    let extra = std::env::var("MIGTIME_CMDLINE").unwrap_or_default();
     a.extend(crate::companion::extra_qemu_args(&cfg.append_extra));
-    let append = format!("console=ttyS0 panic=-1 {}", cfg.append_extra)
-        .trim()
-        .to_string();
+    let append = format!("console=ttyS0 panic=-1 {extra} {}", cfg.append_extra)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     a.extend([
         "-kernel".into(),
         cfg.kernel.display().to_string(),
@@ -222,6 +227,45 @@ impl Guest {
         })
     }
 
+    /// Starts guest `name` (source or incoming destination) and connects its
+    /// QMP (migration events on); in doorbell mode also waits for QEMU to
+    /// connect to its ivshmem server.
+    pub fn start_with_qmp(
+        cfg: &GuestConfig,
+        name: &str,
+        page: PageFile,
+        incoming: bool,
+        deadline: Instant,
+    ) -> Result<(Self, Qmp)> {
+        let mut g = Self::start(cfg, name, page, incoming)?;
+        let q = Qmp::connect(
+            &g.qmp_sock,
+            name,
+            Some(&cfg.run_dir.join("qmp.log")),
+            remaining(deadline)?.min(Duration::from_secs(15)),
+        );
+        let mut q = match q {
+            Ok(q) => q,
+            Err(e) => {
+                let _ = g.try_exit();
+                let stderr = g.stderr_text(&cfg.run_dir);
+                return Err(e).with_context(|| format!("QEMU {name}: {}", stderr.trim()));
+            }
+        };
+        q.enable_migration_events(Duration::from_secs(5))?;
+        if let Some(s) = &g.server {
+            // QEMU's realize waits for the setup messages, so by now it is connected.
+            let t = Instant::now();
+            while !s.client_connected() && t.elapsed() < Duration::from_secs(2) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if !s.client_connected() {
+                bail!("QEMU {name} is up but never connected to its ivshmem server");
+            }
+        }
+        Ok((g, q))
+    }
+
     /// Polls for exit; returns the status once QEMU is gone.
     pub fn try_exit(&mut self) -> Result<Option<ExitStatus>> {
         if self.exit.is_none() {
@@ -270,122 +314,24 @@ impl Guest {
     }
 }
 
+/// Time left until `deadline`; an error once it has passed.
+pub fn remaining(deadline: Instant) -> Result<Duration> {
+    let now = Instant::now();
+    if now >= deadline {
+        bail!("overall --timeout reached");
+    }
+    Ok(deadline - now)
+}
+
 impl Drop for Guest {
     fn drop(&mut self) {
         self.kill();
     }
 }
 
-/// Follows a growing results file line by line.
-pub struct Tail {
-    path: PathBuf,
-    offset: u64,
-    partial: String,
-    /// Every complete line read so far.
-    pub lines: Vec<String>,
-    queue: std::collections::VecDeque<String>,
-}
-
-impl Tail {
-    pub fn new(path: &Path) -> Self {
-        Self {
-            path: path.to_path_buf(),
-            offset: 0,
-            partial: String::new(),
-            lines: Vec::new(),
-            queue: Default::default(),
-        }
-    }
-
-    /// The next unconsumed line, if one is available now.
-    pub fn next_line(&mut self) -> Option<String> {
-        if self.queue.is_empty() {
-            let new = self.poll();
-            self.queue.extend(new);
-        }
-        self.queue.pop_front()
-    }
-
-    /// Reads what was appended; returns the new complete lines.
-    pub fn poll(&mut self) -> Vec<String> {
-        let Ok(mut f) = File::open(&self.path) else {
-            return Vec::new();
-        };
-        if f.seek(SeekFrom::Start(self.offset)).is_err() {
-            return Vec::new();
-        }
-        let mut buf = Vec::new();
-        if f.read_to_end(&mut buf).is_err() {
-            return Vec::new();
-        }
-        self.offset += buf.len() as u64;
-        self.partial.push_str(&String::from_utf8_lossy(&buf));
-        let mut new = Vec::new();
-        while let Some(i) = self.partial.find('\n') {
-            let line: String = self.partial.drain(..=i).collect();
-            let line = line.trim_end_matches(['\r', '\n']).to_string();
-            new.push(line.clone());
-            self.lines.push(line);
-        }
-        new
-    }
-}
-
-/// A host synchronisation marker found on the results channel.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Marker {
-    /// `# MIGTIME-READY <rest>`
-    Ready(String),
-    /// `# MIGTIME-DONE <status>`
-    Done(i64),
-    /// `# MIGTIME-CLOCK <realtime_ns>` (optional: guest wall clock)
-    Clock(i64),
-}
-
-/// Recognises a marker line (at any indentation).
-pub fn marker(line: &str) -> Option<Marker> {
-    let t = line.trim();
-    let t = t.strip_prefix('#')?.trim_start();
-    if let Some(r) = t.strip_prefix("MIGTIME-READY") {
-        return Some(Marker::Ready(r.trim().to_string()));
-    }
-    if let Some(r) = t.strip_prefix("MIGTIME-DONE") {
-        return Some(Marker::Done(r.trim().parse().unwrap_or(-1)));
-    }
-    crate::demo::parse_clock(line).map(|(realtime_ns, _)| Marker::Clock(realtime_ns))
-}
-
-/// Last `n` lines of a file (for failure reports).
-pub fn tail_lines(path: &Path, n: usize) -> String {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| format!("({}: {e})", path.display()));
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn markers() {
-        assert_eq!(
-            marker("    # MIGTIME-READY mt_migrate hop 1"),
-            Some(Marker::Ready("mt_migrate hop 1".into()))
-        );
-        assert_eq!(marker("# MIGTIME-DONE 0\r"), Some(Marker::Done(0)));
-        assert_eq!(marker("# MIGTIME-DONE 3"), Some(Marker::Done(3)));
-        assert_eq!(
-            marker("# MIGTIME-CLOCK 1700000000123456789"),
-            Some(Marker::Clock(1_700_000_000_123_456_789))
-        );
-        // mt_clock and mt_migrate print realtime and monotonic.
-        assert_eq!(
-            marker("    # MIGTIME-CLOCK 1700000000123456789 42"),
-            Some(Marker::Clock(1_700_000_000_123_456_789))
-        );
-        assert_eq!(marker("ok 1 MIGTIME-DONE"), None);
-    }
 
     #[test]
     fn command_line_follows_the_platform_facts() {
@@ -427,37 +373,5 @@ mod tests {
         assert!(a.contains("-chardev socket,id=ivsh,path=/run/s -device ivshmem-doorbell,chardev=ivsh,vectors=1,master=on"));
         assert!(!a.contains("memory-backend-file"));
         assert!(a.ends_with("-incoming defer -S"));
-    }
-
-    #[test]
-    fn tail_returns_only_complete_new_lines() {
-        let p = std::env::temp_dir().join(format!("mth-tail-{}", std::process::id()));
-        std::fs::write(&p, "a\r\nb").unwrap();
-        let mut t = Tail::new(&p);
-        assert_eq!(t.poll(), vec!["a".to_string()]);
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&p)
-            .unwrap()
-            .write_all(b"c\nd\n")
-            .unwrap();
-        assert_eq!(t.poll(), vec!["bc".to_string(), "d".to_string()]);
-        assert!(t.poll().is_empty());
-        std::fs::remove_file(&p).unwrap();
-    }
-
-    #[test]
-    fn next_line_keeps_lines_after_a_marker_for_later() {
-        let p = std::env::temp_dir().join(format!("mth-tail2-{}", std::process::id()));
-        std::fs::write(&p, "# MIGTIME-READY x\n# MIGTIME-DONE 0\n").unwrap();
-        let mut t = Tail::new(&p);
-        assert_eq!(
-            marker(&t.next_line().unwrap()),
-            Some(Marker::Ready("x".into()))
-        );
-        assert_eq!(marker(&t.next_line().unwrap()), Some(Marker::Done(0)));
-        assert_eq!(t.next_line(), None);
-        assert_eq!(t.lines.len(), 2);
-        std::fs::remove_file(&p).unwrap();
     }
 }

@@ -12,11 +12,15 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
-
-use crate::ivshmem::DoorbellServer;
-use crate::page::{PageFile, Update};
+use anyhow::{Context, Result};
 use migtime_abi::abi;
+use migtime_abi::page::{End, Update};
+
+use crate::chain::Dest;
+use crate::ivshmem::DoorbellServer;
+use crate::output::Reporter;
+use crate::page::PageFile;
+use crate::sim::SimSummary;
 
 /// Updates published after the migration.
 pub const UPDATES: u64 = 2000;
@@ -41,23 +45,17 @@ pub struct StormReport {
     pub ms: f64,
 }
 
-/// Publishes the storm on `page`, ringing vector 0 of `server` after each update.
-pub fn publish(page: &PageFile, server: &DoorbellServer) -> Result<StormReport> {
-    let start = page.host_raw();
-    let mut seq = start.migration_seq;
-    let mut total = start.tai_delta_total_ns;
+/// Publishes the storm on `page`, ringing vector 0 of `server` after each
+/// update (each the honest one-migration update, `migtime_abi::page`).
+pub fn publish(page: &mut PageFile, server: &DoorbellServer) -> Result<StormReport> {
+    let start = page.host_area();
+    let mut cur = start;
     let t = Instant::now();
     for i in 0..UPDATES {
-        let d = delta_ns(i);
-        seq += 1;
-        total += d;
-        page.write_update(&Update {
-            migration_seq: seq,
-            flags: start.flags & !abi::FLAG_COMPENSATED,
-            tai_delta_ns: d,
-            tai_delta_total_ns: total,
-            leave_odd: false,
-        });
+        let u = Update::next(&cur, delta_ns(i), false)
+            .context("publish-storm: the page's sequence or total would overflow")?;
+        page.write_update(&u, End::Even);
+        cur = page.host_area();
         server.ring(0)?;
         if (i + 1) % BURST == 0 {
             std::thread::sleep(Duration::from_millis(GAP_MS));
@@ -66,9 +64,9 @@ pub fn publish(page: &PageFile, server: &DoorbellServer) -> Result<StormReport> 
     Ok(StormReport {
         updates: UPDATES,
         first_seq: start.migration_seq + 1,
-        last_seq: seq,
+        last_seq: cur.migration_seq,
         total_before_ns: start.tai_delta_total_ns,
-        total_after_ns: total,
+        total_after_ns: cur.tai_delta_total_ns,
         ms: t.elapsed().as_secs_f64() * 1e3,
     })
 }
@@ -117,6 +115,36 @@ pub fn check_settled(page: &PageFile, r: &StormReport, timeout: Duration) -> Vec
         _ => p.push("publish-storm: guest area never readable".into()),
     }
     p
+}
+
+/// The `publish-storm` fault on the destination `d`, after the hop's ack:
+/// publish, then check that the guest settled on the last page.
+pub fn publish_storm(sum: &mut SimSummary, out: &dyn Reporter, d: &mut Dest) -> Result<()> {
+    let Some(server) = &d.g.server else {
+        return Ok(());
+    };
+    let r = publish(&mut d.g.page, server)?;
+    out.stage(&format!(
+        "publish storm: {} updates (seq {}..={}, bursts of {} rung each, {} ms apart) in {:.0} ms; total {} -> {} ns",
+        r.updates,
+        r.first_seq,
+        r.last_seq,
+        BURST,
+        GAP_MS,
+        r.ms,
+        r.total_before_ns,
+        r.total_after_ns
+    ));
+    let p = check_settled(&d.g.page, &r, Duration::from_secs(60));
+    out.stage(&format!(
+        "publish storm: guest area after settling: {:?}{}",
+        d.g.page.guest_area(),
+        if p.is_empty() { "" } else { " (problems)" }
+    ));
+    sum.problems.extend(p);
+    sum.tai_delta_total_ns = r.total_after_ns;
+    sum.publish_storm = Some(r);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,18 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `boot`: one guest, its tests, its verdict; and what `sim` shares with it
-//! (reports, failure output, unique names).
+//! One guest to its verdict (`boot`), and the verdicts `sim` shares: the
+//! report of a run, the failure output, the KTAP and panic verdicts.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::ktap::{self, Summary};
-use crate::page::{BadPage, PageFile};
-use crate::qemu::{marker, tail_lines, Guest, GuestConfig, Marker, Tail};
+use crate::options::BootOpts;
+use crate::output::Reporter;
+use crate::page::{shm_path, PageFile};
+use crate::qemu::Guest;
+use crate::results::{marker, tail_lines, Marker, Tail};
 
 /// The verdict of one run (boot or sim).
 #[derive(Clone, Debug, Default, Serialize)]
@@ -25,39 +27,21 @@ pub struct Report {
     pub run_dir: PathBuf,
 }
 
-/// A unique `/dev/shm` page path for guest `name` of this process.
-pub fn shm_path(name: &str) -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::var("MIGTIME_SHM_DIR").unwrap_or_else(|_| "/dev/shm".into());
-    PathBuf::from(dir).join(format!("migtime-{}-{n}-{name}", std::process::id()))
+impl Report {
+    /// The closing line of `boot` and `sim`: KTAP leaf counts, where a
+    /// failure outside KTAP counts as one.
+    pub fn counts_line(&self) -> String {
+        format!(
+            "{} passed, {} failed",
+            self.ktap.passed,
+            self.ktap.failed + u32::from(!self.ok && self.ktap.failed == 0)
+        )
+    }
 }
 
-/// Prints a stage line.
-pub fn stage(msg: impl AsRef<str>) {
-    println!("==> {}", msg.as_ref());
-}
-
-/// Host clock readings (nanoseconds).
-pub fn clock_ns(id: libc::clockid_t) -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(id, &mut ts) };
-    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
-}
-pub fn realtime_ns() -> i64 {
-    clock_ns(libc::CLOCK_REALTIME)
-}
-pub fn tai_ns() -> i64 {
-    clock_ns(libc::CLOCK_TAI)
-}
-
-/// Prints what a failed run leaves behind: console and results tails, where.
-pub fn print_failure(run_dir: &Path, guests: &[&str], problems: &[String]) {
-    eprintln!("---- FAILED: {}", problems.join("; "));
+/// Reports what a failed run leaves behind: console and results tails, where.
+pub fn report_failure(out: &dyn Reporter, run_dir: &Path, guests: &[&str], problems: &[String]) {
+    out.failure(&format!("---- FAILED: {}", problems.join("; ")));
     for g in guests {
         for (what, file) in [
             ("console", format!("console-{g}.log")),
@@ -65,41 +49,26 @@ pub fn print_failure(run_dir: &Path, guests: &[&str], problems: &[String]) {
         ] {
             let p = run_dir.join(&file);
             if p.exists() {
-                eprintln!("---- tail of {what} ({}):", p.display());
-                eprintln!("{}", tail_lines(&p, 40));
+                out.failure(&format!("---- tail of {what} ({}):", p.display()));
+                out.failure(&tail_lines(&p, 40));
             }
         }
         let se = run_dir.join(format!("qemu-{g}.stderr"));
         if std::fs::metadata(&se).map(|m| m.len() > 0).unwrap_or(false) {
-            eprintln!(
+            out.failure(&format!(
                 "---- QEMU stderr ({}):\n{}",
                 se.display(),
                 tail_lines(&se, 20)
-            );
+            ));
         }
     }
-    eprintln!("---- run folder kept: {}", run_dir.display());
+    out.failure(&format!("---- run folder kept: {}", run_dir.display()));
 }
 
-/// Options of `boot`.
-#[derive(Clone, Debug)]
-pub struct BootOpts {
-    pub guest: GuestConfig,
-    pub timeout: Duration,
-    pub page_file: Option<PathBuf>,
-    pub bad_page: Option<BadPage>,
-    /// The guest must panic on purpose: pass only if QEMU exits by itself,
-    /// without `# MIGTIME-DONE`, and the console log contains this text.
-    pub expect_panic: Option<String>,
-}
-
-/// Boots one guest, follows its results channel to `# MIGTIME-DONE`, and
-/// checks exit status, DONE status and KTAP.
-pub fn boot(o: &BootOpts) -> Result<Report> {
-    let run = &o.guest.run_dir;
-    std::fs::create_dir_all(run)
-        .with_context(|| format!("creating run folder {}", run.display()))?;
-    let page = match &o.page_file {
+/// The page of a `boot`: the given file (created with a valid v1 page if
+/// missing, kept) or a fresh one; its header corrupted as asked.
+fn boot_page(o: &BootOpts, out: &dyn Reporter) -> Result<PageFile> {
+    let mut page = match &o.page_file {
         Some(p) if p.exists() => PageFile::open(p)?,
         Some(p) => {
             let mut pf = PageFile::create(p)?;
@@ -108,7 +77,7 @@ pub fn boot(o: &BootOpts) -> Result<Report> {
             pf
         }
         None => {
-            let pf = PageFile::create(&shm_path("guest"))?;
+            let mut pf = PageFile::create(&shm_path("guest"))?;
             pf.init_valid(0);
             pf
         }
@@ -117,9 +86,70 @@ pub fn boot(o: &BootOpts) -> Result<Report> {
         page.write_bad_header(k).context(
             "--bad-page for boot takes a header kind (bad-magic, bad-version, bad-size)",
         )?;
-        stage(format!("page header corrupted before boot: {k:?}"));
+        out.stage(&format!("page header corrupted before boot: {k:?}"));
     }
-    stage(format!(
+    Ok(page)
+}
+
+/// What following a booted guest found.
+struct Followed {
+    done: Option<i64>,
+    first_line: Option<Duration>,
+    problems: Vec<String>,
+}
+
+/// Follows the guest's results channel until `# MIGTIME-DONE`, QEMU's exit
+/// or the timeout (which kills it).
+fn follow(g: &mut Guest, o: &BootOpts, out: &dyn Reporter) -> Result<Followed> {
+    let t0 = g.started;
+    let deadline = t0 + o.timeout;
+    let mut tail = Tail::new(&g.results);
+    let mut f = Followed {
+        done: None,
+        first_line: None,
+        problems: Vec::new(),
+    };
+    loop {
+        for l in tail.poll() {
+            if f.first_line.is_none() {
+                f.first_line = Some(t0.elapsed());
+                out.stage(&format!(
+                    "guest up: first results line after {:.2} s",
+                    t0.elapsed().as_secs_f64()
+                ));
+            }
+            if let Some(Marker::Done(st)) = marker(&l) {
+                f.done = Some(st);
+            }
+        }
+        if f.done.is_some() {
+            return Ok(f);
+        }
+        if g.try_exit()?.is_some() {
+            tail.poll();
+            return Ok(f);
+        }
+        if Instant::now() >= deadline {
+            f.problems.push(format!(
+                "timeout: no MIGTIME-DONE within {} s",
+                o.timeout.as_secs()
+            ));
+            g.kill();
+            return Ok(f);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Boots one guest, follows its results channel to `# MIGTIME-DONE`, and
+/// checks exit status, DONE status and KTAP.
+pub fn boot(o: &BootOpts, out: &dyn Reporter) -> Result<Report> {
+    o.validate()?;
+    let run = &o.guest.run_dir;
+    std::fs::create_dir_all(run)
+        .with_context(|| format!("creating run folder {}", run.display()))?;
+    let page = boot_page(o, out)?;
+    out.stage(&format!(
         "booting guest ({}, {:?} mode, page {})",
         crate::qemu::accel(),
         o.guest.mode,
@@ -127,68 +157,33 @@ pub fn boot(o: &BootOpts) -> Result<Report> {
     ));
     let t0 = Instant::now();
     let mut g = Guest::start(&o.guest, "guest", page, false)?;
-    let deadline = t0 + o.timeout;
-    let mut tail = Tail::new(&g.results);
-    let mut done = None;
-    let mut first_line = None;
-    let mut problems = Vec::new();
-    loop {
-        for l in tail.poll() {
-            if first_line.is_none() {
-                first_line = Some(t0.elapsed());
-                stage(format!(
-                    "guest up: first results line after {:.2} s",
-                    t0.elapsed().as_secs_f64()
-                ));
-            }
-            if let Some(Marker::Done(st)) = marker(&l) {
-                done = Some(st);
-            }
-        }
-        if done.is_some() {
-            break;
-        }
-        if g.try_exit()?.is_some() {
-            tail.poll();
-            break;
-        }
-        if Instant::now() >= deadline {
-            problems.push(format!(
-                "timeout: no MIGTIME-DONE within {} s",
-                o.timeout.as_secs()
-            ));
-            g.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut f = follow(&mut g, o, out)?;
     let status = match g.wait_exit(Duration::from_secs(30)) {
         Ok(st) => st.code(),
         Err(e) => {
-            problems.push(format!("{e:#}"));
+            f.problems.push(format!("{e:#}"));
             None
         }
     };
-    tail.poll();
-    stage(format!(
+    out.stage(&format!(
         "guest finished after {:.2} s: MIGTIME-DONE {}, QEMU exit status {}",
         t0.elapsed().as_secs_f64(),
-        done.map_or("missing".into(), |d| d.to_string()),
+        f.done.map_or("missing".into(), |d| d.to_string()),
         status.map_or("none (killed)".into(), |c| c.to_string())
     ));
     let _ = std::fs::write(run.join("page-guest.bin"), g.page.page_bytes());
     let report = match &o.expect_panic {
-        Some(needle) => panic_verdict(run, &g.console, needle, status, done, problems),
-        None => verdict(run, &[&g.results], status, done, problems),
+        Some(needle) => panic_verdict(run, &g.console, needle, status, f.done, f.problems),
+        None => verdict(out, run, &[&g.results], status, f.done, f.problems),
     };
     let summary = serde_json::json!({
         "scenario": "boot",
         "mode": format!("{:?}", o.guest.mode).to_lowercase(),
         "ok": report.ok,
         "problems": report.problems,
-        "boot_s": first_line.map(|d| d.as_secs_f64()),
+        "boot_s": f.first_line.map(|d| d.as_secs_f64()),
         "total_s": t0.elapsed().as_secs_f64(),
-        "done_status": done,
+        "done_status": f.done,
         "exit_status": status,
         "ktap": report.ktap,
     });
@@ -198,7 +193,7 @@ pub fn boot(o: &BootOpts) -> Result<Report> {
     );
     drop(g);
     if !report.ok {
-        print_failure(run, &["guest"], &report.problems);
+        report_failure(out, run, &["guest"], &report.problems);
     }
     Ok(report)
 }
@@ -243,6 +238,7 @@ pub fn panic_verdict(
 /// Common verdict: QEMU exit status 1 (mt-exit 0), `# MIGTIME-DONE 0`, and
 /// a fully passing KTAP document over the concatenated results files.
 pub fn verdict(
+    out: &dyn Reporter,
     run: &Path,
     results: &[&Path],
     status: Option<i32>,
@@ -274,10 +270,10 @@ pub fn verdict(
     if k.passed + k.skipped == 0 {
         problems.push("KTAP: no test results".into());
     }
-    println!(
+    out.line(&format!(
         "KTAP: {} passed, {} failed, {} skipped",
         k.passed, k.failed, k.skipped
-    );
+    ));
     Report {
         ok: problems.is_empty(),
         problems,
