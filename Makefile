@@ -12,7 +12,7 @@ SHELL := /bin/bash
 export KDIR
 export MIGTIME_CACHE
 
-.PHONY: help setup kernel module companion clippy lint rust-analyzer initramfs host-test check check-debug check-debian debian-module deb demo bench fuzz fmt clean
+.PHONY: clean-module-objects help setup kernel module companion clippy lint rust-analyzer initramfs host-test check check-debug check-debian debian-module deb demo bench fuzz fmt clean
 
 help:
 	@sed -n '2,9s/^# \{0,1\}//p' Makefile
@@ -20,7 +20,7 @@ help:
 	@echo "Targets:"
 	@echo "  setup          install packages, bindgen and the kernel source (idempotent)"
 	@echo "  kernel         build or reuse the cached Rust-enabled guest kernel"
-	@echo "  module         build rust/migtime.ko (KDIR= to choose the tree)"
+	@echo "  module         build migtime.ko into build/module/<tree>/ (KDIR= to choose the tree)"
 	@echo "  companion      build the static guest companion (target/.../migtime-companion)"
 	@echo "  clippy         build the module with CLIPPY=1 (kernel lint set); fails on any warning"
 	@echo "  lint           the gates make check starts with: rustfmt 1.85, clippy -D warnings, shellcheck, module clippy"
@@ -96,7 +96,11 @@ fmt:
 	"$$RUSTFMT" --edition 2021 --config-path "$$ksrc/.rustfmt.toml" rust/*.rs && \
 	cargo fmt --all && cargo fmt --manifest-path rust/host/fuzz/Cargo.toml
 
-clean:
-	rm -rf build target
+# Objects of an in-tree module build (older checkouts built into rust/).
+clean-module-objects:
 	rm -f rust/*.o rust/*.ko rust/*.mod rust/*.mod.c rust/.*.cmd rust/modules.order rust/Module.symvers \
-		modules.order Module.symvers .*.cmd rust-project.json
+		modules.order Module.symvers .*.cmd
+
+clean: clean-module-objects
+	rm -rf build target
+	rm -f rust-project.json
