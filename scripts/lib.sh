@@ -194,3 +194,24 @@ prepare_guest() {
 	run_logged "$BUILD/harness-build.log" cargo build --release -p migtime-harness
 	HARNESS="${CARGO_TARGET_DIR:-$MIGTIME_ROOT/target}/release/migtime-harness"
 }
+
+# prepare_debian_guest: the module, .deb and symbol check for Debian 13's stock
+# cloud kernel (scripts/build-debian-module, cached), and an initramfs for its
+# unmodified vmlinuz. Sets DEBIAN_VMLINUZ, DEBIAN_KO, DEBIAN_KVER, DEBIAN_DEB,
+# DEBIAN_INITRD and BUILD.
+# shellcheck disable=SC2034 # the variables are the caller's
+prepare_debian_guest() {
+	local k v extra
+	DEBIAN_DEB=$("$MIGTIME_ROOT/scripts/build-debian-module" | tail -n1)
+	while IFS='=' read -r k v; do declare -g "$k=$v"; done < <("$MIGTIME_ROOT/scripts/build-debian-module" --print-env)
+	BUILD="$MIGTIME_ROOT/build"
+	# The guest gets the package's files (check-kernel, the recorded build
+	# ID) and the module as built for another build of the release, for the
+	# kernel-id scenario (mt_kcheck).
+	extra="$BUILD/debian/initramfs-extra"
+	rm -rf "$extra"
+	dpkg-deb -x "$DEBIAN_DEB" "$extra"
+	mkdir -p "$extra/lib/modules"
+	"$MIGTIME_ROOT/scripts/build-debian-module" --other-build-ko "$extra/lib/modules/migtime-otherbuild.ko" >/dev/null
+	DEBIAN_INITRD=$("$MIGTIME_ROOT/scripts/mkinitramfs" "$DEBIAN_KO" "$BUILD/initramfs-debian-$DEBIAN_KVER.cpio.gz" "$extra" | tail -n1)
+}

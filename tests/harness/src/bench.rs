@@ -37,6 +37,8 @@ pub struct Config {
     pub daemon_ms: Option<u32>,
     /// Module parameters (`mt.params=`), e.g. `step_method=2` for the fallback.
     pub params: &'static str,
+    /// Boots the distribution kernel (`--debian-kernel`) instead of the project's.
+    pub debian: bool,
 }
 
 /// The configurations, side by side. On the project's (patched) kernel "inject" steps with
@@ -49,6 +51,7 @@ pub fn configs(daemon_ms: u32) -> Vec<Config> {
         module,
         daemon_ms,
         params,
+        debian: false,
     };
     vec![
         c(
@@ -91,6 +94,19 @@ pub fn configs(daemon_ms: u32) -> Vec<Config> {
             Some(daemon_ms),
             "",
         ),
+        // Debian 13's stock cloud kernel (PREEMPT_DYNAMIC, NO_HZ_FULL, HZ=250): no patch
+        // series, so the read-then-set fallback, under real preemption.
+        Config {
+            debian: true,
+            ..c(
+                "debian",
+                "migtime on Debian's kernel, doorbell",
+                Mode::Doorbell,
+                true,
+                None,
+                "",
+            )
+        },
     ]
 }
 
@@ -106,6 +122,10 @@ impl Config {
         }
         if !self.params.is_empty() {
             v.push(format!("mt.params={}", self.params));
+        }
+        if self.debian {
+            // Debian's IO_STRICT_DEVMEM: the guest programs map BAR2 (as in check).
+            v.push("iomem=relaxed".to_string());
         }
         v.join(" ")
     }
@@ -131,9 +151,13 @@ fn short(e: &Option<String>) -> String {
 impl Bench<'_> {
     fn guest(&self, c: &Config, run: &str, run_dir: PathBuf) -> GuestConfig {
         let o = self.o;
+        let (kernel, initrd) = match (&o.debian, c.debian) {
+            (Some((k, i)), true) => (k.clone(), i.clone()),
+            _ => (o.kernel.clone(), o.initrd.clone()),
+        };
         GuestConfig {
-            kernel: o.kernel.clone(),
-            initrd: o.initrd.clone(),
+            kernel,
+            initrd,
             append_extra: append_for(run, "", &c.append()),
             mode: c.mode,
             run_dir,
@@ -272,6 +296,7 @@ pub fn bench(o: &BenchOpts) -> Result<bool> {
     let _ = std::fs::remove_file(&log_path);
     let rs: Vec<ConfigResult> = configs(o.daemon_ms)
         .into_iter()
+        .filter(|c| !c.debian || o.debian.is_some())
         .filter(|c| o.only.is_empty() || o.only.iter().any(|k| k == c.key))
         .map(ConfigResult::new)
         .collect();
@@ -317,8 +342,9 @@ mod tests {
         let c = configs(100);
         assert_eq!(
             c.iter().map(|c| c.key).collect::<Vec<_>>(),
-            ["baseline", "doorbell", "fallback", "polling", "daemon"]
+            ["baseline", "doorbell", "fallback", "polling", "daemon", "debian"]
         );
+        assert_eq!(c[5].append(), "mt.load=1 mt.kunit=0 iomem=relaxed");
         assert_eq!(c[0].append(), "mt.load=0 mt.kunit=0");
         assert_eq!(c[1].append(), "mt.load=1 mt.kunit=0");
         assert_eq!(c[1].mode, Mode::Doorbell);

@@ -312,6 +312,7 @@ mod tests {
             only: vec![],
             timeout: Duration::from_secs(1),
             memory_mb: 256,
+            debian: None,
         };
         let m = Machine {
             date_utc: "2030-01-01 00:00 UTC".into(),

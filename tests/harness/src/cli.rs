@@ -111,7 +111,8 @@ pub struct BenchArgs {
     /// Poll period of the userspace comparator (mt.daemon), ms.
     #[arg(long, default_value_t = 100)]
     daemon_ms: u32,
-    /// Only these configurations (baseline, polling, doorbell, daemon; repeatable).
+    /// Only these configurations (baseline, doorbell, fallback, polling, daemon, debian;
+    /// repeatable).
     #[arg(long)]
     only: Vec<String>,
     /// Time limit per boot, seconds (plus 20 s per migration).
@@ -120,6 +121,12 @@ pub struct BenchArgs {
     /// Guest memory, MiB.
     #[arg(long, default_value_t = 256)]
     memory: u32,
+    /// A distribution kernel (e.g. Debian's stock vmlinuz) for the "debian" configuration.
+    #[arg(long, requires = "debian_initrd")]
+    debian_kernel: Option<PathBuf>,
+    /// The initramfs with migtime.ko built for `--debian-kernel`.
+    #[arg(long, requires = "debian_kernel")]
+    debian_initrd: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -389,6 +396,7 @@ fn bench(a: BenchArgs) -> Result<bool> {
         only: a.only,
         timeout: Duration::from_secs(a.timeout),
         memory_mb: a.memory,
+        debian: a.debian_kernel.zip(a.debian_initrd),
     };
     o.validate()?;
     crate::bench::bench(&o)

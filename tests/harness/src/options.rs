@@ -100,6 +100,8 @@ pub struct BenchOpts {
     pub only: Vec<String>,
     pub timeout: Duration,
     pub memory_mb: u32,
+    /// Kernel and initramfs of the "debian" configuration (a distribution kernel), if any.
+    pub debian: Option<(PathBuf, PathBuf)>,
 }
 
 /// `runs/<command>-<time>-<pid>`: a run folder nobody asked for.
@@ -208,16 +210,27 @@ impl DemoOpts {
 }
 
 impl BenchOpts {
-    /// At least one run; every `only` names a configuration.
+    /// At least one run; every `only` names a configuration it can run; the inputs exist.
     pub fn validate(&self) -> Result<()> {
         check_inputs(&self.kernel, &self.initrd)?;
         if self.runs == 0 {
             bail!("--runs must be at least 1");
         }
+        let all = configs(self.daemon_ms);
         for k in &self.only {
-            if !configs(self.daemon_ms).iter().any(|c| c.key == k) {
-                bail!("unknown configuration {k:?} (baseline, polling, doorbell, daemon)");
+            match all.iter().find(|c| c.key == k) {
+                None => bail!(
+                    "unknown configuration {k:?} ({})",
+                    all.iter().map(|c| c.key).collect::<Vec<_>>().join(", ")
+                ),
+                Some(c) if c.debian && self.debian.is_none() => {
+                    bail!("configuration {k:?} needs --debian-kernel and --debian-initrd")
+                }
+                Some(_) => {}
             }
+        }
+        if let Some((k, i)) = &self.debian {
+            check_inputs(k, i)?;
         }
         Ok(())
     }
