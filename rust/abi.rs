@@ -403,6 +403,43 @@ impl Event {
         b
     }
 
+    /// Parses a record as `read(2)` returned it: the whole record, or its v1 prefix (the timing
+    /// block then reads as zero); `None` for any other length.
+    pub fn from_le_bytes(b: &[u8]) -> Option<Self> {
+        if b.len() != EVENT_BYTES && b.len() != EVENT_V1_BYTES {
+            return None;
+        }
+        let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        let u64_at = |o: usize| u64::from(u32_at(o)) | (u64::from(u32_at(o + 4)) << 32);
+        // CAST: the signed fields are stored as their two's-complement bits.
+        let i64_at = |o: usize| u64_at(o) as i64;
+        let timing = if b.len() == EVENT_BYTES {
+            Timing {
+                wake_mono_ns: i64_at(64),
+                work_mono_ns: i64_at(72),
+                done_mono_ns: i64_at(80),
+                wake_source: u32_at(88),
+                step_method: u32_at(92),
+                sets: u32_at(96),
+                ..Timing::default()
+            }
+        } else {
+            Timing::default()
+        };
+        Some(Self {
+            event: u64_at(0),
+            migration_seq: u64_at(8),
+            page_flags: u32_at(16),
+            outcome: u32_at(20),
+            intended_ns: i64_at(24),
+            applied_ns: i64_at(32),
+            residual_ns: i64_at(40),
+            realtime_ns: i64_at(48),
+            monotonic_ns: i64_at(56),
+            timing,
+        })
+    }
+
     /// How many bytes of the record a `read(2)` with a buffer of `len` bytes returns: the whole
     /// record, the v1 prefix, or `None` (too short: `EINVAL`).
     pub const fn read_len(len: usize) -> Option<usize> {

@@ -18,39 +18,26 @@ use migtime_abi::abi::Outcome;
 /// (`MIGTIME_EVENT_V1_BYTES`), which the module returns for a buffer of this size.
 pub const EVENT_BYTES: usize = migtime_abi::abi::EVENT_V1_BYTES;
 
-/// One `/dev/migtime` record (`struct migtime_event`, include/migtime_abi.h).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MigtimeEvent {
-    /// 1, 2, ... since the module was loaded.
-    pub event: u64,
-    /// The page's migration sequence number acted on.
-    pub migration_seq: u64,
-    /// The page's flags at that time.
-    pub page_flags: u32,
-    /// `MIGTIME_OUTCOME_*`.
-    pub outcome: u32,
-    /// Step intended, ns.
-    pub intended_ns: i64,
-    /// Step applied, ns.
-    pub applied_ns: i64,
-    /// `applied_ns - intended_ns`.
-    pub residual_ns: i64,
-    /// Guest CLOCK_REALTIME when the event was recorded, ns.
-    pub realtime_ns: i64,
-    /// Guest CLOCK_MONOTONIC when the event was recorded, ns.
-    pub monotonic_ns: i64,
+/// One `/dev/migtime` record (`struct migtime_event`, include/migtime_abi.h): the module's own
+/// type, from the ABI file it compiles.
+pub type MigtimeEvent = migtime_abi::abi::Event;
+
+/// The outcome's name as the module logs it (`stepped`, `notified`, ...).
+pub fn outcome_name(ev: &MigtimeEvent) -> &'static str {
+    Outcome::from_u32(ev.outcome).map_or("unknown", Outcome::name)
 }
 
-impl MigtimeEvent {
-    /// The outcome's name as the module logs it (`stepped`, `notified`, ...).
-    pub fn outcome_name(&self) -> &'static str {
-        Outcome::from_u32(self.outcome).map_or("unknown", Outcome::name)
-    }
+/// Whether the module stepped the clock for this event.
+pub fn stepped(ev: &MigtimeEvent) -> bool {
+    Outcome::from_u32(ev.outcome) == Some(Outcome::Stepped)
+}
 
-    /// Whether the module stepped the clock for this event.
-    pub fn stepped(&self) -> bool {
-        Outcome::from_u32(self.outcome) == Some(Outcome::Stepped)
+/// Parses one record; `None` unless `b` is exactly [`EVENT_BYTES`] long (what `read(2)` returns).
+pub fn parse_event(b: &[u8]) -> Option<MigtimeEvent> {
+    if b.len() != EVENT_BYTES {
+        return None;
     }
+    MigtimeEvent::from_le_bytes(b)
 }
 
 fn u32_at(b: &[u8], off: usize) -> u32 {
@@ -59,28 +46,6 @@ fn u32_at(b: &[u8], off: usize) -> u32 {
 
 fn u64_at(b: &[u8], off: usize) -> u64 {
     u64::from_le_bytes(b[off..off + 8].try_into().expect("8 bytes"))
-}
-
-fn i64_at(b: &[u8], off: usize) -> i64 {
-    i64::from_le_bytes(b[off..off + 8].try_into().expect("8 bytes"))
-}
-
-/// Parses one record; `None` unless `b` is exactly [`EVENT_BYTES`] long (what `read(2)` returns).
-pub fn parse_event(b: &[u8]) -> Option<MigtimeEvent> {
-    if b.len() != EVENT_BYTES {
-        return None;
-    }
-    Some(MigtimeEvent {
-        event: u64_at(b, 0),
-        migration_seq: u64_at(b, 8),
-        page_flags: u32_at(b, 16),
-        outcome: u32_at(b, 20),
-        intended_ns: i64_at(b, 24),
-        applied_ns: i64_at(b, 32),
-        residual_ns: i64_at(b, 40),
-        realtime_ns: i64_at(b, 48),
-        monotonic_ns: i64_at(b, 56),
-    })
 }
 
 /// `VMCLOCK_MAGIC`, "VCLK" little-endian.
@@ -524,8 +489,8 @@ mod tests {
             ),
             (2_000_000_000, 2_000_000_123, 123, -5, 9_000_000_000)
         );
-        assert!(p.stepped());
-        assert_eq!(p.outcome_name(), "stepped");
+        assert!(stepped(&p));
+        assert_eq!(outcome_name(&p), "stepped");
         assert_eq!(parse_event(&[0u8; 63]), None);
         assert_eq!(parse_event(&[0u8; 65]), None);
     }

@@ -232,11 +232,11 @@ impl Actor {
                 covers_marker,
             } => {
                 let ev = ev.expect("a migtime trigger comes with its event");
-                let acted = ev.stepped() || ev.outcome_name() == "notified";
+                let acted = logic::stepped(ev) || logic::outcome_name(ev) == "notified";
                 let what = format!(
                     "migtime event {} outcome={} applied_ns={} residual_ns={}{}",
                     ev.event,
-                    ev.outcome_name(),
+                    logic::outcome_name(ev),
                     ev.applied_ns,
                     ev.residual_ns,
                     covers_marker.map_or(String::new(), |m| format!(
@@ -300,7 +300,8 @@ impl Actor {
                 ),
                 (
                     "MIGTIME_OUTCOME",
-                    ev.map(|e| e.outcome_name().to_string()).unwrap_or_default(),
+                    ev.map(|e| logic::outcome_name(e).to_string())
+                        .unwrap_or_default(),
                 ),
                 (
                     "MIGTIME_APPLIED_NS",
@@ -488,7 +489,7 @@ fn run(o: Opts) -> Result<()> {
                                 "migration_seq={}: migtime event {} outcome={}: {}",
                                 ev.migration_seq,
                                 ev.event,
-                                ev.outcome_name(),
+                                logic::outcome_name(&ev),
                                 describe(v)
                             );
                         }
