@@ -19,12 +19,16 @@
 # are the kernel's, not ours.
 #
 # The set: the Makefile's non-destructive TEST_GEN_PROGS minus raw_skew (it
-# sleeps 120 s), threadtest shortened with its own -t, plus the destructive
+# sleeps 120 s) and nsleep-lat (below), threadtest shortened with its own -t, plus the destructive
 # set-tai and valid-adjtimex, which only touch NTP/TAI state of this
 # throwaway guest.
 
 T=/tests/timers
-DEFAULT="posix_timers nanosleep nsleep-lat set-timer-lat mqueue-lat threadtest rtcpie set-tai valid-adjtimex"
+# nsleep-lat is left out of the default set: it sleeps about 2 minutes
+# measuring plain nanosleep latency per clock, which a realtime step does not
+# touch (set-timer-lat covers timers on every clock, ABSTIME included); that
+# keeps make check near its budget. `mt_timers run nsleep-lat` still runs it.
+DEFAULT="posix_timers nanosleep set-timer-lat mqueue-lat threadtest rtcpie set-tai valid-adjtimex"
 
 # args PROG: the arguments it runs with.
 args() {
