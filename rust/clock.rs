@@ -94,7 +94,7 @@ impl Stepper {
     /// primitive (`Config` refuses it otherwise); here it falls back rather than fail.
     pub(crate) const fn new(method: StepMethod) -> Self {
         let method = match method {
-            StepMethod::Inject if cfg!(migtime_inject) => StepMethod::Inject,
+            StepMethod::Inject if crate::params::INJECT_AVAILABLE => StepMethod::Inject,
             _ => StepMethod::SetTimeOfDay,
         };
         Self {

@@ -147,22 +147,6 @@ static void drain(int dev)
 		;
 }
 
-static long long debugfs_counter(const char *name)
-{
-	char p[128];
-	long long v = -1;
-	FILE *f;
-
-	snprintf(p, sizeof(p), "/sys/kernel/debug/migtime/%s", name);
-	f = fopen(p, "r");
-	if (!f)
-		return -1;
-	if (fscanf(f, "%lld", &v) != 1)
-		v = -1;
-	fclose(f);
-	return v;
-}
-
 /* The module's line of /proc/interrupts (doorbell mode), as a message. */
 static void print_irq_line(void)
 {
@@ -197,10 +181,10 @@ static void after_event(int dev, int n, int got)
 				       outcome_name(ev2.outcome), (long long)ev2.intended_ns);
 	}
 	if (want_retries) {
-		long long r = debugfs_counter("read_retries"), b = debugfs_counter("read_busy");
+		long long r = mt_debugfs_counter("read_retries"), b = mt_debugfs_counter("read_busy");
 
 		ksft_print_msg("hop %d: debugfs read_retries %lld read_busy %lld events %lld\n", n, r,
-			       b, debugfs_counter("events"));
+			       b, mt_debugfs_counter("events"));
 		ksft_test_result(r > 0, "hop%d module saw the host writing (read_retries %lld > 0)\n",
 				 n, r);
 	}

@@ -207,6 +207,23 @@ static inline int mt_set_ntp_synced(void)
 }
 
 /* insmod MT_KO with PARAMS ("" for none): 0 or -errno. */
+/* A debugfs counter of the bound device (/sys/kernel/debug/migtime/NAME), or -1. */
+static inline long long mt_debugfs_counter(const char *name)
+{
+	char p[128];
+	long long v = -1;
+	FILE *f;
+
+	snprintf(p, sizeof(p), "/sys/kernel/debug/migtime/%s", name);
+	f = fopen(p, "r");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%lld", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
+}
+
 /*
  * The step method the loaded module must use: settimeofday when asked for
  * (step_method=2 in mt.params on the kernel command line: Rust module

@@ -52,29 +52,14 @@ static char params[256] = "poll_ms=5";
 static bool wrap_forward;
 static int ev_fd = -1;
 
-/* A debugfs counter of the bound device, or -1. */
-static long long dbg(const char *name)
-{
-	char p[128], v[32] = "";
-	FILE *f;
-
-	snprintf(p, sizeof(p), "/sys/kernel/debug/migtime/%s", name);
-	f = fopen(p, "r");
-	if (!f)
-		return -1;
-	if (!fgets(v, sizeof(v), f))
-		v[0] = 0;
-	fclose(f);
-	return v[0] ? strtoll(v, NULL, 0) : -1;
-}
-
 struct counts {
 	long long events, steps, refusals;
 };
 
 static struct counts counts(void)
 {
-	return (struct counts){ dbg("events"), dbg("steps"), dbg("refusals") };
+	return (struct counts){ mt_debugfs_counter("events"), mt_debugfs_counter("steps"),
+				mt_debugfs_counter("refusals") };
 }
 
 /* Writes the host area (seqlock protocol), any values at all. */

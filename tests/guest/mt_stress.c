@@ -84,21 +84,6 @@ static void *reader_main(void *arg)
 	return NULL;
 }
 
-static long long dbg(const char *name)
-{
-	char p[128], v[32] = "";
-	FILE *f;
-
-	snprintf(p, sizeof(p), "/sys/kernel/debug/migtime/%s", name);
-	f = fopen(p, "r");
-	if (!f)
-		return -1;
-	if (!fgets(v, sizeof(v), f))
-		v[0] = 0;
-	fclose(f);
-	return v[0] ? strtoll(v, NULL, 0) : -1;
-}
-
 struct logev {
 	unsigned long long event, seq;
 	char what[32];
@@ -160,9 +145,9 @@ int main(int argc, char **argv)
 			ksft_exit_fail_msg("/dev/kmsg: %s\n", strerror(errno));
 		close(fd);
 	}
-	ev0 = dbg("events");
-	st0 = dbg("steps");
-	rf0 = dbg("refusals");
+	ev0 = mt_debugfs_counter("events");
+	st0 = mt_debugfs_counter("steps");
+	rf0 = mt_debugfs_counter("refusals");
 	off0 = mt_clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
 	ksft_print_msg("%d readers on %ld CPUs; page seq %llu total %lld; waiting for 1 migration + %ld updates\n",
 		       nreaders, ncpu, (unsigned long long)h0.seq, (long long)h0.total, updates);
@@ -181,9 +166,9 @@ int main(int argc, char **argv)
 	}
 	sleep(2);
 	off1 = mt_clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
-	ev1 = dbg("events");
-	st1 = dbg("steps");
-	rf1 = dbg("refusals");
+	ev1 = mt_debugfs_counter("events");
+	st1 = mt_debugfs_counter("steps");
+	rf1 = mt_debugfs_counter("refusals");
 	stop = 1;
 	for (int i = 0; i < nreaders; i++)
 		pthread_join(rd[i].th, NULL);
