@@ -173,7 +173,8 @@ impl<'a> Chain<'a> {
         let resume = !(self.o.settings.no_guest_run_between && hop == 0);
         if resume {
             let storm = self.fault(last) == Some(BadPage::DoorbellStorm);
-            crate::companion::on_cont(hop + 1, self.o.settings.skew_ns, self.out);
+            let st = &self.o.settings;
+            crate::companion::on_cont(hop + 1, st.skew_ns, st.same_rate, self.out);
             let t_cont = self.resume_and_ring(&mut d, &mut h, &w, storm)?;
             self.await_ack(&d, &mut h, &w, t_cont, at);
         } else {

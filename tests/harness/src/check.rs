@@ -189,8 +189,20 @@ pub fn check(o: &CheckOpts, out: &dyn Reporter) -> Result<(u32, u32)> {
 fn run_one(o: &CheckOpts, sc: &Scenario, dir: &Path, out: &dyn Reporter) -> Result<Report> {
     let ntp = crate::companion::start_ntp(sc.run, dir, out)?;
     let r = run_one_inner(o, sc, dir, out, &ntp);
-    crate::companion::stop_ntp(out);
-    r
+    let probed = crate::companion::stop_ntp(dir, out);
+    let mut r = r?;
+    // The host's own checks (on what the probe saw) count like KTAP leaf results.
+    for (ok, what) in crate::companion::host_checks(sc.run, probed.as_ref()) {
+        out.stage(&format!("{} {what}", if ok { "ok" } else { "not ok" }));
+        if ok {
+            r.ktap.passed += 1;
+        } else {
+            r.ktap.failed += 1;
+            r.ok = false;
+            r.problems.push(what);
+        }
+    }
+    Ok(r)
 }
 
 fn run_one_inner(

@@ -327,6 +327,7 @@ fn sim(a: SimArgs) -> Result<bool> {
         settings: SimSettings {
             blackout_ms: a.blackout,
             skew_ns: a.skew_ns,
+            same_rate: false,
             compensated: a.compensated,
             migrations: a.migrations,
             no_guest_run_between: a.no_guest_run_between,

@@ -13,22 +13,22 @@
 //!   so it reaches only the 10.0.2.0/24 of QEMU's user network, where 10.0.2.2 is the host's
 //!   loopback: there the harness runs an NTP server ([`migtime_ntp_sim::NtpSim`]) serving the
 //!   simulated host's clock, passed to the guest as `mt.ntp=PORT`, switched at each `cont`
-//!   ([`on_cont`]) to the destination's clock: `hop x skew_ns` off the real clock, with its
-//!   own rate ([`host_ppm`]).
+//!   ([`on_cont`]) to the destination's clock: `skew_ns` off the source's, with its own rate
+//!   ([`host_ppm`]). Each QEMU also forwards a host UDP port to the guest's `mt_probe`, through
+//!   which [`crate::pairing`] compares the guest's clock with the simulated host's.
 
 use crate::ack::ExpectOutcome;
 use crate::options::SimSettings;
 use crate::output::Reporter;
+use crate::pairing::{
+    converge, describe, hostfwd_port, reset_ports, Convergence, PairSample, Probe, PROBE_GUEST_PORT,
+};
 use crate::qemu::Mode;
 use crate::scenarios::{Kind, Scenario};
 use anyhow::Result;
-use migtime_ntp_sim::{real_ns, NtpSim, Timeline};
-use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use migtime_ntp_sim::{NtpSim, Timeline};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 /// QEMU arguments asked for by `append` (the guest's kernel command line).
 pub fn extra_qemu_args(append: &str) -> Vec<String> {
@@ -37,9 +37,11 @@ pub fn extra_qemu_args(append: &str) -> Vec<String> {
         if w == "mt.vmclock=1" {
             a.extend(["-device".to_string(), "vmclock".to_string()]);
         } else if w == "mt.net=1" {
+            // The host's probe reaches the guest's mt_probe through a port of this QEMU's own.
+            let port = hostfwd_port();
             a.extend([
                 "-netdev".to_string(),
-                "user,id=n0,ipv6=off".to_string(),
+                format!("user,id=n0,ipv6=off,hostfwd=udp:127.0.0.1:{port}-:{PROBE_GUEST_PORT}"),
                 "-device".to_string(),
                 "virtio-net-pci,netdev=n0,romfile=".to_string(),
             ]);
@@ -51,177 +53,8 @@ pub fn extra_qemu_args(append: &str) -> Vec<String> {
 /// The NTP server of the running scenario, if it has a network.
 static NTP: Mutex<Option<NtpSim>> = Mutex::new(None);
 
-/// The guest-host pairing of the running scenario (see [`Pairing`]).
-static PAIRING: Mutex<Option<Pairing>> = Mutex::new(None);
-
-/// One guest clock sample paired with the simulated host clock when the harness read it.
-#[derive(Clone, Copy, Debug)]
-struct Sample {
-    /// Host real time when the line was read, ns.
-    host_ns: i64,
-    /// Guest CLOCK_REALTIME in the line, ns.
-    guest_ns: i64,
-    /// Guest minus the simulated host clock serving at that moment, ns.
-    err_ns: i64,
-}
-
-/// Tails the run folder's `results-*.ktap` every millisecond and pairs each
-/// `# MIGTIME-CLOCK <realtime_ns> <monotonic_ns>` line with the simulated host's clock (the NTP
-/// server's timeline) when it is read: guest - host, with the serial path and the 1 ms poll as
-/// the pairing error (the line is printed after the guest reads its clock, so the error is
-/// one-sided: the guest looks behind by the print-to-read delay).
-struct Pairing {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Vec<Sample>>>,
-    dir: PathBuf,
-}
-
-impl Pairing {
-    fn start(dir: &Path, timeline: Arc<dyn Fn() -> Timeline + Send + Sync>) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (stop2, dir2) = (stop.clone(), dir.to_path_buf());
-        let thread = std::thread::spawn(move || {
-            let mut files: Vec<(PathBuf, u64, String)> = Vec::new();
-            let mut out = Vec::new();
-            while !stop2.load(Ordering::Relaxed) {
-                if let Ok(rd) = std::fs::read_dir(&dir2) {
-                    for e in rd.flatten() {
-                        let p = e.path();
-                        let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                        if n.starts_with("results-")
-                            && n.ends_with(".ktap")
-                            && !files.iter().any(|f| f.0 == p)
-                        {
-                            files.push((p, 0, String::new()));
-                        }
-                    }
-                }
-                for (p, pos, partial) in files.iter_mut() {
-                    let Ok(mut f) = std::fs::File::open(&*p) else {
-                        continue;
-                    };
-                    if f.seek(SeekFrom::Start(*pos)).is_err() {
-                        continue;
-                    }
-                    let mut buf = String::new();
-                    if let Ok(n) = f.read_to_string(&mut buf) {
-                        *pos += n as u64;
-                    }
-                    if buf.is_empty() {
-                        continue;
-                    }
-                    let host_ns = real_ns();
-                    let tl = timeline();
-                    partial.push_str(&buf);
-                    while let Some(i) = partial.find('\n') {
-                        let line: String = partial.drain(..=i).collect();
-                        let mut w = line.split_whitespace();
-                        if w.any(|x| x == "MIGTIME-CLOCK") {
-                            if let Some(Ok(g)) = w.next().map(str::parse::<i64>) {
-                                out.push(Sample {
-                                    host_ns,
-                                    guest_ns: g,
-                                    err_ns: g - tl.at(host_ns),
-                                });
-                            }
-                        }
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            out
-        });
-        Self {
-            stop,
-            thread: Some(thread),
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    /// Stops, writes `pairing.csv` and returns the summary line, if there were samples.
-    fn finish(mut self, resume_ns: Option<i64>) -> Option<String> {
-        self.stop.store(true, Ordering::Relaxed);
-        let samples = self.thread.take()?.join().ok()?;
-        let mut csv = String::from("host_ns,guest_ns,err_ns\n");
-        for s in &samples {
-            csv.push_str(&format!("{},{},{}\n", s.host_ns, s.guest_ns, s.err_ns));
-        }
-        let _ = std::fs::write(self.dir.join("pairing.csv"), csv);
-        let resume = resume_ns?;
-        Some(summarize(&samples, resume))
-    }
-}
-
-/// After `resume_ns`: the time from which guest - host stays below 5 ms to the last sample
-/// (per 1 s window, its least-delayed sample: the pairing error is one-sided, a few ms of serial
-/// path under TCG), the largest |guest - host| of a single sample, the window covered, and the
-/// pairing error seen over the 5 s before the migration, when chronyd had the guest in sync.
-fn summarize(samples: &[Sample], resume_ns: i64) -> String {
-    fn median(mut v: Vec<i64>) -> i64 {
-        v.sort_unstable();
-        v[v.len() / 2]
-    }
-    // The last 5 s of samples before the source stopped (none come during the blackout).
-    let last_before = samples
-        .iter()
-        .filter(|s| s.host_ns < resume_ns)
-        .map(|s| s.host_ns)
-        .max();
-    let before: Vec<i64> = samples
-        .iter()
-        .filter(|s| last_before.is_some_and(|l| s.host_ns <= l && s.host_ns > l - 5_000_000_000))
-        .map(|s| s.err_ns)
-        .collect();
-    let pairing = if before.is_empty() {
-        "pairing error n/a".to_string()
-    } else {
-        format!(
-            "pairing error before the migration: median {:+.1} ms, {:+.1}..{:+.1} ms",
-            median(before.clone()) as f64 / 1e6,
-            *before.iter().min().unwrap() as f64 / 1e6,
-            *before.iter().max().unwrap() as f64 / 1e6
-        )
-    };
-    let after: Vec<&Sample> = samples.iter().filter(|s| s.host_ns >= resume_ns).collect();
-    let Some(last) = after.last() else {
-        return format!("no guest clock samples after resume; {pairing}");
-    };
-    let worst = after.iter().map(|s| s.err_ns.abs()).max().unwrap_or(0);
-    // 1 s windows from the resume.
-    let mut windows: Vec<(i64, Vec<i64>)> = Vec::new();
-    for s in &after {
-        let k = (s.host_ns - resume_ns) / 1_000_000_000;
-        match windows.last_mut() {
-            Some((w, v)) if *w == k => v.push(s.err_ns),
-            _ => windows.push((k, vec![s.err_ns])),
-        }
-    }
-    // Per window the sample with the least delay: the pairing error only makes the guest look
-    // behind (it read its clock before the line reached the host), so the largest guest - host
-    // of a window is its best estimate.
-    let meds: Vec<(i64, i64)> = windows
-        .into_iter()
-        .map(|(k, v)| (k, v.into_iter().max().unwrap_or(0)))
-        .collect();
-    let settled = match meds.iter().rposition(|(_, m)| m.abs() >= 5_000_000) {
-        None => Some(meds[0].0),
-        Some(i) => meds.get(i + 1).map(|(k, _)| *k),
-    };
-    let window = (last.host_ns - resume_ns) as f64 / 1e9;
-    match settled {
-        Some(k) => format!(
-            "guest-host after resume: within 5 ms (least-delayed sample per second) from {k} s on (to the end of the {window:.0} s window), worst |err| {:.1} ms, {} samples; {pairing}",
-            worst as f64 / 1e6,
-            after.len()
-        ),
-        None => format!(
-            "guest-host after resume: not within 5 ms at the end of the {window:.0} s window (last {:+.1} ms), worst |err| {:.1} ms, {} samples; {pairing}",
-            meds.last().map_or(0, |m| m.1) as f64 / 1e6,
-            worst as f64 / 1e6,
-            after.len()
-        ),
-    }
-}
+/// The probe of the running scenario (see [`crate::pairing`]).
+static PROBE: Mutex<Option<Probe>> = Mutex::new(None);
 
 /// Host real time of the latest switch to a destination host (the resume), if any.
 static RESUMED_AT: Mutex<Option<i64>> = Mutex::new(None);
@@ -236,12 +69,13 @@ pub fn host_ppm(k: u32) -> f64 {
     }
 }
 
-/// Before a scenario: starts the NTP server when `run` asks for a network (`mt.net=1`) and
-/// returns the command line words for the guest (`mt.ntp=PORT`), else "".
+/// Before a scenario: starts the NTP server and the probe when `run` asks for a network
+/// (`mt.net=1`) and returns the command line words for the guest (`mt.ntp=PORT`), else "".
 pub fn start_ntp(run: &str, dir: &Path, out: &dyn Reporter) -> Result<String> {
     let mut g = NTP.lock().expect("ntp lock");
     *g = None;
     *RESUMED_AT.lock().expect("resume lock") = None;
+    reset_ports();
     if !run.split_whitespace().any(|w| w == "mt.net=1") {
         return Ok(String::new());
     }
@@ -260,32 +94,95 @@ pub fn start_ntp(run: &str, dir: &Path, out: &dyn Reporter) -> Result<String> {
             .as_ref()
             .map_or_else(Timeline::default, NtpSim::timeline)
     });
-    *PAIRING.lock().expect("pairing lock") = Some(Pairing::start(dir, tl));
+    *PROBE.lock().expect("probe lock") = Some(Probe::start(tl)?);
     Ok(format!("mt.ntp={port}"))
 }
 
-/// After a scenario: stops the NTP server.
-pub fn stop_ntp(out: &dyn Reporter) {
-    if let Some(p) = PAIRING.lock().expect("pairing lock").take() {
-        if let Some(line) = p.finish(*RESUMED_AT.lock().expect("resume lock")) {
-            out.stage(&line);
+/// What the probe saw in a scenario with a network.
+#[derive(Clone, Debug, Default)]
+pub struct Probed {
+    /// Every sample, in time order (also in the run folder's `pairing.csv`).
+    pub samples: Vec<PairSample>,
+    /// Host real time of the last switch to a destination host, ns.
+    pub resume_ns: Option<i64>,
+    /// The numbers after that resume.
+    pub convergence: Option<Convergence>,
+}
+
+/// After a scenario: stops the probe and the NTP server; what the probe saw, if it ran.
+pub fn stop_ntp(dir: &Path, out: &dyn Reporter) -> Option<Probed> {
+    let probe = PROBE.lock().expect("probe lock").take();
+    let r = probe.map(|p| {
+        let samples = p.finish();
+        let mut csv = String::from("host_ns,err_ns,bound_ns\n");
+        for s in &samples {
+            csv.push_str(&format!("{},{},{}\n", s.host_ns, s.err_ns, s.bound_ns));
         }
-    }
+        let _ = std::fs::write(dir.join("pairing.csv"), csv);
+        let resume_ns = *RESUMED_AT.lock().expect("resume lock");
+        let convergence = resume_ns.map(|r| converge(&samples, r));
+        match &convergence {
+            Some(c) => out.stage(&describe(c)),
+            None => out.stage(&format!("probe: {} samples, no migration", samples.len())),
+        }
+        Probed {
+            samples,
+            resume_ns,
+            convergence,
+        }
+    });
     if let Some(s) = NTP.lock().expect("ntp lock").take() {
         out.stage(&format!("NTP server: {} requests served", s.served()));
     }
+    reset_ports();
+    r
+}
+
+/// The host's own checks of a chrony scenario (`mt_chrony:expect=...` in `run`), on what the
+/// probe saw: the guest ends within 5 ms of the new host (expect=vmclock, migtime), and with
+/// the module's step (expect=migtime) gets there in one correction and never leaves. Each is
+/// (passed, description).
+pub fn host_checks(run: &str, p: Option<&Probed>) -> Vec<(bool, String)> {
+    let expect = |e: &str| run.contains(&format!("mt_chrony:expect={e}"));
+    if !expect("vmclock") && !expect("migtime") {
+        return Vec::new();
+    }
+    let c = p.and_then(|p| p.convergence.clone()).unwrap_or_default();
+    let mut v = vec![(
+        c.settled_s.is_some() && c.held_s > 0.0,
+        format!(
+            "host probe: guest within 5 ms of the new host at the end ({} samples after resume, settled {})",
+            c.samples,
+            c.settled_s.map_or("never".into(), |s| format!("after {s:.2} s"))
+        ),
+    )];
+    if expect("migtime") {
+        v.push((
+            c.one_step,
+            format!(
+                "host probe: one correction (the module's step) and no second one: once within 5 ms of the new host the guest never leaves it (pairing error median {:.2} ms, max {:.2} ms)",
+                c.bound_median_ms, c.bound_max_ms
+            ),
+        ));
+    }
+    v
 }
 
 /// Just before `cont` of hop `hop` (1, 2, ...): the NTP server now serves destination host
-/// `hop`, whose clock is `hop x skew_ns` off the real one (the skew the page's Tout carries).
-pub fn on_cont(hop: u32, skew_ns: i64, out: &dyn Reporter) {
+/// `hop`, whose clock is `skew_ns` off the source's (the skew the page's Tout carries) and,
+/// unless `same_rate`, runs at its own rate ([`host_ppm`]).
+pub fn on_cont(hop: u32, skew_ns: i64, same_rate: bool, out: &dyn Reporter) {
     if let Some(s) = NTP.lock().expect("ntp lock").as_ref() {
-        let tl = s.set(i64::from(hop) * skew_ns, host_ppm(hop));
+        let old = s.timeline();
+        let now = migtime_ntp_sim::real_ns();
+        let ppm = if same_rate { old.ppm } else { host_ppm(hop) };
+        let tl = s.set(old.offset_at(now) + skew_ns, ppm);
         *RESUMED_AT.lock().expect("resume lock") = Some(tl.since_ns);
         out.stage(&format!(
-            "NTP server now serves host {hop}: offset {:+.3} ms, rate {:+} ppm",
-            tl.offset_ns as f64 / 1e6,
-            tl.ppm
+            "NTP server now serves host {hop}: {:+.3} ms off the source, rate {:+} ppm (source {:+} ppm)",
+            (tl.offset_ns - old.offset_at(tl.since_ns)) as f64 / 1e6,
+            tl.ppm,
+            old.ppm
         ));
     }
 }
@@ -367,66 +264,61 @@ mod tests {
         let w = start_ntp("mt_chrony:expect=migtime mt.net=1", &dir, &Console).unwrap();
         let port: u16 = w.strip_prefix("mt.ntp=").unwrap().parse().unwrap();
         assert_ne!(port, 0);
-        let tl = |f: &dyn Fn(&NtpSim)| f(NTP.lock().unwrap().as_ref().unwrap());
-        tl(&|s| {
-            assert_eq!(s.addr().port(), port);
-            assert_eq!((s.timeline().offset_ns, s.timeline().ppm), (0, host_ppm(0)));
-        });
-        on_cont(1, 500_000_000, &Console);
-        tl(&|s| {
-            assert_eq!(
-                (s.timeline().offset_ns, s.timeline().ppm),
-                (500_000_000, host_ppm(1))
-            )
-        });
-        on_cont(2, 500_000_000, &Console);
-        tl(&|s| {
-            assert_eq!(
-                (s.timeline().offset_ns, s.timeline().ppm),
-                (1_000_000_000, host_ppm(2))
-            )
-        });
+        let tl = || NTP.lock().unwrap().as_ref().unwrap().timeline();
+        assert_eq!(NTP.lock().unwrap().as_ref().unwrap().addr().port(), port);
+        assert_eq!((tl().offset_ns, tl().ppm), (0, host_ppm(0)));
+        // Each destination is skew_ns off its source, the source's drift kept.
+        let off = |t: Timeline| t.offset_at(t.since_ns);
+        let src = tl();
+        on_cont(1, 500_000_000, false, &Console);
+        let d1 = tl();
+        assert_eq!(off(d1) - src.offset_at(d1.since_ns), 500_000_000);
+        assert_eq!(d1.ppm, host_ppm(1));
+        on_cont(2, -500_000_000, true, &Console);
+        let d2 = tl();
+        assert_eq!(off(d2) - d1.offset_at(d2.since_ns), -500_000_000);
+        assert_eq!(d2.ppm, d1.ppm, "same_rate keeps the source's rate");
         assert_ne!(host_ppm(1), host_ppm(2));
-        stop_ntp(&Console);
+        let p = stop_ntp(&dir, &Console).expect("the probe ran");
+        assert_eq!(p.resume_ns, Some(d2.since_ns));
+        assert!(dir.join("pairing.csv").exists());
         assert!(NTP.lock().unwrap().is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// Ten samples a second, `per_s[k]` ms of error in second k after a resume at 10 s; a
-    /// 7 pre-migration seconds at -1.5 ms.
-    fn samples(per_s: &[f64]) -> Vec<Sample> {
-        let mut v = Vec::new();
-        for (k, e) in std::iter::repeat_n(&-1.5, 7).chain(per_s).enumerate() {
-            for j in 0..10 {
-                // One delayed sample of -4.9 ms a second: the least-delayed one counts.
-                let spike = if j == 3 { -4.9 } else { *e };
-                v.push(Sample {
-                    host_ns: 3_000_000_000 + k as i64 * 1_000_000_000 + j * 100_000_000,
-                    guest_ns: 0,
-                    err_ns: (spike * 1e6) as i64,
-                });
-            }
-        }
-        v
-    }
-
     #[test]
-    fn summary_finds_when_the_error_settles_for_good() {
-        let resume = 10_000_000_000;
-        let s = summarize(&samples(&[-2000.0, 1.0, 30.0, 4.0, -3.0, 0.5]), resume);
-        assert!(s.contains("from 3 s on"), "{s}");
-        assert!(s.contains("worst |err| 2000.0 ms"), "{s}");
-        assert!(
-            s.contains("pairing error before the migration: median -1.5 ms, -4.9..-1.5 ms"),
-            "{s}"
+    fn host_checks_follow_the_expectation() {
+        let conv = |one_step, settled_s| Probed {
+            convergence: Some(Convergence {
+                samples: 100,
+                settled_s,
+                held_s: 5.0,
+                one_step,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(host_checks("mt_chrony:expect=none:sync=200 mt.net=1", None).is_empty());
+        assert!(host_checks("mt_companion:expect=vmclock", None).is_empty());
+        let good = conv(true, Some(0.1));
+        let v = host_checks("mt_chrony:expect=migtime:hops=1 mt.net=1", Some(&good));
+        assert_eq!(v.len(), 2);
+        assert!(v.iter().all(|c| c.0), "{v:?}");
+        let v = host_checks(
+            "mt_chrony:expect=migtime mt.net=1",
+            Some(&conv(false, Some(3.0))),
         );
-        let s = summarize(&samples(&[-2000.0, 1.0, 30.0]), resume);
-        assert!(s.contains("not within 5 ms"), "{s}");
-        let s = summarize(&samples(&[1.0, 2.0]), resume);
-        assert!(
-            s.contains("(least-delayed sample per second) from 0 s on"),
-            "{s}"
+        assert_eq!((v[0].0, v[1].0), (true, false));
+        let v = host_checks(
+            "mt_chrony:expect=vmclock mt.net=1",
+            Some(&conv(false, None)),
         );
+        assert_eq!(v.len(), 1);
+        assert!(!v[0].0);
+        // No probe at all fails too.
+        assert!(host_checks("mt_chrony:expect=vmclock mt.net=1", None)
+            .iter()
+            .all(|c| !c.0));
     }
 
     #[test]
@@ -440,5 +332,10 @@ mod tests {
         let net = extra_qemu_args("mt.net=1");
         assert_eq!(net[0], "-netdev");
         assert!(net[1].starts_with("user,") && net[1].contains("ipv6=off"));
+        assert!(
+            net[1].contains(&format!("-:{PROBE_GUEST_PORT}")),
+            "{}",
+            net[1]
+        );
     }
 }

@@ -41,6 +41,7 @@ pub mod observe;
 pub mod options;
 pub mod output;
 pub mod page;
+pub mod pairing;
 pub mod plot;
 pub mod qemu;
 pub mod qmp;

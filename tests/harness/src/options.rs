@@ -33,6 +33,9 @@ pub struct BootOpts {
 pub struct SimSettings {
     pub blackout_ms: u64,
     pub skew_ns: i64,
+    /// The destination host's clock runs at the source's rate (no oscillator difference);
+    /// only the NTP server of a networked guest has rates (`crate::companion::on_cont`).
+    pub same_rate: bool,
     pub compensated: bool,
     /// Migrations in the chain (0 is taken as 1).
     pub migrations: u32,

@@ -1,0 +1,366 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Guest clock against the simulated host clock, measured from the host: the probe and what
+//! its samples say about a migration.
+//!
+//! The guest runs `mt_probe` (tests/guest/mt_probe.c), a UDP responder on port
+//! [`PROBE_GUEST_PORT`]; each QEMU forwards a host port of its own to it
+//! ([`hostfwd_port`]). [`Probe`] sends a request to every forwarded port every
+//! [`PROBE_PERIOD`] (only the running guest answers) and pairs each reply NTP-style: with the
+//! host's send and receive times `t1`, `t4` read on the simulated host clock and the guest's
+//! receive and transmit times `g2`, `g3`,
+//!
+//! ```text
+//! err   = ((g2 - t1) + (g3 - t4)) / 2      guest - host
+//! bound = ((t4 - t1) - (g3 - g2)) / 2      |err - true error| <= bound
+//! ```
+//!
+//! `bound`, half the round trip's network delay (QEMU's slirp, virtio-net, the guest's
+//! interrupt path), is the pairing error of the sample, stated with every number.
+//! [`converge`] turns the samples into the numbers of issue 10: when the guest got within
+//! [`WITHIN_NS`] of the host for good, for how long, the worst error after the resume.
+
+use migtime_ntp_sim::{real_ns, Timeline};
+use serde::Serialize;
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The guest's UDP port of `mt_probe`.
+pub const PROBE_GUEST_PORT: u16 = 5123;
+
+/// One request per forwarded port this often.
+pub const PROBE_PERIOD: Duration = Duration::from_millis(50);
+
+/// "In sync": |guest - host| below this (issue 10's 5 ms).
+pub const WITHIN_NS: i64 = 5_000_000;
+
+/// Request magic; a request is the magic, a sequence number and the host send time.
+const MAGIC: &[u8; 4] = b"MTPR";
+const REQ_LEN: usize = 16;
+const REPLY_LEN: usize = REQ_LEN + 16;
+
+/// Host ports forwarded to a guest's `mt_probe` by the QEMUs of the running scenario.
+static PORTS: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+
+/// A free host UDP port for one more QEMU's `hostfwd` to the guest's probe port; the probe
+/// sends to it from now on. (Bound and released here, then bound by QEMU: a port taken in
+/// between makes QEMU fail to start, loudly.)
+pub fn hostfwd_port() -> u16 {
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map_or(0, |a| a.port());
+    PORTS.lock().expect("probe ports").push(port);
+    port
+}
+
+/// Forgets the forwarded ports (a new scenario starts).
+pub fn reset_ports() {
+    PORTS.lock().expect("probe ports").clear();
+}
+
+/// One guest-host comparison.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct PairSample {
+    /// Host real time at the middle of the exchange, ns.
+    pub host_ns: i64,
+    /// Guest CLOCK_REALTIME minus the simulated host clock, ns.
+    pub err_ns: i64,
+    /// Half the round trip's network delay: the most `err_ns` can be off, ns.
+    pub bound_ns: i64,
+}
+
+impl PairSample {
+    /// Within [`WITHIN_NS`] of the host, whatever the pairing error.
+    pub fn surely_in(&self) -> bool {
+        self.err_ns.abs() + self.bound_ns < WITHIN_NS
+    }
+
+    /// Beyond [`WITHIN_NS`], whatever the pairing error.
+    pub fn surely_out(&self) -> bool {
+        self.err_ns.abs() - self.bound_ns >= WITHIN_NS
+    }
+}
+
+/// Pairs one reply: the request's host send time `t1` and receive time `t4` (real host
+/// clock, ns) read on `tl`, and the guest's receive and transmit times.
+pub fn pair(tl: &Timeline, t1: i64, t4: i64, g2: i64, g3: i64) -> PairSample {
+    let (h1, h4) = (tl.at(t1), tl.at(t4));
+    PairSample {
+        host_ns: t1 + (t4 - t1) / 2,
+        err_ns: ((g2 - h1) + (g3 - h4)) / 2,
+        bound_ns: ((h4 - h1) - (g3 - g2)).max(0) / 2,
+    }
+}
+
+/// The prober: a thread sending requests and pairing the replies until [`Probe::finish`].
+pub struct Probe {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Vec<PairSample>>>,
+}
+
+impl Probe {
+    /// Starts probing the forwarded ports; `timeline` is the simulated host clock now.
+    pub fn start(timeline: Arc<dyn Fn() -> Timeline + Send + Sync>) -> std::io::Result<Self> {
+        let sock = UdpSocket::bind("127.0.0.1:0")?;
+        sock.set_read_timeout(Some(Duration::from_millis(5)))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let mut seq: u32 = 0;
+            let mut next = real_ns();
+            while !stop2.load(Ordering::Relaxed) {
+                if real_ns() >= next {
+                    next += PROBE_PERIOD.as_nanos() as i64;
+                    let ports = PORTS.lock().expect("probe ports").clone();
+                    for p in ports {
+                        seq = seq.wrapping_add(1);
+                        let mut req = [0u8; REQ_LEN];
+                        req[..4].copy_from_slice(MAGIC);
+                        req[4..8].copy_from_slice(&seq.to_le_bytes());
+                        req[8..].copy_from_slice(&real_ns().to_le_bytes());
+                        let _ = sock.send_to(&req, ("127.0.0.1", p));
+                    }
+                }
+                let mut buf = [0u8; 64];
+                if let Ok(n) = sock.recv(&mut buf) {
+                    let t4 = real_ns();
+                    if let Some(s) = Self::reply(&buf[..n], t4, &timeline()) {
+                        out.push(s);
+                    }
+                }
+            }
+            out
+        });
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// One reply to a sample, unless malformed or the host clock switched during its exchange
+    /// (then its two ends belong to different hosts).
+    fn reply(b: &[u8], t4: i64, tl: &Timeline) -> Option<PairSample> {
+        if b.len() != REPLY_LEN || &b[..4] != MAGIC {
+            return None;
+        }
+        let le = |i: usize| i64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        let (t1, g2, g3) = (le(8), le(16), le(24));
+        (t1 >= tl.since_ns).then(|| pair(tl, t1, t4, g2, g3))
+    }
+
+    /// Stops the thread; the samples in host time order.
+    pub fn finish(mut self) -> Vec<PairSample> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut v = self
+            .thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default();
+        v.sort_by_key(|s| s.host_ns);
+        v
+    }
+}
+
+/// What the guest clock did after a migration, as seen by the probe.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Convergence {
+    /// Samples after the resume.
+    pub samples: usize,
+    /// Seconds from the resume to the first sample surely within 5 ms after the last one
+    /// surely beyond (none if it never settled before the window ended).
+    pub settled_s: Option<f64>,
+    /// Seconds it then stayed within 5 ms: to the end of the window.
+    pub held_s: f64,
+    /// Seconds of samples after the resume.
+    pub window_s: f64,
+    /// The largest |guest - host| after the resume, and its sample's pairing error, ms.
+    pub worst_ms: f64,
+    pub worst_bound_ms: f64,
+    /// guest - host over the 5 s before the migration (chronyd's sync to the source), median, ms.
+    pub before_ms: Option<f64>,
+    /// The pairing error (half round trip) of the samples after the resume: median, max, ms.
+    pub bound_median_ms: f64,
+    pub bound_max_ms: f64,
+    /// After the resume the guest was only ever at its pre-migration time (within 5 ms of the
+    /// first sample's error) or not surely beyond 5 ms of the new host, and never left the new host's time
+    /// once there: one correction, no second one, no slew through the gap.
+    pub one_step: bool,
+}
+
+fn median(mut v: Vec<i64>) -> i64 {
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or(0)
+}
+
+/// The numbers of a migration resumed at host real time `resume_ns`; `samples` in time order.
+pub fn converge(samples: &[PairSample], resume_ns: i64) -> Convergence {
+    // The last 5 s before the source stopped (no replies come during the blackout).
+    let before: Vec<i64> = match samples.iter().rfind(|s| s.host_ns < resume_ns) {
+        Some(l) => samples
+            .iter()
+            .filter(|s| s.host_ns <= l.host_ns && l.host_ns - s.host_ns < 5_000_000_000)
+            .map(|s| s.err_ns)
+            .collect(),
+        None => Vec::new(),
+    };
+    let after: Vec<&PairSample> = samples.iter().filter(|s| s.host_ns >= resume_ns).collect();
+    let mut c = Convergence {
+        samples: after.len(),
+        before_ms: (!before.is_empty()).then(|| median(before) as f64 / 1e6),
+        ..Default::default()
+    };
+    let (Some(first), Some(last)) = (after.first(), after.last()) else {
+        return c;
+    };
+    let secs = |s: &PairSample| (s.host_ns - resume_ns) as f64 / 1e9;
+    c.window_s = secs(last);
+    let worst = after
+        .iter()
+        .max_by_key(|s| s.err_ns.abs())
+        .expect("non-empty");
+    c.worst_ms = worst.err_ns.abs() as f64 / 1e6;
+    c.worst_bound_ms = worst.bound_ns as f64 / 1e6;
+    let bounds: Vec<i64> = after.iter().map(|s| s.bound_ns).collect();
+    c.bound_max_ms = *bounds.iter().max().expect("non-empty") as f64 / 1e6;
+    c.bound_median_ms = median(bounds) as f64 / 1e6;
+    let from = after
+        .iter()
+        .rposition(|s| s.surely_out())
+        .map_or(0, |i| i + 1);
+    if let Some(s) = after[from..].iter().find(|s| s.surely_in()) {
+        c.settled_s = Some(secs(s));
+        c.held_s = secs(last) - secs(s);
+    }
+    let first_in = after.iter().position(|s| s.surely_in());
+    let old = |s: &PairSample| (s.err_ns - first.err_ns).abs() - s.bound_ns < WITHIN_NS;
+    c.one_step = first_in.is_some_and(|i| {
+        after[..i].iter().all(|s| old(s) || !s.surely_out())
+            && after[i..].iter().all(|s| !s.surely_out())
+    });
+    c
+}
+
+/// One line for the log: what [`converge`] found.
+pub fn describe(c: &Convergence) -> String {
+    let settled = match c.settled_s {
+        Some(s) => format!(
+            "within 5 ms of the new host {s:.2} s after resume and for the {:.0} s after",
+            c.held_s
+        ),
+        None => format!("not within 5 ms for good in the {:.0} s window", c.window_s),
+    };
+    format!(
+        "probe: guest-host {settled}; worst |err| {:.1} ms (+-{:.2}); {}; before the migration {}; pairing error (half round trip) median {:.2} ms, max {:.2} ms, {} samples",
+        c.worst_ms,
+        c.worst_bound_ms,
+        if c.one_step {
+            "one correction"
+        } else {
+            "not a single correction"
+        },
+        c.before_ms.map_or("n/a".into(), |b| format!("{b:+.2} ms")),
+        c.bound_median_ms,
+        c.bound_max_ms,
+        c.samples
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `errs_ms[k]` at 10 samples a second from `t0_s`, pairing error 0.3 ms.
+    fn run(t0_s: i64, errs_ms: &[f64]) -> Vec<PairSample> {
+        errs_ms
+            .iter()
+            .enumerate()
+            .map(|(k, e)| PairSample {
+                host_ns: t0_s * 1_000_000_000 + k as i64 * 100_000_000,
+                err_ns: (e * 1e6) as i64,
+                bound_ns: 300_000,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pairing_is_ntp_style_and_reads_the_simulated_clock() {
+        let tl = Timeline {
+            offset_ns: 500_000_000,
+            ppm: 0.0,
+            since_ns: 0,
+        };
+        // Guest exactly on the simulated clock, 1 ms each way, 0.2 ms in the guest.
+        let s = pair(&tl, 10_000_000, 12_200_000, 511_000_000, 511_200_000);
+        assert_eq!(s.err_ns, 0);
+        assert_eq!(s.bound_ns, 1_000_000);
+        assert_eq!(s.host_ns, 11_100_000);
+        // Guest 3 ms behind.
+        let s = pair(&tl, 10_000_000, 12_200_000, 508_000_000, 508_200_000);
+        assert_eq!(s.err_ns, -3_000_000);
+    }
+
+    #[test]
+    fn replies_across_a_host_switch_are_dropped() {
+        let tl = Timeline {
+            offset_ns: 0,
+            ppm: 0.0,
+            since_ns: 100,
+        };
+        let mut b = vec![0u8; REPLY_LEN];
+        b[..4].copy_from_slice(MAGIC);
+        b[8..16].copy_from_slice(&99i64.to_le_bytes());
+        assert_eq!(Probe::reply(&b, 200, &tl), None);
+        b[8..16].copy_from_slice(&100i64.to_le_bytes());
+        assert!(Probe::reply(&b, 200, &tl).is_some());
+        assert_eq!(Probe::reply(&b[..20], 200, &tl), None);
+    }
+
+    #[test]
+    fn a_module_step_settles_at_once_and_is_one_correction() {
+        let mut v = run(0, &[0.5; 50]);
+        let mut after = vec![-2500.0, -2500.2];
+        after.extend([0.4; 30]);
+        v.extend(run(10, &after));
+        let c = converge(&v, 10_000_000_000);
+        assert_eq!(c.samples, 32);
+        assert_eq!(c.settled_s, Some(0.2));
+        assert!((c.held_s - 2.9).abs() < 1e-9);
+        assert_eq!(c.before_ms, Some(0.5));
+        assert_eq!(c.worst_ms, 2500.2);
+        assert!(c.one_step);
+        assert_eq!((c.bound_median_ms, c.bound_max_ms), (0.3, 0.3));
+    }
+
+    #[test]
+    fn a_slew_and_an_overshoot_are_not_one_step_and_settle_late() {
+        // Chrony alone: behind, slewing through zero, overshooting, back within 5 ms.
+        let errs = [
+            -2500.0, -1200.0, -300.0, 2.0, 270.0, 40.0, 8.0, 4.0, 1.0, 0.5,
+        ];
+        let c = converge(&run(10, &errs), 10_000_000_000);
+        assert_eq!(c.settled_s, Some(0.7));
+        assert!(!c.one_step, "a slew is not one correction");
+        assert_eq!(c.worst_ms, 2500.0);
+        // A second correction after a right step.
+        let c = converge(&run(10, &[-2500.0, 0.1, 0.2, 500.0, 0.2]), 10_000_000_000);
+        assert!(!c.one_step);
+        assert_eq!(c.settled_s, Some(0.4));
+        // Never settled.
+        let c = converge(&run(10, &[-2500.0, -2400.0]), 10_000_000_000);
+        assert_eq!(c.settled_s, None);
+        assert!(!c.one_step);
+        assert!(describe(&c).contains("not within 5 ms"));
+    }
+
+    #[test]
+    fn uncertain_samples_neither_settle_nor_unsettle() {
+        // 4.9 ms with 0.3 ms pairing error: neither surely in nor surely out.
+        let c = converge(&run(10, &[-2500.0, 4.9, 4.9, 1.0]), 10_000_000_000);
+        assert_eq!(c.settled_s, Some(0.3));
+        assert!(c.one_step);
+    }
+}
