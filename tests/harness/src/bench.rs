@@ -18,6 +18,10 @@ use serde::Serialize;
 
 use crate::bench_md::{machine, render_markdown};
 use crate::bench_report::{records, ConfigResult, HopRecord, Idle};
+use crate::daemons::{
+    cases, conditions, progress_line, render_markdown as daemons_markdown, run_case, Case,
+    DaemonOpts, DaemonRun,
+};
 use crate::observe::{mt_clock_run, observe};
 use crate::options::{BenchOpts, BootOpts, SimOpts, SimSettings};
 use crate::output::LogFile;
@@ -139,6 +143,8 @@ struct Bench<'a> {
     /// The simulator's progress (bench.log).
     log: LogFile,
     rs: Vec<ConfigResult>,
+    /// The time-daemon runs ([`crate::daemons`]).
+    daemons: Vec<DaemonRun>,
 }
 
 /// The first 160 characters of an error, for a progress line.
@@ -246,6 +252,55 @@ impl Bench<'_> {
         self.rs[i].idle = Some(idle);
     }
 
+    /// The time-daemon cases selected by `--only` (all without it), `chrony_runs` times each
+    /// per destination clock.
+    fn daemons(&mut self) {
+        let o = self.o;
+        let sel: Vec<Case> = cases()
+            .into_iter()
+            .filter(|c| o.only.is_empty() || o.only.iter().any(|k| k == c.key))
+            .collect();
+        if sel.is_empty() || o.chrony_runs == 0 {
+            return;
+        }
+        let d = self.daemon_opts();
+        println!(
+            "bench: time daemons: {} cases x {} destination clocks x {} runs, 2 s blackout (a few minutes each)",
+            sel.len(),
+            conditions().len(),
+            o.chrony_runs
+        );
+        for n in 0..o.chrony_runs {
+            for cond in conditions() {
+                for case in &sel {
+                    let t = Instant::now();
+                    let dir = self
+                        .runs_dir
+                        .join(format!("{}-{}-{}", case.key, cond.key, n + 1));
+                    let r = run_case(&d, case, &cond, &dir, &self.log);
+                    println!(
+                        "  [{:>5.0} s] {} ({:.0} s)",
+                        self.t0.elapsed().as_secs_f64(),
+                        progress_line(&r),
+                        t.elapsed().as_secs_f64()
+                    );
+                    self.daemons.push(r);
+                }
+            }
+        }
+    }
+
+    fn daemon_opts(&self) -> DaemonOpts {
+        DaemonOpts {
+            kernel: self.o.kernel.clone(),
+            initrd: self.o.initrd.clone(),
+            blackout_ms: 2000,
+            window_s: self.o.chrony_window_s,
+            hold_s: self.o.chrony_hold_s,
+            memory_mb: self.o.memory_mb,
+        }
+    }
+
     /// Writes OUT/bench.json and OUT/bench.md and prints the table.
     fn write(&mut self, hpb: u32) -> Result<()> {
         let o = self.o;
@@ -253,7 +308,14 @@ impl Bench<'_> {
             r.summarise();
         }
         let m = machine();
-        let md = render_markdown(&m, o, &self.rs);
+        let mut md = if self.rs.is_empty() {
+            String::new()
+        } else {
+            render_markdown(&m, o, &self.rs)
+        };
+        if !self.daemons.is_empty() {
+            md.push_str(&daemons_markdown(&self.daemon_opts(), &self.daemons));
+        }
         let json = serde_json::json!({
             "machine": m,
             "wall_time_s": self.t0.elapsed().as_secs_f64(),
@@ -263,6 +325,7 @@ impl Bench<'_> {
                 "memory_mb": o.memory_mb,
             },
             "configs": self.rs,
+            "daemons": self.daemons,
         });
         std::fs::write(
             o.out_dir.join("bench.json"),
@@ -316,6 +379,7 @@ pub fn bench(o: &BenchOpts) -> Result<bool> {
         runs_dir,
         log: LogFile::append(&log_path)?,
         rs,
+        daemons: Vec::new(),
     };
     for boot_no in 0..boots {
         let hops = hpb.min(o.runs - boot_no * hpb);
@@ -328,9 +392,11 @@ pub fn bench(o: &BenchOpts) -> Result<bool> {
             b.idle(i);
         }
     }
+    b.daemons();
     b.write(hpb)?;
     // Numbers, not tests: success means every configuration produced numbers.
-    Ok(b.rs.iter().all(|r| r.clock_error_ms.is_some()))
+    Ok(b.rs.iter().all(|r| r.clock_error_ms.is_some())
+        && b.daemons.iter().all(|r| r.convergence.is_some()))
 }
 
 #[cfg(test)]

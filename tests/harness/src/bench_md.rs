@@ -313,6 +313,9 @@ mod tests {
             timeout: Duration::from_secs(1),
             memory_mb: 256,
             debian: None,
+            chrony_runs: 0,
+            chrony_window_s: 240,
+            chrony_hold_s: 95,
         };
         let m = Machine {
             date_utc: "2030-01-01 00:00 UTC".into(),

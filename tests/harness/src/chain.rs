@@ -62,8 +62,6 @@ pub struct Dest {
 pub struct Written {
     pub u: Update,
     pub end: End,
-    /// Host realtime when Tout was read.
-    realtime_ns: i64,
 }
 
 /// Where a hop is in the chain.
@@ -163,19 +161,28 @@ impl<'a> Chain<'a> {
         self.finish()
     }
 
-    /// The rest of a hop once the migration completed.
+    /// The rest of a hop once the migration completed. A destination that runs is resumed
+    /// first and its page written right after, with Tout up to the resume (as a host that
+    /// publishes once the vCPUs run: the guest acts on the sequence change whenever it sees
+    /// it, and no part of the freeze is left out of Tout); one kept paused gets its page now.
     fn run_hop(&mut self, mut d: Dest, mut h: Hop, at: &At) -> Result<()> {
         let (hop, last) = (at.hop, at.last);
-        let w = self.write_page(&mut d, &mut h, hop, last)?;
+        self.blackout(&mut h, hop);
+        let resume = !(self.o.settings.no_guest_run_between && hop == 0);
+        let t_cont = if resume {
+            let st = &self.o.settings;
+            crate::companion::on_cont(hop + 1, st.skew_ns, st.same_rate, self.out);
+            Some(self.resume(&mut d, &mut h)?)
+        } else {
+            None
+        };
+        let w = self.write_page(&mut d, &mut h, last)?;
         let hammer = (self.fault(last) == Some(BadPage::PageHammer))
             .then(|| faults::Hammer::start(self.out, d.g.page.path(), w.u));
         self.report_written(&h, &w);
-        let resume = !(self.o.settings.no_guest_run_between && hop == 0);
-        if resume {
+        if let Some(t_cont) = t_cont {
             let storm = self.fault(last) == Some(BadPage::DoorbellStorm);
-            let st = &self.o.settings;
-            crate::companion::on_cont(hop + 1, st.skew_ns, st.same_rate, self.out);
-            let t_cont = self.resume_and_ring(&mut d, &mut h, &w, storm)?;
+            self.ring(&d, storm)?;
             self.await_ack(&d, &mut h, &w, t_cont, at);
         } else {
             let name = &d.g.name;
@@ -259,18 +266,31 @@ impl<'a> Chain<'a> {
         d.g.page.guest_area().map_or(0, |g| g.events)
     }
 
-    /// Holds the destination for the blackout and writes its page: the
-    /// honest update for Tout, or the `--bad-page` kind on the last hop.
-    fn write_page(&mut self, d: &mut Dest, h: &mut Hop, hop: u32, last: bool) -> Result<Written> {
+    /// Holds the destination paused for the blackout (not for a compensated migration, nor
+    /// for the hop after one kept paused).
+    fn blackout(&mut self, h: &mut Hop, hop: u32) {
         let s = &self.o.settings;
         if !s.compensated && s.blackout_ms > 0 && !(s.no_guest_run_between && hop == 1) {
             self.out.stage(&format!("blackout {} ms", s.blackout_ms));
             std::thread::sleep(Duration::from_millis(s.blackout_ms));
             h.blackout_ms = s.blackout_ms;
         }
+    }
+
+    /// Writes the destination's page: the honest update, or the `--bad-page` kind on the last
+    /// hop. Tout is the time the guest's clock stood still, from the source's STOP to the
+    /// destination's RESUME (QEMU's event times) or, for a destination kept paused, to now;
+    /// plus the skew.
+    fn write_page(&mut self, d: &mut Dest, h: &mut Hop, last: bool) -> Result<Written> {
+        let s = &self.o.settings;
         let now = tai_ns();
         let now_rt = realtime_ns();
-        h.frozen_ns = now - self.frozen_at;
+        let thawed = match h.resume_ns.filter(|_| h.resumed) {
+            Some(r) => r + (now - now_rt),
+            None => now,
+        };
+        h.frozen_ns = thawed - self.frozen_at;
+        h.write_after_resume_ns = h.resume_ns.filter(|_| h.resumed).map(|r| now_rt - r);
         let old = d.g.page.host_area();
         let mut u = Update::next(&old, h.frozen_ns + s.skew_ns, s.compensated)
             .context("the page's sequence or total would overflow")?;
@@ -289,12 +309,8 @@ impl<'a> Chain<'a> {
         h.tout_ns = u.tai_delta_ns;
         h.page = d.g.page.host_area();
         self.sum.tai_delta_total_ns = h.page.tai_delta_total_ns;
-        self.frozen_at = now; // a destination that does not run stays frozen from here
-        Ok(Written {
-            u,
-            end,
-            realtime_ns: now_rt,
-        })
+        self.frozen_at = thawed; // a destination that does not run stays frozen from here
+        Ok(Written { u, end })
     }
 
     /// The stage line of a page write.
@@ -318,20 +334,18 @@ impl<'a> Chain<'a> {
 
     /// `cont` on the destination, its RESUME, then the doorbell (and the
     /// storm fault). Returns when `cont` returned.
-    fn resume_and_ring(
-        &mut self,
-        d: &mut Dest,
-        h: &mut Hop,
-        w: &Written,
-        storm: bool,
-    ) -> Result<Instant> {
+    fn resume(&mut self, d: &mut Dest, h: &mut Hop) -> Result<Instant> {
         d.q.execute("cont", None, Duration::from_secs(10))?;
         let t_cont = Instant::now();
         let ev = d.q.wait_named("RESUME", remaining(self.deadline)?)?;
         h.resume_ns = event_time_ns(&ev);
-        h.resume_after_write_ns = h.resume_ns.map(|t| t - w.realtime_ns);
         h.resumed = true;
         self.out.stage(&format!("dest {} resumed", d.g.name));
+        Ok(t_cont)
+    }
+
+    /// Rings the destination's doorbell (doorbell mode), and storms it if asked.
+    fn ring(&mut self, d: &Dest, storm: bool) -> Result<()> {
         if let Some(s) = &d.g.server {
             s.ring(0)?;
             self.out.stage("doorbell rung (vector 0)");
@@ -339,7 +353,7 @@ impl<'a> Chain<'a> {
                 faults::storm(s, self.sum, self.out)?;
             }
         }
-        Ok(t_cont)
+        Ok(())
     }
 
     /// Polls the destination's guest area for the ack and checks it against

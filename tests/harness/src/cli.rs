@@ -111,10 +111,20 @@ pub struct BenchArgs {
     /// Poll period of the userspace comparator (mt.daemon), ms.
     #[arg(long, default_value_t = 100)]
     daemon_ms: u32,
-    /// Only these configurations (baseline, doorbell, fallback, polling, daemon, debian;
-    /// repeatable).
+    /// Only these configurations (baseline, doorbell, fallback, polling, daemon, debian,
+    /// and the time-daemon cases chrony-alone, chrony-vmclock, chrony-migtime; repeatable).
     #[arg(long)]
     only: Vec<String>,
+    /// Runs of each time-daemon case per destination clock (same clock, +0.5 s, -0.5 s with
+    /// another rate): a real chronyd in the guest, 2 s blackout; 0 leaves them out.
+    #[arg(long, default_value_t = 1)]
+    chrony_runs: u32,
+    /// Window after the migration for chronyd alone (a), seconds.
+    #[arg(long, default_value_t = 240)]
+    chrony_window: u64,
+    /// How long (b) and (c) keep measuring once chronyd is synchronised again, seconds.
+    #[arg(long, default_value_t = 95)]
+    chrony_hold: u64,
     /// Time limit per boot, seconds (plus 20 s per migration).
     #[arg(long, default_value_t = 120)]
     timeout: u64,
@@ -398,6 +408,9 @@ fn bench(a: BenchArgs) -> Result<bool> {
         timeout: Duration::from_secs(a.timeout),
         memory_mb: a.memory,
         debian: a.debian_kernel.zip(a.debian_initrd),
+        chrony_runs: a.chrony_runs,
+        chrony_window_s: a.chrony_window,
+        chrony_hold_s: a.chrony_hold,
     };
     o.validate()?;
     crate::bench::bench(&o)

@@ -31,6 +31,7 @@ pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod companion;
+pub mod daemons;
 pub mod demo;
 pub mod faults;
 pub mod follow;

@@ -105,6 +105,12 @@ pub struct BenchOpts {
     pub memory_mb: u32,
     /// Kernel and initramfs of the "debian" configuration (a distribution kernel), if any.
     pub debian: Option<(PathBuf, PathBuf)>,
+    /// Runs per time-daemon case and destination ([`crate::daemons`]; 0: none).
+    pub chrony_runs: u32,
+    /// Window after the migration for chronyd alone, s.
+    pub chrony_window_s: u64,
+    /// How long (b) and (c) keep measuring once chronyd is synchronised again, s.
+    pub chrony_hold_s: u64,
 }
 
 /// `runs/<command>-<time>-<pid>`: a run folder nobody asked for.
@@ -220,11 +226,14 @@ impl BenchOpts {
             bail!("--runs must be at least 1");
         }
         let all = configs(self.daemon_ms);
+        let daemons = crate::daemons::cases();
         for k in &self.only {
             match all.iter().find(|c| c.key == k) {
+                None if daemons.iter().any(|c| c.key == k) => {}
                 None => bail!(
-                    "unknown configuration {k:?} ({})",
-                    all.iter().map(|c| c.key).collect::<Vec<_>>().join(", ")
+                    "unknown configuration {k:?} ({}, {})",
+                    all.iter().map(|c| c.key).collect::<Vec<_>>().join(", "),
+                    daemons.iter().map(|c| c.key).collect::<Vec<_>>().join(", ")
                 ),
                 Some(c) if c.debian && self.debian.is_none() => {
                     bail!("configuration {k:?} needs --debian-kernel and --debian-initrd")

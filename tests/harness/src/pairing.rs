@@ -85,14 +85,17 @@ impl PairSample {
 }
 
 /// Pairs one reply: the request's host send time `t1` and receive time `t4` (real host
-/// clock, ns) read on `tl`, and the guest's receive and transmit times.
-pub fn pair(tl: &Timeline, t1: i64, t4: i64, g2: i64, g3: i64) -> PairSample {
+/// clock, ns) read on `tl`, and the guest's receive and transmit times. None when the guest
+/// held the request longer than the whole round trip took: its clock was stepped forward
+/// in between, and the two guest times belong to different clocks.
+pub fn pair(tl: &Timeline, t1: i64, t4: i64, g2: i64, g3: i64) -> Option<PairSample> {
     let (h1, h4) = (tl.at(t1), tl.at(t4));
-    PairSample {
+    let delay = (h4 - h1) - (g3 - g2);
+    (delay >= 0).then(|| PairSample {
         host_ns: t1 + (t4 - t1) / 2,
         err_ns: ((g2 - h1) + (g3 - h4)) / 2,
-        bound_ns: ((h4 - h1) - (g3 - g2)).max(0) / 2,
-    }
+        bound_ns: delay / 2,
+    })
 }
 
 /// The prober: a thread sending requests and pairing the replies until [`Probe::finish`].
@@ -149,7 +152,7 @@ impl Probe {
         }
         let le = |i: usize| i64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
         let (t1, g2, g3) = (le(8), le(16), le(24));
-        (t1 >= tl.since_ns).then(|| pair(tl, t1, t4, g2, g3))
+        pair(tl, t1, t4, g2, g3).filter(|_| t1 >= tl.since_ns)
     }
 
     /// Stops the thread; the samples in host time order.
@@ -213,7 +216,7 @@ pub fn converge(samples: &[PairSample], resume_ns: i64) -> Convergence {
         before_ms: (!before.is_empty()).then(|| median(before) as f64 / 1e6),
         ..Default::default()
     };
-    let (Some(first), Some(last)) = (after.first(), after.last()) else {
+    let Some(last) = after.last() else {
         return c;
     };
     let secs = |s: &PairSample| (s.host_ns - resume_ns) as f64 / 1e9;
@@ -235,10 +238,16 @@ pub fn converge(samples: &[PairSample], resume_ns: i64) -> Convergence {
         c.settled_s = Some(secs(s));
         c.held_s = secs(last) - secs(s);
     }
+    // One correction: before the first sample surely within 5 ms, every sample agrees with
+    // the pre-migration time (the best-paired of them) or is not surely beyond 5 ms; from it
+    // on, none is surely beyond.
     let first_in = after.iter().position(|s| s.surely_in());
-    let old = |s: &PairSample| (s.err_ns - first.err_ns).abs() - s.bound_ns < WITHIN_NS;
     c.one_step = first_in.is_some_and(|i| {
-        after[..i].iter().all(|s| old(s) || !s.surely_out())
+        let old = after[..i].iter().min_by_key(|s| s.bound_ns);
+        let agrees = |s: &PairSample| {
+            old.is_some_and(|o| (s.err_ns - o.err_ns).abs() - s.bound_ns - o.bound_ns < WITHIN_NS)
+        };
+        after[..i].iter().all(|s| agrees(s) || !s.surely_out())
             && after[i..].iter().all(|s| !s.surely_out())
     });
     c
@@ -294,13 +303,18 @@ mod tests {
             since_ns: 0,
         };
         // Guest exactly on the simulated clock, 1 ms each way, 0.2 ms in the guest.
-        let s = pair(&tl, 10_000_000, 12_200_000, 511_000_000, 511_200_000);
+        let s = pair(&tl, 10_000_000, 12_200_000, 511_000_000, 511_200_000).unwrap();
         assert_eq!(s.err_ns, 0);
         assert_eq!(s.bound_ns, 1_000_000);
         assert_eq!(s.host_ns, 11_100_000);
         // Guest 3 ms behind.
-        let s = pair(&tl, 10_000_000, 12_200_000, 508_000_000, 508_200_000);
+        let s = pair(&tl, 10_000_000, 12_200_000, 508_000_000, 508_200_000).unwrap();
         assert_eq!(s.err_ns, -3_000_000);
+        // Stepped forward by 2.5 s between receive and transmit: not a sample.
+        assert_eq!(
+            pair(&tl, 10_000_000, 12_200_000, 508_000_000, 3_008_200_000),
+            None
+        );
     }
 
     #[test]

@@ -51,11 +51,12 @@ pub struct Hop {
     pub blackout_ms: u64,
     /// Tout written (includes skew), ns; 0 if compensated.
     pub tout_ns: i64,
-    /// Guest clock frozen → page written (host TAI), ns, before skew.
+    /// Guest clock frozen: source STOP → destination RESUME (or page written, for a
+    /// destination kept paused), ns, before skew.
     pub frozen_ns: i64,
-    /// RESUME event time minus the host time Tout was read at (the part of
-    /// the freeze Tout does not cover), ns (µs resolution).
-    pub resume_after_write_ns: Option<i64>,
+    /// Host time the page was written minus the RESUME event time, ns (µs resolution): how
+    /// long the resumed guest ran with the old page.
+    pub write_after_resume_ns: Option<i64>,
     #[serde(serialize_with = "ser_host_area")]
     pub page: HostArea,
     pub resumed: bool,

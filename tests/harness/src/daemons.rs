@@ -1,0 +1,461 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A real time daemon in a migrated guest, three ways (issue 10), measured for `make bench`
+//! and shown by `make demo`:
+//!
+//! - (a) chronyd alone (the baseline: what a guest has today),
+//! - (b) chronyd with VMClock and migtime-companion, no migtime page,
+//! - (c) chronyd with the migtime module and migtime-companion,
+//!
+//! each after a migration with a blackout to a destination whose clock is the source's, or
+//! ±0.5 s off it and running at another rate ([`conditions`]). The guest runs `mt_chrony`
+//! (chronyd synchronised to the harness's NTP server before the migration, `makestep 1 3`
+//! used up) and the host's probe ([`crate::pairing`]) measures guest - host all along: when
+//! the guest got within 5 ms of the new host for good and for how long it stayed there,
+//! the largest error after the resume; chronyd's own view (`chronyc tracking`) comes from
+//! the guest's `# MIGTIME-CHRONY` lines. Numbers, not tests: the checks of (b) and (c) are
+//! the `chrony-vmclock` and `chrony-migtime` scenarios of `make check`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::ack::ExpectOutcome;
+use crate::companion::{start_ntp, stop_ntp};
+use crate::options::{SimOpts, SimSettings};
+use crate::output::Reporter;
+use crate::pairing::{Convergence, PairSample};
+use crate::qemu::{GuestConfig, Mode};
+use crate::results::parse_kv;
+use crate::scenarios::append_for;
+use crate::sim::sim;
+
+/// One of the three ways.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Case {
+    pub key: &'static str,
+    pub title: &'static str,
+    /// `mt_chrony`'s expect= (none, vmclock, migtime).
+    pub expect: &'static str,
+}
+
+/// (a), (b), (c).
+pub fn cases() -> [Case; 3] {
+    [
+        Case {
+            key: "chrony-alone",
+            title: "(a) chronyd alone",
+            expect: "none",
+        },
+        Case {
+            key: "chrony-vmclock",
+            title: "(b) chronyd + VMClock + companion",
+            expect: "vmclock",
+        },
+        Case {
+            key: "chrony-migtime",
+            title: "(c) chronyd + migtime + companion",
+            expect: "migtime",
+        },
+    ]
+}
+
+/// The destination host's clock against the source's.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Condition {
+    pub key: &'static str,
+    pub title: &'static str,
+    pub skew_ns: i64,
+    pub same_rate: bool,
+}
+
+/// Same clock; +0.5 s and another rate; -0.5 s and another rate.
+pub fn conditions() -> [Condition; 3] {
+    [
+        Condition {
+            key: "same",
+            title: "same clock",
+            skew_ns: 0,
+            same_rate: true,
+        },
+        Condition {
+            key: "plus",
+            title: "+0.5 s, +50 ppm",
+            skew_ns: 500_000_000,
+            same_rate: false,
+        },
+        Condition {
+            key: "minus",
+            title: "−0.5 s, +50 ppm",
+            skew_ns: -500_000_000,
+            same_rate: false,
+        },
+    ]
+}
+
+impl Case {
+    /// The kernel command line words: `mt_chrony` observing `window_s` after the migration
+    /// (a), or until chronyd is synchronised again and `hold_s` more (b, c).
+    pub fn run(&self, window_s: u64, hold_s: u64) -> String {
+        match self.expect {
+            "none" => format!("mt_chrony:expect=none:sync={window_s}:hold=0 mt.load=0 mt.net=1"),
+            "vmclock" => {
+                format!("mt_chrony:expect=vmclock:sync=60:hold={hold_s} mt.load=0 mt.vmclock=1 mt.net=1")
+            }
+            _ => format!("mt_chrony:expect=migtime:sync=60:hold={hold_s} mt.net=1"),
+        }
+    }
+
+    /// The ack the simulator waits for.
+    fn outcome(&self) -> ExpectOutcome {
+        if self.expect == "migtime" {
+            ExpectOutcome::Stepped
+        } else {
+            ExpectOutcome::None
+        }
+    }
+}
+
+/// chronyd's view at one moment (`# MIGTIME-CHRONY`): `chronyc tracking`.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct ChronyView {
+    /// Seconds since the guest saw the migration.
+    pub t_s: f64,
+    pub leap: String,
+    /// System time offset (positive: the clock is fast), s.
+    pub offset_s: f64,
+    /// Last measured offset, s.
+    pub last_s: f64,
+    /// Frequency error estimate, ppm.
+    pub freq_ppm: f64,
+}
+
+/// The `# MIGTIME-CHRONY` lines of a results channel.
+pub fn chrony_views(text: &str) -> Vec<ChronyView> {
+    text.lines()
+        .filter_map(|l| parse_kv(l, "MIGTIME-CHRONY"))
+        .map(|m| {
+            let f = |k: &str| m.get(k).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+            ChronyView {
+                t_s: f("t"),
+                leap: m.get("leap").cloned().unwrap_or_default(),
+                offset_s: f("offset"),
+                last_s: f("last"),
+                freq_ppm: f("freq"),
+            }
+        })
+        .collect()
+}
+
+/// The clock steps chronyd made (`# MIGTIME-CHRONY-RESULT ... steps=N`).
+fn chrony_steps(text: &str) -> Option<u32> {
+    text.lines()
+        .filter_map(|l| parse_kv(l, "MIGTIME-CHRONY-RESULT"))
+        .find_map(|m| m.get("steps")?.parse().ok())
+}
+
+/// One measured run.
+#[derive(Clone, Debug, Serialize)]
+pub struct DaemonRun {
+    pub case: Case,
+    pub condition: Condition,
+    /// What the probe measured after the resume.
+    pub convergence: Option<Convergence>,
+    /// chronyd's view once a second after the migration.
+    pub chrony: Vec<ChronyView>,
+    /// Clock steps chronyd made over the whole boot (`makestep 1 3` at boot included).
+    pub chrony_steps: Option<u32>,
+    /// The run passed its own checks (KTAP, ack).
+    pub ok: bool,
+    pub problems: Vec<String>,
+    /// Every probe sample (in the run folder's pairing.csv too).
+    #[serde(skip)]
+    pub samples: Vec<PairSample>,
+    /// Host real time of the resume, ns.
+    #[serde(skip)]
+    pub resume_ns: Option<i64>,
+}
+
+/// What every run shares.
+#[derive(Clone, Debug)]
+pub struct DaemonOpts {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub blackout_ms: u64,
+    /// (a)'s window after the migration, s.
+    pub window_s: u64,
+    /// (b), (c): how long to keep measuring once chronyd is synchronised again, s.
+    pub hold_s: u64,
+    pub memory_mb: u32,
+}
+
+/// Boots a guest, lets chronyd synchronise, migrates it once and measures.
+pub fn run_case(
+    o: &DaemonOpts,
+    case: &Case,
+    cond: &Condition,
+    dir: &Path,
+    out: &dyn Reporter,
+) -> DaemonRun {
+    let _ = std::fs::remove_dir_all(dir);
+    let run = case.run(o.window_s, o.hold_s);
+    let mut r = DaemonRun {
+        case: *case,
+        condition: *cond,
+        convergence: None,
+        chrony: Vec::new(),
+        chrony_steps: None,
+        ok: false,
+        problems: Vec::new(),
+        samples: Vec::new(),
+        resume_ns: None,
+    };
+    let ntp = match start_ntp(&run, dir, out) {
+        Ok(n) => n,
+        Err(e) => {
+            r.problems.push(format!("NTP server: {e:#}"));
+            return r;
+        }
+    };
+    let observe_s = o.window_s.max(60 + o.hold_s);
+    let so = SimOpts {
+        scenario: format!("{}-{}", case.key, cond.key),
+        guest: GuestConfig {
+            kernel: o.kernel.clone(),
+            initrd: o.initrd.clone(),
+            append_extra: append_for(&run, "", &format!("mt.kunit=0 {ntp}")),
+            mode: Mode::Plain,
+            run_dir: dir.to_path_buf(),
+            memory_mb: o.memory_mb,
+            vcpus: crate::qemu::DEFAULT_VCPUS,
+        },
+        // Boot, chronyd's first synchronisation (up to 240 s), the window.
+        timeout: Duration::from_secs(300 + observe_s),
+        settings: SimSettings {
+            blackout_ms: o.blackout_ms,
+            skew_ns: cond.skew_ns,
+            same_rate: cond.same_rate,
+            migrations: 1,
+            expect: Some(case.outcome()),
+            ..Default::default()
+        },
+        ack_timeout: Duration::from_secs(if case.expect == "migtime" { 20 } else { 2 }),
+    };
+    match sim(&so, out) {
+        Ok(s) => {
+            r.ok = s.report.ok;
+            r.problems = s.report.problems;
+        }
+        Err(e) => r.problems.push(format!("{e:#}")),
+    }
+    if let Some(p) = stop_ntp(dir, out) {
+        r.convergence = p.convergence;
+        r.samples = p.samples;
+        r.resume_ns = p.resume_ns;
+    }
+    let text: String = ["a", "b"]
+        .iter()
+        .filter_map(|g| std::fs::read_to_string(dir.join(format!("results-{g}.ktap"))).ok())
+        .collect();
+    r.chrony = chrony_views(&text);
+    r.chrony_steps = chrony_steps(&text);
+    r
+}
+
+/// One progress line for a run.
+pub fn progress_line(r: &DaemonRun) -> String {
+    let c = r.convergence.clone().unwrap_or_default();
+    let end = r.chrony.last();
+    format!(
+        "{:<34} {:<16} within 5 ms after {}, held {:.0} s; worst {:.1} ms; chronyd at the end: offset {}, freq {}, {}; {}",
+        r.case.title,
+        r.condition.title,
+        c.settled_s.map_or("never".into(), |s| format!("{s:.2} s")),
+        c.held_s,
+        c.worst_ms,
+        end.map_or("?".into(), |v| format!("{:+.3} ms", v.offset_s * 1e3)),
+        end.map_or("?".into(), |v| format!("{:+.2} ppm", v.freq_ppm)),
+        end.map_or("?", |v| v.leap.as_str()),
+        if r.ok {
+            "ok".to_string()
+        } else {
+            format!("problems: {}", r.problems.join("; "))
+        }
+    )
+}
+
+/// The markdown section of `bench.md`: one row per case and condition, over its runs.
+pub fn render_markdown(o: &DaemonOpts, runs: &[DaemonRun]) -> String {
+    let mut s = format!(
+        "\n### Time daemons: chronyd 4.3 in the guest (issue 10)\n\n\
+         One live migration per run, {} ms blackout; chronyd (`makestep 1 3` used up, `maxpoll 4`) \
+         synchronised beforehand to the harness's NTP server, which serves the source host's clock \
+         and from `cont` on the destination's. guest − host comes from the host's UDP probe \
+         (pairing error: half the round trip, given per row). \"Within 5 ms after\": from the \
+         resume until |guest − host| < 5 ms for good; \"held\": how long it then stayed there \
+         (to the end of the window: (a) {} s after the migration, (b)/(c) {} s after chronyd \
+         resynchronised). chronyd's view is `chronyc tracking` at the end of the window (median over the runs).\n\n\
+         | case | destination | runs | within 5 ms after, s: median (max) | held, s (min) | worst \\|error\\| after resume, ms: median (max) | one correction | chronyd at the end: offset, freq, leap | pairing error, ms: median (max) |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+        o.blackout_ms, o.window_s, o.hold_s
+    );
+    for case in cases() {
+        for cond in conditions() {
+            let rs: Vec<&DaemonRun> = runs
+                .iter()
+                .filter(|r| r.case.key == case.key && r.condition.key == cond.key)
+                .collect();
+            if rs.is_empty() {
+                continue;
+            }
+            s.push_str(&row(&case, &cond, &rs));
+        }
+    }
+    s
+}
+
+fn med_max(mut v: Vec<f64>) -> Option<(f64, f64)> {
+    v.sort_by(f64::total_cmp);
+    Some((*v.get(v.len() / 2)?, *v.last()?))
+}
+
+fn row(case: &Case, cond: &Condition, rs: &[&DaemonRun]) -> String {
+    let convs: Vec<Convergence> = rs.iter().filter_map(|r| r.convergence.clone()).collect();
+    let never = convs.iter().filter(|c| c.settled_s.is_none()).count();
+    let settled = med_max(convs.iter().filter_map(|c| c.settled_s).collect());
+    let held = convs
+        .iter()
+        .map(|c| c.held_s)
+        .min_by(f64::total_cmp)
+        .unwrap_or(0.0);
+    let worst = med_max(convs.iter().map(|c| c.worst_ms).collect());
+    let bound = med_max(convs.iter().map(|c| c.bound_median_ms).collect());
+    let bound_max = convs
+        .iter()
+        .map(|c| c.bound_max_ms)
+        .max_by(f64::total_cmp)
+        .unwrap_or(0.0);
+    let one = convs.iter().filter(|c| c.one_step).count();
+    let ends: Vec<&ChronyView> = rs.iter().filter_map(|r| r.chrony.last()).collect();
+    let mut leaps: Vec<&str> = ends.iter().map(|v| v.leap.as_str()).collect();
+    leaps.sort_unstable();
+    leaps.dedup();
+    let end = med_max(ends.iter().map(|v| v.offset_s * 1e3).collect())
+        .zip(med_max(ends.iter().map(|v| v.freq_ppm).collect()))
+        .map_or("—".into(), |((o, _), (f, _))| {
+            format!("{o:+.2} ms, {f:+.1} ppm, {}", leaps.join("/"))
+        });
+    let failed = rs.iter().filter(|r| !r.ok).count();
+    format!(
+        "| {} | {} | {}{} | {}{} | {:.0} | {} | {}/{} | {} | {} |\n",
+        case.title,
+        cond.title,
+        rs.len(),
+        if failed > 0 {
+            format!(" ({failed} with problems)")
+        } else {
+            String::new()
+        },
+        settled.map_or("—".into(), |(m, x)| format!("{m:.2} ({x:.2})")),
+        if never > 0 {
+            format!("; {never} never")
+        } else {
+            String::new()
+        },
+        held,
+        worst.map_or("—".into(), |(m, x)| format!("{m:.1} ({x:.1})")),
+        one,
+        convs.len(),
+        end,
+        bound.map_or("—".into(), |(m, _)| format!("{m:.2} ({bound_max:.2})")),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cases_ask_for_their_devices() {
+        let [a, b, c] = cases();
+        assert_eq!(
+            a.run(240, 90),
+            "mt_chrony:expect=none:sync=240:hold=0 mt.load=0 mt.net=1"
+        );
+        assert!(b.run(240, 90).contains("mt.vmclock=1") && b.run(240, 90).contains("mt.load=0"));
+        assert!(b.run(240, 90).contains(":hold=90 "));
+        assert!(!c.run(240, 90).contains("mt.load=0"));
+        assert_eq!(c.outcome(), ExpectOutcome::Stepped);
+        assert_eq!(a.outcome(), ExpectOutcome::None);
+    }
+
+    #[test]
+    fn chrony_lines_parse() {
+        let t = "    # MIGTIME-CHRONY hop=1 t=3.0 leap=Normal offset=-0.000120 last=0.000050 freq=-21.500 reftime=1.0\n\
+                 ok 3 x\n    # MIGTIME-CHRONY-RESULT hop=1 expect=none synced_after_s=-1.0 worst_update_offset_s=0.1 steps=2\n";
+        let v = chrony_views(t);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].leap, "Normal");
+        assert_eq!(v[0].t_s, 3.0);
+        assert_eq!(v[0].freq_ppm, -21.5);
+        assert_eq!(chrony_steps(t), Some(2));
+    }
+
+    #[test]
+    fn table_rows_summarise_runs() {
+        let mk = |settled, worst, ok| DaemonRun {
+            case: cases()[2],
+            condition: conditions()[1],
+            convergence: Some(Convergence {
+                settled_s: settled,
+                held_s: 95.0,
+                worst_ms: worst,
+                bound_median_ms: 0.3,
+                bound_max_ms: 2.0,
+                one_step: true,
+                samples: 2000,
+                ..Default::default()
+            }),
+            chrony: vec![ChronyView {
+                t_s: 100.0,
+                leap: "Normal".into(),
+                offset_s: 0.0001,
+                last_s: 0.0,
+                freq_ppm: 29.9,
+            }],
+            chrony_steps: Some(1),
+            ok,
+            problems: Vec::new(),
+            samples: Vec::new(),
+            resume_ns: None,
+        };
+        let o = DaemonOpts {
+            kernel: "k".into(),
+            initrd: "i".into(),
+            blackout_ms: 2000,
+            window_s: 240,
+            hold_s: 90,
+            memory_mb: 256,
+        };
+        let md = render_markdown(
+            &o,
+            &[
+                mk(Some(0.1), 2500.0, true),
+                mk(Some(0.3), 2600.0, false),
+                mk(None, 2700.0, true),
+            ],
+        );
+        let row = md
+            .lines()
+            .find(|l| l.starts_with("| (c)"))
+            .expect("a (c) row");
+        assert!(row.contains("| 3 (1 with problems) |"), "{row}");
+        assert!(row.contains("0.30 (0.30); 1 never"), "{row}");
+        assert!(row.contains("2600.0 (2700.0)"), "{row}");
+        assert!(row.contains("3/3"), "{row}");
+        assert!(row.contains("+0.10 ms, +29.9 ppm, Normal"), "{row}");
+        assert!(row.contains("0.30 (2.00)"), "{row}");
+        assert_eq!(md.lines().filter(|l| l.starts_with("| (")).count(), 1);
+    }
+}
