@@ -2,9 +2,9 @@
 /*
  * migtime paravirtual clock page, ABI version 1 -- C view for VMM authors.
  *
- * Specification: docs/abi.md. The Rust definition (rust/abi.rs) is the source of
- * truth; a host test compiles this header and checks every offset and size
- * against it.
+ * Specification: docs/abi.md. The Rust definitions (rust/abi.rs for the page,
+ * rust/event.rs for the /dev/migtime record) are the source of truth; a host
+ * test compiles this header and checks every offset and size against them.
  *
  * The page is at offset 0 of the shared memory region (BAR2 of an ivshmem
  * device), little-endian. The host writes struct migtime_host_area with the

@@ -15,7 +15,6 @@
 //! work (the primary mechanism without a doorbell; a deferrable safety net with one).
 
 use crate::abi::{
-    Event,
     GuestArea,
     Outcome,
     StepMethod,
@@ -33,6 +32,7 @@ use crate::clock::{
     Stepper, //
 };
 use crate::counters::Counters;
+use crate::event::Event;
 use crate::event_dev::EventHub;
 use crate::page::{
     self,

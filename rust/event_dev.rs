@@ -12,7 +12,7 @@
 //! reports `EPOLLIN | EPOLLRDNORM` when a newer event exists. After the device is unbound, reads
 //! return `ENODEV` and poll reports `EPOLLHUP | EPOLLERR`.
 
-use crate::abi::Event;
+use crate::event::Event;
 use kernel::{
     bindings, container_of,
     error::to_result,
@@ -319,7 +319,9 @@ mod tests {
     use super::*;
     use crate::abi::{
         Outcome,
-        Timing,
+        Timing, //
+    };
+    use crate::event::{
         EVENT_BYTES,
         EVENT_V1_BYTES, //
     };

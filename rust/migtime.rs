@@ -15,8 +15,9 @@
 //! baseline's sequence only moves forward, so no page makes the guest step twice for one
 //! migration.
 //!
-//! The guest writes back what it did in the page's guest area ([`page`]), publishes an event on
-//! `/dev/migtime` ([`event_dev`]) and keeps counters in debugfs `migtime/` ([`counters`]).
+//! The guest writes back what it did in the page's guest area ([`page`]), publishes an event
+//! ([`event`]) on `/dev/migtime` ([`event_dev`]) and keeps counters in debugfs `migtime/`
+//! ([`counters`]).
 //! Module parameters are validated in [`params`].
 
 use kernel::{
@@ -30,6 +31,7 @@ mod clock;
 mod counters;
 mod driver;
 mod engine;
+pub mod event;
 mod event_dev;
 pub mod fallback;
 mod kernel_id;
@@ -40,7 +42,7 @@ pub mod seqlock;
 mod wake;
 
 kernel::static_assert!(abi::layout_is_v1());
-kernel::static_assert!(abi::event_layout_is_v1());
+kernel::static_assert!(event::event_layout_is_v1());
 
 module! {
     type: Migtime,

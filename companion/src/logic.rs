@@ -16,11 +16,11 @@ use migtime_abi::abi::Outcome;
 
 /// Bytes of one `/dev/migtime` record as the companion reads it: the ABI v1 prefix
 /// (`MIGTIME_EVENT_V1_BYTES`), which the module returns for a buffer of this size.
-pub const EVENT_BYTES: usize = migtime_abi::abi::EVENT_V1_BYTES;
+pub const EVENT_BYTES: usize = migtime_abi::event::EVENT_V1_BYTES;
 
 /// One `/dev/migtime` record (`struct migtime_event`, include/migtime_abi.h): the module's own
-/// type, from the ABI file it compiles.
-pub type MigtimeEvent = migtime_abi::abi::Event;
+/// type, from the event file it compiles (`rust/event.rs`).
+pub type MigtimeEvent = migtime_abi::event::Event;
 
 /// The outcome's name as the module logs it (`stepped`, `notified`, ...).
 pub fn outcome_name(ev: &MigtimeEvent) -> &'static str {
@@ -441,7 +441,7 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use migtime_abi::abi::Event;
+    use migtime_abi::event::Event;
     use proptest::prelude::*;
 
     const W: u64 = 1500;

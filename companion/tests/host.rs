@@ -44,7 +44,7 @@ fn vmclock_page(seq: u32, marker: u64) -> Vec<u8> {
 
 /// The 64-byte ABI v1 prefix of an event record: what the companion's 64-byte read gets.
 fn event(n: u64, seq: u64) -> Vec<u8> {
-    migtime_abi::abi::Event {
+    migtime_abi::event::Event {
         event: n,
         migration_seq: seq,
         outcome: 1,

@@ -3,9 +3,10 @@
 //! Host build of the migtime module's pure logic.
 //!
 //! These `#[path]` modules are the very files the kernel module compiles
-//! (`rust/abi.rs`, `rust/seqlock.rs`, `rust/policy.rs`, `rust/fallback.rs`): one source of truth,
-//! tested here with `cargo test` and property tests, and used by the host-side
-//! simulator to write pages.
+//! (`rust/abi.rs`, `rust/event.rs`, `rust/seqlock.rs`, `rust/policy.rs`,
+//! `rust/fallback.rs`): one source of truth, tested here with `cargo test` and
+//! property tests, and used by the host-side simulator to write pages and by
+//! the companion to parse `/dev/migtime` records.
 //!
 //! [`page`] is host-only: the in-memory page, the host area's seqlock writer
 //! and the guest-area reader that the simulator, the host tests and the fuzz
@@ -18,6 +19,8 @@ extern crate std;
 
 #[path = "../abi.rs"]
 pub mod abi;
+#[path = "../event.rs"]
+pub mod event;
 #[path = "../fallback.rs"]
 pub mod fallback;
 mod mempage;
@@ -28,4 +31,4 @@ pub mod policy;
 pub mod seqlock;
 
 static_assertions::const_assert!(abi::layout_is_v1());
-static_assertions::const_assert!(abi::event_layout_is_v1());
+static_assertions::const_assert!(event::event_layout_is_v1());

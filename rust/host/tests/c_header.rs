@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `include/migtime_abi.h` must describe exactly the layout of `rust/abi.rs`: compile a tiny C
-//! program with the header, print every offset, size and constant, and compare.
+//! `include/migtime_abi.h` must describe exactly the layout of `rust/abi.rs` (the page) and
+//! `rust/event.rs` (the `/dev/migtime` record): compile a tiny C program with the header, print
+//! every offset, size and constant, and compare.
 
 use migtime_abi::abi::{
-    self, guest_off, host_off, Event, GuestArea, HostArea, Outcome, StepMethod, Timing, WakeSource,
+    self, guest_off, host_off, GuestArea, HostArea, Outcome, StepMethod, Timing, WakeSource,
 };
+use migtime_abi::event::{self, Event};
 use std::collections::BTreeMap;
 use std::mem::{offset_of, size_of};
 use std::path::PathBuf;
@@ -67,7 +69,7 @@ fn expected() -> BTreeMap<String, u64> {
     p("HOST_AREA_V1_SIZE", abi::HOST_AREA_V1_SIZE as u64);
     p("FLAG_COMPENSATED", abi::FLAG_COMPENSATED.into());
     p("FLAGS_KNOWN", abi::FLAGS_KNOWN.into());
-    p("EVENT_BYTES", abi::EVENT_BYTES as u64);
+    p("EVENT_BYTES", event::EVENT_BYTES as u64);
     p("OUTCOME_STEPPED", Outcome::Stepped as u64);
     p("OUTCOME_NOTIFIED", Outcome::Notified as u64);
     p(
@@ -122,7 +124,7 @@ fn expected() -> BTreeMap<String, u64> {
     p("migtime_guest_area.timing", g(guest_off::TIMING));
     p("GUEST_AREA_V1_SIZE", abi::GUEST_AREA_V1_SIZE as u64);
     p("GUEST_AREA_SIZE", abi::GUEST_AREA_SIZE as u64);
-    p("EVENT_V1_BYTES", abi::EVENT_V1_BYTES as u64);
+    p("EVENT_V1_BYTES", event::EVENT_V1_BYTES as u64);
     p("sizeof.timing", size_of::<Timing>() as u64);
     p("STEP_INJECT", StepMethod::Inject as u64);
     p("STEP_SETTIMEOFDAY", StepMethod::SetTimeOfDay as u64);
@@ -224,7 +226,7 @@ fn c_header_matches_rust_layout() {
         assert_eq!(
             got.get(k),
             Some(v),
-            "C header disagrees with rust/abi.rs on {k}"
+            "C header disagrees with rust/abi.rs / rust/event.rs on {k}"
         );
     }
     assert_eq!(got.len(), want.len(), "unexpected extra keys");

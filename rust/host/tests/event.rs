@@ -3,7 +3,8 @@
 //! The `/dev/migtime` record: encoding and parsing agree, for the full record and for the ABI v1
 //! prefix a reader with a 64-byte buffer gets.
 
-use migtime_abi::abi::{Event, Timing, EVENT_BYTES, EVENT_V1_BYTES};
+use migtime_abi::abi::Timing;
+use migtime_abi::event::{Event, EVENT_BYTES, EVENT_V1_BYTES};
 use proptest::prelude::*;
 
 fn event() -> impl Strategy<Value = Event> {
