@@ -365,14 +365,16 @@ pub fn bench(o: &BenchOpts) -> Result<bool> {
         .collect();
     let hpb = o.hops_per_boot.clamp(1, 20);
     let boots = o.runs.div_ceil(hpb);
-    println!(
-        "bench: {} configurations x {} migrations ({} boots each, up to {hpb} migrations per boot), then {} s idle each; simulator log: {}",
-        rs.len(),
-        o.runs,
-        boots,
-        o.idle_seconds,
-        log_path.display()
-    );
+    if !rs.is_empty() {
+        println!(
+            "bench: {} configurations x {} migrations ({} boots each, up to {hpb} migrations per boot), then {} s idle each; simulator log: {}",
+            rs.len(),
+            o.runs,
+            boots,
+            o.idle_seconds,
+            log_path.display()
+        );
+    }
     let mut b = Bench {
         o,
         t0,

@@ -65,7 +65,10 @@ pub enum Cmd {
     /// reads the results files every 2 ms and pairs each sample with the
     /// host's CLOCK_REALTIME. Prints a table (offset change, step applied,
     /// cancel-on-set timer, NTP state, Tout) and writes OUT/demo.png and
-    /// OUT/demo.json.
+    /// OUT/demo.json. Then a real chronyd in the guest, alone against chronyd with
+    /// migtime and its companion, across the same migration to a host 0.5 s ahead
+    /// and 50 ppm faster: a table of guest - host after the resume (the host's UDP
+    /// probe) and OUT/demo-chrony.png (--no-chrony leaves this part out).
     Demo(DemoArgs),
     /// `make bench`: numbers, not tests. N live migrations per configuration
     /// (baseline without the module, migtime polling, migtime doorbell, the
@@ -174,6 +177,13 @@ pub struct DemoArgs {
     /// Guest memory, MiB.
     #[arg(long, default_value_t = 256)]
     memory: u32,
+    /// Seconds observed after the migration in the second part, a real chronyd alone
+    /// against chronyd with migtime (two runs of about 1.5 + this each).
+    #[arg(long, default_value_t = 120)]
+    chrony_window: u64,
+    /// Leave out the chronyd part.
+    #[arg(long)]
+    no_chrony: bool,
 }
 
 #[derive(Args, Clone)]
@@ -386,6 +396,7 @@ fn demo(a: DemoArgs) -> Result<bool> {
         after_ms: a.after_ms,
         timeout: Duration::from_secs(a.timeout),
         memory_mb: a.memory,
+        chrony_window_s: if a.no_chrony { 0 } else { a.chrony_window },
     };
     o.validate()?;
     crate::demo::demo(&o, &Console)

@@ -308,13 +308,19 @@ pub fn demo(o: &DemoOpts, out: &dyn Reporter) -> Result<bool> {
     }
     print_table(o, &rows);
     let plotted = plot(o, &rows, &obs);
-    let json = serde_json::json!({ "rows": rows, "runs": obs });
+    let (chrony, chrony_ok) = if o.chrony_window_s > 0 {
+        crate::demo_chrony::demo_chrony(o, out)
+    } else {
+        (Vec::new(), true)
+    };
+    let json = serde_json::json!({ "rows": rows, "runs": obs, "chrony": chrony });
     std::fs::write(
         o.out_dir.join("demo.json"),
         serde_json::to_string_pretty(&json)?,
     )?;
     println!("data: {}", o.out_dir.join("demo.json").display());
     let ok = plotted
+        && chrony_ok
         && rows
             .iter()
             .all(|r| r.change_settled_ms.is_some() && r.timerfd_cancelled.is_some());

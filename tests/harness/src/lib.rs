@@ -18,7 +18,8 @@
 //! | [`faults`], [`storm`] | cancel, kill, doorbell storm, page hammer; publish storm |
 //! | [`scenarios`], [`check`] | the suite's table and its runner |
 //! | [`watch`], [`observe`] | clock samples around a `sim` run, per-hop analysis |
-//! | [`demo`], [`bench`], [`bench_report`], [`bench_md`] | `make demo`, `make bench` |
+//! | [`demo`], [`demo_chrony`], [`bench`], [`bench_report`], [`bench_md`] | `make demo`, `make bench` |
+//! | [`companion`], [`pairing`], [`daemons`] | networked guests: NTP server, the clock probe, chronyd (a)/(b)/(c) |
 //! | [`page`] | the page file (the page layout and protocols: `migtime_abi::page`) |
 //! | [`results`], [`ktap`], [`qmp`], [`ivshmem`], [`plot`], [`font`], [`clock`] | building blocks |
 
@@ -33,6 +34,7 @@ pub mod clock;
 pub mod companion;
 pub mod daemons;
 pub mod demo;
+pub mod demo_chrony;
 pub mod faults;
 pub mod follow;
 pub mod font;

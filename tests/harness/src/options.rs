@@ -84,6 +84,8 @@ pub struct DemoOpts {
     pub after_ms: u64,
     pub timeout: Duration,
     pub memory_mb: u32,
+    /// Seconds observed after the migration in the chronyd part ((a) against (c)); 0 skips it.
+    pub chrony_window_s: u64,
 }
 
 /// Options of `bench`.
