@@ -20,6 +20,12 @@
  *   reset   the host restarts its count: (0, 0), (1, +100 ms), (2, +200 ms),
  *           all below the baseline: refused, no step; after a module reload
  *           (re-baseline at (2, +200 ms)), (3, +300 ms) steps +100 ms once.
+ *   reset-past  baseline (4, T+400 ms) (page written while unloaded, then
+ *           loaded); the host restarts its count and plays its history
+ *           again, counting past the baseline, no reload: (0, T), (1, T+100 ms),
+ *           (2, ..), (3, ..) refused, (4, T+400 ms) nothing new; (5, T+500 ms)
+ *           steps +100 ms exactly once (rewriting it: nothing), and from then
+ *           on migrations apply normally: (6, T+700 ms) steps +200 ms once.
  *   wrap    baseline at seq 2^64-1 (page written while unloaded, then
  *           loaded); (0, T+200 ms): wrap=refuse (the default, docs/abi.md:
  *           the sequence does not wrap) expects a refusal and no step;
@@ -322,6 +328,79 @@ static void case_reset(void)
 			 (long long)(off1 - off0));
 }
 
+static void case_reset_past(void)
+{
+	enum { B = 4 }; /* the baseline's sequence */
+	struct migtime_event e[B + 1], e5, e5r, e6;
+	struct mt_host_view h;
+	struct counts c0, c1, c2, c3, c4;
+	bool g[B + 1], g5, g5r, g6, all_refused = true;
+	int64_t t0, off0, off1;
+	int r;
+
+	if (ev_fd >= 0)
+		close(ev_fd);
+	ev_fd = -1;
+	r = mt_rmmod();
+	if (r)
+		ksft_exit_fail_msg("rmmod: %s\n", strerror(-r));
+	page(&h);
+	t0 = h.total;
+	put(B, 100 * MS, t0 + B * 100 * MS); /* while unloaded: the next load's baseline */
+	r = mt_insmod(params);
+	if (r)
+		ksft_exit_fail_msg("insmod: %s\n", strerror(-r));
+	open_dev();
+	kmsg("mt_replay: reset-past\n");
+	c0 = counts();
+	off0 = mt_clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
+	/* The host's history again from 0, up to the guest's baseline (B). */
+	for (int i = 0; i <= B; i++) {
+		char what[64];
+
+		put(i, i ? 100 * MS : 0, t0 + i * 100 * MS);
+		g[i] = wait_event(&e[i]);
+		snprintf(what, sizeof(what), "reset-past: (%d, T+%d ms)", i, i * 100);
+		show(what, g[i], &e[i]);
+		if (i < B)
+			all_refused = all_refused && refused(g[i], &e[i], i) &&
+				      e[i].outcome == MIGTIME_OUTCOME_REFUSED_SEQ_BACKWARDS;
+	}
+	c1 = counts();
+	/* Past the old baseline. */
+	put(B + 1, 100 * MS, t0 + (B + 1) * 100 * MS);
+	g5 = wait_event(&e5);
+	show("reset-past: (5, T+500 ms)", g5, &e5);
+	c2 = counts();
+	put(B + 1, 100 * MS, t0 + (B + 1) * 100 * MS); /* the same page, written again */
+	g5r = wait_event(&e5r);
+	show("reset-past: (5, T+500 ms) again", g5r, &e5r);
+	c3 = counts();
+	put(B + 2, 200 * MS, t0 + (B + 3) * 100 * MS);
+	g6 = wait_event(&e6);
+	show("reset-past: (6, T+700 ms)", g6, &e6);
+	c4 = counts();
+	off1 = mt_clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
+
+	ksft_test_result(all_refused && c1.refusals == c0.refusals + B &&
+				 log_refused("mt_replay: reset-past", 0) && !g[B] &&
+				 c1.steps == c0.steps,
+			 "reset-past: the count again from 0 is refused visibly below the baseline, the baseline's own page is nothing new, nothing stepped (refusals %lld -> %lld, steps %lld -> %lld)\n",
+			 c0.refusals, c1.refusals, c0.steps, c1.steps);
+	ksft_test_result(stepped(g5, &e5, B + 1, 100 * MS) && c2.steps == c1.steps + 1 &&
+				 c2.events == c1.events + 1 && !g5r && c3.steps == c2.steps &&
+				 c3.events == c2.events,
+			 "reset-past: (5, T+500 ms), the first past the old baseline, is stepped by its 100 ms exactly once, no reload (steps %lld -> %lld -> %lld, events %lld -> %lld -> %lld)\n",
+			 c1.steps, c2.steps, c3.steps, c1.events, c2.events, c3.events);
+	ksft_test_result(stepped(g6, &e6, B + 2, 200 * MS) && c4.steps == c3.steps + 1 &&
+				 c4.events == c3.events + 1,
+			 "reset-past: from then on migrations apply normally: (6, T+700 ms) is stepped by its 200 ms once (steps %lld -> %lld)\n",
+			 c3.steps, c4.steps);
+	ksft_test_result(near(off1 - off0, 300 * MS),
+			 "reset-past: realtime moved by +300 ms in all (moved %lld ns)\n",
+			 (long long)(off1 - off0));
+}
+
 static void case_wrap(void)
 {
 	struct migtime_event e1, e2;
@@ -386,12 +465,13 @@ int main(int argc, char **argv)
 			ksft_exit_fail_msg("unknown argument '%s'\n", argv[i]);
 	}
 	ksft_print_header();
-	ksft_set_plan(4 + 4 + 4 + 2);
+	ksft_set_plan(4 + 4 + 4 + 4 + 2);
 	if (mt_map_page(1))
 		ksft_exit_fail_msg("cannot map the migtime page\n");
 	case_replay();
 	case_jump();
 	case_reset();
+	case_reset_past();
 	case_wrap();
 	ksft_finished();
 }

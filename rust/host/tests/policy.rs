@@ -175,6 +175,58 @@ fn reset_host_is_refused_until_rebaseline() {
     assert_eq!(t.decide(&s, &p).action, apply(2 * SEC));
 }
 
+/// Feeds `pages` to `t` as the module does (each page read `reads` times, every step
+/// succeeding) and returns, per page, the actions that were not [`Action::Nothing`].
+fn play(t: &mut Tracker, p: &Policy, pages: &[Snapshot], reads: usize) -> Vec<Vec<Action>> {
+    pages
+        .iter()
+        .map(|s| {
+            let mut acted = Vec::new();
+            for _ in 0..reads {
+                let d = t.decide(s, p);
+                if d.action != Action::Nothing {
+                    acted.push(d.action);
+                }
+                t.settle(s, &d, true);
+            }
+            acted
+        })
+        .collect()
+}
+
+#[test]
+fn reset_host_counting_past_the_old_baseline_is_applied_once_then_normally() {
+    // The guest is in step with (4, 4 s): four migrations of 1 s. The host resets its count
+    // and plays the same history again from 0: (0, 0), (1, 1 s), ..., (4, 4 s) (the baseline
+    // itself), then counts on past it: (5, +1 s), (6, +2 s).
+    let p = pol(OnViolation::Refuse);
+    let mut t = Tracker::new(base(4, 4 * SEC));
+    let mut pages: Vec<Snapshot> = (0..=4)
+        .map(|i: i64| snap(i as u64, 0, if i > 0 { SEC } else { 0 }, i * SEC))
+        .collect();
+    pages.push(snap(5, 0, SEC, 5 * SEC));
+    pages.push(snap(6, 0, 2 * SEC, 7 * SEC));
+    let acted = play(&mut t, &p, &pages, 3);
+    // Below the baseline: each page refused once (not at every read), the baseline kept.
+    for (seq, a) in acted[..4].iter().enumerate() {
+        assert_eq!(
+            a,
+            &[Action::Refuse(Outcome::RefusedSeqBackwards)],
+            "seq {seq}"
+        );
+    }
+    // The baseline's own page again: nothing changed.
+    assert!(acted[4].is_empty(), "{:?}", acted[4]);
+    // Past the old baseline: each migration stepped by its own delta, exactly once.
+    assert_eq!(acted[5], [apply(SEC)]);
+    assert_eq!(acted[6], [apply(2 * SEC)]);
+    assert_eq!(t.baseline(), base(6, 7 * SEC));
+    // A replay of the first page past the old baseline is now backwards.
+    let acted = play(&mut t, &p, &[snap(5, 0, SEC, 5 * SEC)], 2);
+    assert_eq!(acted[0], [Action::Refuse(Outcome::RefusedSeqBackwards)]);
+    assert_eq!(t.baseline(), base(6, 7 * SEC));
+}
+
 #[test]
 fn failed_step_keeps_baseline_and_is_retried_a_bounded_number_of_times() {
     let p = pol(OnViolation::Refuse);
@@ -404,6 +456,75 @@ proptest! {
                 prop_assert!(t.baseline().seq >= before.seq);
             }
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// A host that resets its `migration_seq` to any `reset` below the guest's baseline (S, T)
+    /// and counts up by one per migration, past S, with any deltas and any total it restarts
+    /// from: nothing at or below S is applied; from S+1 on every sequence is acted on exactly
+    /// once (later reads of the page: nothing), S+2 and later are stepped by exactly their own
+    /// delta, and S+1 is stepped by its delta when the page agrees with the baseline (the host's
+    /// total at S was T: it replayed its history), else refused as inconsistent and adopted.
+    #[test]
+    fn reset_host_counting_past_the_baseline_steps_each_new_seq_once(
+        bseq in prop_oneof![1u64..100, 1u64..u64::MAX - 8],
+        btotal in -1_000_000 * SEC..1_000_000 * SEC,
+        reset_back in 1u64..64,
+        total_at_reset in -1_000_000 * SEC..1_000_000 * SEC,
+        replays_history in any::<bool>(),
+        deltas in proptest::collection::vec(-3600 * SEC..3600 * SEC, 72),
+        past in 1usize..8,
+        reads in 1usize..4,
+    ) {
+        let p = Policy { limit_ns: u64::MAX, on_violation: OnViolation::Refuse };
+        let reset = bseq.saturating_sub(reset_back);
+        // The host's pages: seq reset..=bseq+past, the total a running sum of the deltas.
+        let n = usize::try_from(bseq + past as u64 - reset).unwrap() + 1;
+        let mut totals = Vec::with_capacity(n);
+        let mut total = total_at_reset;
+        for (i, d) in deltas[..n].iter().enumerate() {
+            if i > 0 {
+                total += d;
+            }
+            totals.push(total);
+        }
+        let at_base = usize::try_from(bseq - reset).unwrap();
+        if replays_history {
+            let shift = btotal - totals[at_base];
+            totals.iter_mut().for_each(|t| *t += shift);
+        }
+        let pages: Vec<Snapshot> = (0..n)
+            .map(|i| snap(reset + i as u64, 0, if i > 0 { deltas[i] } else { 0 }, totals[i]))
+            .collect();
+        let mut t = Tracker::new(Baseline { seq: bseq, total_ns: btotal });
+        let acted = play(&mut t, &p, &pages, reads);
+        for (i, a) in acted.iter().enumerate() {
+            let seq = reset + i as u64;
+            if seq < bseq {
+                prop_assert_eq!(a, &vec![Action::Refuse(Outcome::RefusedSeqBackwards)], "seq {}", seq);
+            } else if seq == bseq {
+                let want = if totals[i] == btotal {
+                    vec![]
+                } else {
+                    vec![Action::Refuse(Outcome::RefusedInconsistent)]
+                };
+                prop_assert_eq!(a, &want, "seq {} (the baseline's)", seq);
+            } else if seq == bseq + 1 {
+                let want = if totals[i] - btotal == deltas[i] {
+                    apply(deltas[i])
+                } else {
+                    Action::Refuse(Outcome::RefusedInconsistent)
+                };
+                prop_assert!(!replays_history || want == apply(deltas[i]));
+                prop_assert_eq!(a, &vec![want], "seq {} (the first past the baseline)", seq);
+            } else {
+                prop_assert_eq!(a, &vec![apply(deltas[i])], "seq {}", seq);
+            }
+        }
+        prop_assert_eq!(t.baseline(), Baseline { seq: bseq + past as u64, total_ns: totals[n - 1] });
     }
 }
 
