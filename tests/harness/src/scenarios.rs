@@ -282,7 +282,7 @@ pub fn table() -> Vec<Scenario> {
         },
         Scenario {
             name: "replay",
-            about: "hostile host (the guest plays it): seq replayed, rewound, jumped, reset to 0, wrapped at 2^64: each migration_seq acted on at most once, refusals visible",
+            about: "hostile host (the guest plays it): seq replayed, rewound, jumped, reset to 0 (then counting up past the old baseline: applied from there), wrapped at 2^64: each migration_seq acted on at most once, refusals visible",
             mode: Mode::Plain,
             // wrap=refuse: docs/abi.md, the sequence does not wrap.
             run: "mt_replay:wrap=refuse",
