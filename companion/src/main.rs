@@ -9,11 +9,18 @@ mod logic;
 use anyhow::{bail, Result};
 use clap::{Parser, ValueEnum};
 use io::{MigtimeDev, MigtimeRead, VmclockDev};
-use log::{debug, info, warn, LevelFilter};
-use logic::{Backoff, Dedup, MigtimeEvent, Trigger, Verdict};
+use log::{debug, info, trace, warn, LevelFilter};
+use logic::{Backoff, Dedup, MigtimeEvent, Trigger, Verdict, VmclockPage};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// With notifications, how long (at most) the VMClock descriptor stays out of `poll()` after a
+/// wakeup whose read found no disruption; `--vmclock-poll-ms` if shorter. A descriptor that is
+/// readable without a new notification (a regular file, a driver that reports readiness it
+/// does not have, a hypervisor rewriting the clock fields faster than that) is thus re-read at
+/// most this often instead of in a busy loop; a disruption in the pause is seen when it ends.
+const NOTIFY_RECHECK_MS: u64 = 250;
 
 const ABOUT: &str =
     "Make the guest's time daemon drop stale samples and re-sync after a live migration";
@@ -37,11 +44,14 @@ DESCRIPTION
     /dev/vmclock0   the VMClock page (Linux ptp_vmclock; QEMU -device vmclock,
                     Firecracker, EC2): its disruption_marker (and, where
                     present, vm_generation_counter) changes on every migration
-                    or snapshot restore, but it carries no time delta. Watched
-                    with poll() when the device notifies
-                    (VMCLOCK_FLAG_NOTIFICATION_PRESENT), else read through its
-                    read-only mapping every --vmclock-poll-ms with the
-                    seq_count retry.
+                    or snapshot restore, but it carries no time delta. When the
+                    device notifies (VMCLOCK_FLAG_NOTIFICATION_PRESENT) it is
+                    watched with poll() and re-read with pread() on each
+                    wakeup; a wakeup that finds no disruption (a clock update,
+                    or readiness without a notification) keeps the device out
+                    of poll() for min(--vmclock-poll-ms, 250) ms, so nothing
+                    spins. Otherwise it is read through its read-only mapping
+                    every --vmclock-poll-ms with the seq_count retry.
 
 ACTIONS
     On a migtime event (the module already stepped the clock, reset the
@@ -140,7 +150,8 @@ struct Opts {
     /// Do not watch /dev/migtime.
     #[arg(long)]
     no_migtime: bool,
-    /// VMClock read period when the device does not notify, ms.
+    /// VMClock read period when the device does not notify, ms (when it does: the pause after a
+    /// wakeup that found no disruption, at most 250).
     #[arg(long, default_value_t = 250, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=60_000))]
     vmclock_poll_ms: u64,
     /// How long a VMClock disruption waits for the matching migtime event, ms (see DE-DUPLICATION).
@@ -389,6 +400,9 @@ fn run(o: Opts) -> Result<()> {
         Slot::closed(rmin, rmax, start)
     };
     let mut vmc_next_read = start;
+    // With notifications: the VMClock descriptor is left out of poll() until then.
+    let mut vmc_poll_after = start;
+    let notify_recheck_ms = o.vmclock_poll_ms.min(NOTIFY_RECHECK_MS);
     // The event that triggered the latest migtime action, for the action log.
     info!(
         "started: migtime {}, VMClock {}, window {} ms, chronyd {:?}",
@@ -463,6 +477,7 @@ fn run(o: Opts) -> Result<()> {
                         );
                         handle_verdict(&mut actor, v, None, dedup.window_ms());
                         vmc_next_read = now + o.vmclock_poll_ms;
+                        vmc_poll_after = now;
                         vmc = Slot::Open(d);
                     }
                     Err(e) => {
@@ -528,7 +543,8 @@ fn run(o: Opts) -> Result<()> {
                     &mut dedup,
                     &mut actor,
                     matches!(mig, Slot::Open(_)),
-                );
+                )
+                .is_none();
             }
         }
         if vmc_gone {
@@ -548,11 +564,18 @@ fn run(o: Opts) -> Result<()> {
         {
             deadline = deadline.min(s);
         }
-        if let Slot::Open(d) = &vmc {
-            if !d.notifications {
+        let vmc_polled = match &vmc {
+            Slot::Open(d) if !d.notifications => {
                 deadline = deadline.min(vmc_next_read);
+                false
             }
-        }
+            Slot::Open(_) if now < vmc_poll_after => {
+                deadline = deadline.min(vmc_poll_after);
+                false
+            }
+            Slot::Open(_) => true,
+            _ => false,
+        };
         let timeout = if deadline == u64::MAX {
             PollTimeout::NONE
         } else {
@@ -566,7 +589,7 @@ fn run(o: Opts) -> Result<()> {
             who.push(0);
         }
         if let Slot::Open(d) = &vmc {
-            if d.notifications {
+            if vmc_polled {
                 fds.push(PollFd::new(d.fd(), PollFlags::POLLIN));
                 who.push(1);
             }
@@ -588,13 +611,26 @@ fn run(o: Opts) -> Result<()> {
                     r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL);
                 if let Slot::Open(d) = &mut vmc {
                     if !gone {
-                        gone = vmclock_input(
+                        match vmclock_input(
                             d,
                             true,
                             &mut dedup,
                             &mut actor,
                             matches!(mig, Slot::Open(_)),
-                        );
+                        ) {
+                            None => gone = true,
+                            Some((p, Verdict::Unchanged)) => {
+                                // Nothing to act on: do not poll again before the pause ends
+                                // (an always-readable descriptor would otherwise spin).
+                                vmc_poll_after = io::monotonic_ms() + notify_recheck_ms;
+                                trace!(
+                                    "VMClock poll wakeup: no disruption (marker {:#x}, seq_count {}); not polled again for {notify_recheck_ms} ms",
+                                    p.disruption_marker,
+                                    p.seq_count
+                                );
+                            }
+                            Some(_) => {}
+                        }
                     } else {
                         // A device without notifications answers POLLHUP: fall back to reads.
                         d.notifications = false;
@@ -611,14 +647,15 @@ fn run(o: Opts) -> Result<()> {
     }
 }
 
-/// Reads VMClock once and feeds the state machine; `true` when the device went away.
+/// Reads VMClock once and feeds the state machine: the page and the verdict, `None` when the
+/// device went away.
 fn vmclock_input(
     d: &mut VmclockDev,
     via_pread: bool,
     dedup: &mut Dedup,
     actor: &mut Actor,
     migtime_open: bool,
-) -> bool {
+) -> Option<(VmclockPage, Verdict)> {
     let page = if via_pread { d.read_pread() } else { d.read() };
     match page {
         Ok(p) => {
@@ -637,11 +674,11 @@ fn vmclock_input(
                 );
             }
             handle_verdict(actor, v, None, dedup.window_ms());
-            false
+            Some((p, v))
         }
         Err(e) => {
             warn!("VMClock: {e:#}; reopening");
-            true
+            None
         }
     }
 }
