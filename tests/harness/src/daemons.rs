@@ -296,8 +296,8 @@ pub fn render_markdown(o: &DaemonOpts, runs: &[DaemonRun]) -> String {
          resume until |guest − host| < 5 ms for good; \"held\": how long it then stayed there \
          (to the end of the window: (a) {} s after the migration, (b)/(c) {} s after chronyd \
          resynchronised). chronyd's view is `chronyc tracking` at the end of the window (median over the runs).\n\n\
-         | case | destination | runs | within 5 ms after, s: median (max) | held, s (min) | worst \\|error\\| after resume, ms: median (max) | one correction | chronyd at the end: offset, freq, leap | pairing error, ms: median (max) |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+         | case | destination | runs | within 5 ms after, s: median (max) | held, s (min) | worst \\|error\\| after resume, ms: median (max) | overshoot past the new host, ms: max | \\|error\\| once settled, ms: max | one correction | chronyd at the end: offset, freq, leap | pairing error, ms: median (max) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
         o.blackout_ms, o.window_s, o.hold_s
     );
     for case in cases() {
@@ -337,6 +337,8 @@ fn row(case: &Case, cond: &Condition, rs: &[&DaemonRun]) -> String {
         .max_by(f64::total_cmp)
         .unwrap_or(0.0);
     let one = convs.iter().filter(|c| c.one_step).count();
+    let overshoot = med_max(convs.iter().map(|c| c.overshoot_ms).collect());
+    let settled_err = med_max(convs.iter().filter_map(|c| c.after_settled_ms).collect());
     let ends: Vec<&ChronyView> = rs.iter().filter_map(|r| r.chrony.last()).collect();
     let mut leaps: Vec<&str> = ends.iter().map(|v| v.leap.as_str()).collect();
     leaps.sort_unstable();
@@ -348,7 +350,7 @@ fn row(case: &Case, cond: &Condition, rs: &[&DaemonRun]) -> String {
         });
     let failed = rs.iter().filter(|r| !r.ok).count();
     format!(
-        "| {} | {} | {}{} | {}{} | {:.0} | {} | {}/{} | {} | {} |\n",
+        "| {} | {} | {}{} | {}{} | {:.0} | {} | {} | {} | {}/{} | {} | {} |\n",
         case.title,
         cond.title,
         rs.len(),
@@ -365,6 +367,8 @@ fn row(case: &Case, cond: &Condition, rs: &[&DaemonRun]) -> String {
         },
         held,
         worst.map_or("—".into(), |(m, x)| format!("{m:.1} ({x:.1})")),
+        overshoot.map_or("—".into(), |(_, x)| format!("{x:.1}")),
+        settled_err.map_or("—".into(), |(_, x)| format!("{x:.2}")),
         one,
         convs.len(),
         end,
@@ -415,6 +419,8 @@ mod tests {
                 bound_max_ms: 2.0,
                 one_step: true,
                 samples: 2000,
+                overshoot_ms: 0.3,
+                after_settled_ms: Some(0.45),
                 ..Default::default()
             }),
             chrony: vec![ChronyView {
@@ -454,6 +460,7 @@ mod tests {
         assert!(row.contains("0.30 (0.30); 1 never"), "{row}");
         assert!(row.contains("2600.0 (2700.0)"), "{row}");
         assert!(row.contains("3/3"), "{row}");
+        assert!(row.contains("| 0.3 | 0.45 |"), "{row}");
         assert!(row.contains("+0.10 ms, +29.9 ppm, Normal"), "{row}");
         assert!(row.contains("0.30 (2.00)"), "{row}");
         assert_eq!(md.lines().filter(|l| l.starts_with("| (")).count(), 1);

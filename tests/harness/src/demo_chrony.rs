@@ -25,6 +25,8 @@ pub struct ChronyRow {
     pub at_ms: Vec<Option<f64>>,
     pub settled_s: Option<f64>,
     pub worst_ms: Option<f64>,
+    /// The largest error past the new host's time, ms.
+    pub overshoot_ms: Option<f64>,
     pub chrony_steps: Option<u32>,
     pub ok: bool,
 }
@@ -50,6 +52,7 @@ fn row_of(r: &DaemonRun) -> ChronyRow {
             .collect(),
         settled_s: c.and_then(|c| c.settled_s),
         worst_ms: c.map(|c| c.worst_ms),
+        overshoot_ms: c.map(|c| c.overshoot_ms),
         chrony_steps: r.chrony_steps,
         ok: r.ok,
     }
@@ -59,7 +62,11 @@ fn row_of(r: &DaemonRun) -> ChronyRow {
 pub fn render(rows: &[ChronyRow]) -> String {
     let mut head = vec!["run".to_string()];
     head.extend(AT_S.iter().map(|t| format!("{t:.0} s after")));
-    head.extend(["within 5 ms after".into(), "worst".into()]);
+    head.extend([
+        "within 5 ms after".into(),
+        "worst".into(),
+        "overshoot".into(),
+    ]);
     let mut cells = vec![head];
     for r in rows {
         let mut c = vec![r.run.clone()];
@@ -73,6 +80,7 @@ pub fn render(rows: &[ChronyRow]) -> String {
                 .map_or("not in the window".into(), |s| format!("{s:.2} s")),
         );
         c.push(r.worst_ms.map_or("?".into(), |w| format!("{w:.0} ms")));
+        c.push(r.overshoot_ms.map_or("?".into(), |w| format!("{w:.1} ms")));
         cells.push(c);
     }
     let widths: Vec<usize> = (0..cells[0].len())
@@ -209,6 +217,7 @@ mod tests {
             at_ms: vec![Some(-0.2), None, Some(0.1), None, None, None],
             settled_s: Some(0.07),
             worst_ms: Some(2540.0),
+            overshoot_ms: Some(0.3),
             chrony_steps: Some(1),
             ok: true,
         }];
@@ -217,6 +226,7 @@ mod tests {
         assert_eq!(l.len(), 3);
         assert!(l[0].starts_with("run") && l[0].contains("100 s after"));
         assert!(l[2].contains("-0.2 ms") && l[2].contains("0.07 s") && l[2].contains("2540 ms"));
+        assert!(l[0].contains("overshoot") && l[2].ends_with("0.3 ms"));
         assert_eq!(l[0].find('|'), l[2].find('|'));
     }
 }

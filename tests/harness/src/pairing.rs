@@ -192,6 +192,11 @@ pub struct Convergence {
     /// first sample's error) or not surely beyond 5 ms of the new host, and never left the new host's time
     /// once there: one correction, no second one, no slew through the gap.
     pub one_step: bool,
+    /// The largest error past the new host's time, on the other side from where the guest
+    /// resumed (a slew that overshoots), ms; 0 if it never crossed.
+    pub overshoot_ms: f64,
+    /// The largest |guest - host| once settled (to the end of the window), ms.
+    pub after_settled_ms: Option<f64>,
 }
 
 fn median(mut v: Vec<i64>) -> i64 {
@@ -234,10 +239,24 @@ pub fn converge(samples: &[PairSample], resume_ns: i64) -> Convergence {
         .iter()
         .rposition(|s| s.surely_out())
         .map_or(0, |i| i + 1);
-    if let Some(s) = after[from..].iter().find(|s| s.surely_in()) {
+    if let Some(k) = after[from..].iter().position(|s| s.surely_in()) {
+        let s = after[from + k];
         c.settled_s = Some(secs(s));
         c.held_s = secs(last) - secs(s);
+        c.after_settled_ms = after[from + k..]
+            .iter()
+            .map(|s| s.err_ns.abs())
+            .max()
+            .map(|e| e as f64 / 1e6);
     }
+    let sign = after[0].err_ns.signum();
+    c.overshoot_ms = after
+        .iter()
+        .filter(|s| s.err_ns.signum() == -sign)
+        .map(|s| s.err_ns.abs())
+        .max()
+        .unwrap_or(0) as f64
+        / 1e6;
     // One correction: before the first sample surely within 5 ms, every sample agrees with
     // the pre-migration time (the best-paired of them) or is not surely beyond 5 ms; from it
     // on, none is surely beyond.
@@ -263,9 +282,11 @@ pub fn describe(c: &Convergence) -> String {
         None => format!("not within 5 ms for good in the {:.0} s window", c.window_s),
     };
     format!(
-        "probe: guest-host {settled}; worst |err| {:.1} ms (+-{:.2}); {}; before the migration {}; pairing error (half round trip) median {:.2} ms, max {:.2} ms, {} samples",
+        "probe: guest-host {settled}; worst |err| {:.1} ms (+-{:.2}), overshoot {:.1} ms, once settled {}; {}; before the migration {}; pairing error (half round trip) median {:.2} ms, max {:.2} ms, {} samples",
         c.worst_ms,
         c.worst_bound_ms,
+        c.overshoot_ms,
+        c.after_settled_ms.map_or("n/a".into(), |e| format!("within {e:.2} ms")),
         if c.one_step {
             "one correction"
         } else {
@@ -347,6 +368,8 @@ mod tests {
         assert_eq!(c.worst_ms, 2500.2);
         assert!(c.one_step);
         assert_eq!((c.bound_median_ms, c.bound_max_ms), (0.3, 0.3));
+        assert_eq!(c.overshoot_ms, 0.4, "the residual on the far side counts");
+        assert_eq!(c.after_settled_ms, Some(0.4));
     }
 
     #[test]
@@ -359,6 +382,8 @@ mod tests {
         assert_eq!(c.settled_s, Some(0.7));
         assert!(!c.one_step, "a slew is not one correction");
         assert_eq!(c.worst_ms, 2500.0);
+        assert_eq!(c.overshoot_ms, 270.0);
+        assert_eq!(c.after_settled_ms, Some(4.0));
         // A second correction after a right step.
         let c = converge(&run(10, &[-2500.0, 0.1, 0.2, 500.0, 0.2]), 10_000_000_000);
         assert!(!c.one_step);
