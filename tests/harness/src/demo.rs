@@ -9,6 +9,7 @@
 //! hop from its typed results. This file only tabulates and plots.
 
 use anyhow::{Context, Result};
+use plotters::chart::SeriesLabelPosition;
 use plotters::style::RGBColor;
 use serde::Serialize;
 
@@ -276,6 +277,7 @@ fn plot(o: &DemoOpts, rows: &[DemoRow], obs: &[Observed]) -> bool {
             mode_name(o.mode),
             o.period_ms
         )],
+        legend: SeriesLabelPosition::LowerLeft,
     };
     match line_plot_png(&png, (1100, 650), &plot) {
         Ok(()) => {

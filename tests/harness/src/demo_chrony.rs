@@ -5,6 +5,7 @@
 //! ahead and runs 50 ppm faster ([`crate::daemons`] runs them; the host's probe measures).
 //! A table of guest - host at moments after the resume, and OUT/demo-chrony.png.
 
+use plotters::chart::SeriesLabelPosition;
 use plotters::style::RGBColor;
 use serde::Serialize;
 
@@ -157,16 +158,21 @@ fn plot(o: &DemoOpts, runs: &[DaemonRun]) -> bool {
         .zip(colors)
         .filter_map(|(r, color)| {
             let rn = r.resume_ns?;
-            let pts: Vec<(f64, f64)> = r
+            // Before the migration and after the resume: no line across the blackout.
+            let pt = |s: &PairSample| ((s.host_ns - rn) as f64 / 1e9, s.err_ns as f64 / 1e6);
+            let (before, after): (Vec<&PairSample>, Vec<&PairSample>) = r
                 .samples
                 .iter()
-                .filter(|s| s.host_ns >= rn - 5_000_000_000)
-                .map(|s| ((s.host_ns - rn) as f64 / 1e9, s.err_ns as f64 / 1e6))
+                .filter(|s| s.host_ns >= rn - 8_000_000_000)
+                .partition(|s| s.host_ns < rn);
+            let segs = [before, after]
+                .into_iter()
+                .map(|v| v.into_iter().map(pt).collect())
                 .collect();
             Some(Series {
                 label: r.case.title.to_string(),
                 color,
-                segments: vec![pts],
+                segments: segs,
             })
         })
         .collect();
@@ -177,9 +183,10 @@ fn plot(o: &DemoOpts, runs: &[DaemonRun]) -> bool {
         series,
         bands: Vec::new(),
         notes: vec![format!(
-            "QEMU TCG, {} ms blackout, destination +0.5 s and +50 ppm; UDP probe every 50 ms, pairing error ~0.3 ms",
+            "QEMU TCG, {} ms blackout (no samples: the gap before 0), destination +0.5 s and +50 ppm; UDP probe every 50 ms, pairing error ~0.3 ms",
             o.blackout_ms
         )],
+        legend: SeriesLabelPosition::LowerRight,
     };
     match line_plot_png(&png, (1100, 650), &plot) {
         Ok(()) => {

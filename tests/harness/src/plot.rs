@@ -40,6 +40,8 @@ pub struct LinePlot {
     pub bands: Vec<Band>,
     /// Extra lines of text under the title.
     pub notes: Vec<String>,
+    /// Where the legend goes (out of the data's way).
+    pub legend: SeriesLabelPosition,
 }
 
 fn range(vals: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
@@ -174,7 +176,7 @@ where
     draw_lines(&mut chart, p)?;
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
+        .position(p.legend.clone())
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK.mix(0.5))
         .label_font(("sans-serif", 16))
@@ -235,6 +237,7 @@ mod tests {
                 to: 1.0,
             }],
             notes: vec![],
+            legend: SeriesLabelPosition::LowerLeft,
         };
         let (w, h) = (400, 300);
         let buf = line_plot_rgb((w, h), &p).unwrap();
