@@ -106,8 +106,11 @@ static void open_dev(void)
 		;
 }
 
-/* rmmod + insmod: the module re-baselines at the page as it is now. */
-static void reload(void)
+/*
+ * rmmod + insmod: the module re-baselines at the page as it is at load; with
+ * write, the page is first set to (seq, delta, total) while it is unloaded.
+ */
+static void reload_at(bool write, uint64_t seq, int64_t delta, int64_t total)
 {
 	int r;
 
@@ -117,10 +120,17 @@ static void reload(void)
 	r = mt_rmmod();
 	if (r && r != -ENOENT)
 		ksft_exit_fail_msg("rmmod: %s\n", strerror(-r));
+	if (write)
+		put(seq, delta, total);
 	r = mt_insmod(params);
 	if (r)
 		ksft_exit_fail_msg("insmod %s: %s\n", params, strerror(-r));
 	open_dev();
+}
+
+static void reload(void)
+{
+	reload_at(false, 0, 0, 0);
 }
 
 /*
@@ -336,21 +346,10 @@ static void case_reset_past(void)
 	struct counts c0, c1, c2, c3, c4;
 	bool g[B + 1], g5, g5r, g6, all_refused = true;
 	int64_t t0, off0, off1;
-	int r;
 
-	if (ev_fd >= 0)
-		close(ev_fd);
-	ev_fd = -1;
-	r = mt_rmmod();
-	if (r)
-		ksft_exit_fail_msg("rmmod: %s\n", strerror(-r));
 	page(&h);
 	t0 = h.total;
-	put(B, 100 * MS, t0 + B * 100 * MS); /* while unloaded: the next load's baseline */
-	r = mt_insmod(params);
-	if (r)
-		ksft_exit_fail_msg("insmod: %s\n", strerror(-r));
-	open_dev();
+	reload_at(true, B, 100 * MS, t0 + B * 100 * MS); /* the load's baseline: B */
 	kmsg("mt_replay: reset-past\n");
 	c0 = counts();
 	off0 = mt_clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
@@ -408,20 +407,9 @@ static void case_wrap(void)
 	struct counts c0, c2;
 	bool g1, g2;
 	int64_t off0, off1, want = wrap_forward ? 200 * MS : 0;
-	int r;
 
-	if (ev_fd >= 0)
-		close(ev_fd);
-	ev_fd = -1;
-	r = mt_rmmod();
-	if (r)
-		ksft_exit_fail_msg("rmmod: %s\n", strerror(-r));
 	page(&h);
-	put(UINT64_MAX, 0, h.total); /* while unloaded: the next load's baseline */
-	r = mt_insmod(params);
-	if (r)
-		ksft_exit_fail_msg("insmod: %s\n", strerror(-r));
-	open_dev();
+	reload_at(true, UINT64_MAX, 0, h.total); /* the load's baseline: 2^64-1 */
 	kmsg("mt_replay: wrap\n");
 	c0 = counts();
 	off0 = mt_clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);

@@ -76,11 +76,18 @@ pub fn render_table(rows: &[DemoRow]) -> String {
                 .map_or("?".into(), |t| format!("{:.3} s", t as f64 / 1e9)),
         ]);
     }
-    let widths: Vec<usize> = (0..head.len())
+    fixed_width(&cells)
+}
+
+/// Rows of cells as a plain-text table: columns padded to their widest cell, `|` between,
+/// a `-+-` rule under the first (header) row.
+pub fn fixed_width(cells: &[Vec<String>]) -> String {
+    let n = cells.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..n)
         .map(|c| {
             cells
                 .iter()
-                .map(|r| r[c].chars().count())
+                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
                 .max()
                 .unwrap_or(0)
         })

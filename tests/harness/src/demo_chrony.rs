@@ -84,31 +84,7 @@ pub fn render(rows: &[ChronyRow]) -> String {
         c.push(r.overshoot_ms.map_or("?".into(), |w| format!("{w:.1} ms")));
         cells.push(c);
     }
-    let widths: Vec<usize> = (0..cells[0].len())
-        .map(|i| {
-            cells
-                .iter()
-                .map(|r| r[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for (k, r) in cells.iter().enumerate() {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(line.join(" | ").trim_end());
-        out.push('\n');
-        if k == 0 {
-            let sep: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-            out.push_str(&sep.join("-+-"));
-            out.push('\n');
-        }
-    }
-    out
+    crate::demo::fixed_width(&cells)
 }
 
 /// Runs (a) and (c), prints the table, plots; the rows, and whether both produced numbers.
