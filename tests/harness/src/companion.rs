@@ -121,6 +121,8 @@ pub fn stop_ntp(dir: &Path, out: &dyn Reporter) -> Option<Probed> {
         let _ = std::fs::write(dir.join("pairing.csv"), csv);
         let resume_ns = *RESUMED_AT.lock().expect("resume lock");
         let convergence = resume_ns.map(|r| converge(&samples, r));
+        let json = serde_json::json!({ "resume_ns": resume_ns, "convergence": convergence });
+        let _ = std::fs::write(dir.join("probe.json"), json.to_string());
         match &convergence {
             Some(c) => out.stage(&describe(c)),
             None => out.stage(&format!("probe: {} samples, no migration", samples.len())),

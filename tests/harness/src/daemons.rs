@@ -295,7 +295,8 @@ pub fn render_markdown(o: &DaemonOpts, runs: &[DaemonRun]) -> String {
          (pairing error: half the round trip, given per row). \"Within 5 ms after\": from the \
          resume until |guest − host| < 5 ms for good; \"held\": how long it then stayed there \
          (to the end of the window: (a) {} s after the migration, (b)/(c) {} s after chronyd \
-         resynchronised). chronyd's view is `chronyc tracking` at the end of the window (median over the runs).\n\n\
+         resynchronised). The overshoot and the error once settled are of each second's best-paired sample; \
+         the worst error is of any sample. chronyd's view is `chronyc tracking` at the end of the window (median over the runs).\n\n\
          | case | destination | runs | within 5 ms after, s: median (max) | held, s (min) | worst \\|error\\| after resume, ms: median (max) | overshoot past the new host, ms: max | \\|error\\| once settled, ms: max | one correction | chronyd at the end: offset, freq, leap | pairing error, ms: median (max) |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n",
         o.blackout_ms, o.window_s, o.hold_s

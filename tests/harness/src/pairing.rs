@@ -193,10 +193,30 @@ pub struct Convergence {
     /// once there: one correction, no second one, no slew through the gap.
     pub one_step: bool,
     /// The largest error past the new host's time, on the other side from where the guest
-    /// resumed (a slew that overshoots), ms; 0 if it never crossed.
+    /// resumed (a slew that overshoots), ms; 0 if it never crossed. Of each second's
+    /// best-paired sample.
     pub overshoot_ms: f64,
-    /// The largest |guest - host| once settled (to the end of the window), ms.
+    /// The largest |guest - host| once settled (to the end of the window), of each second's
+    /// best-paired sample, ms.
     pub after_settled_ms: Option<f64>,
+}
+
+/// Of each second after `resume_ns`, the sample with the smallest pairing error (as NTP's
+/// clock filter does): the error curve without the samples a delayed exchange blurs.
+fn best_per_second<'a>(after: &[&'a PairSample], resume_ns: i64) -> Vec<&'a PairSample> {
+    let mut v: Vec<&PairSample> = Vec::new();
+    for s in after {
+        let k = (s.host_ns - resume_ns).div_euclid(1_000_000_000);
+        match v.last_mut() {
+            Some(b) if (b.host_ns - resume_ns).div_euclid(1_000_000_000) == k => {
+                if s.bound_ns < b.bound_ns {
+                    *b = s;
+                }
+            }
+            _ => v.push(s),
+        }
+    }
+    v
 }
 
 fn median(mut v: Vec<i64>) -> i64 {
@@ -243,15 +263,17 @@ pub fn converge(samples: &[PairSample], resume_ns: i64) -> Convergence {
         let s = after[from + k];
         c.settled_s = Some(secs(s));
         c.held_s = secs(last) - secs(s);
-        c.after_settled_ms = after[from + k..]
-            .iter()
-            .map(|s| s.err_ns.abs())
+        let t = s.host_ns;
+        c.after_settled_ms = best_per_second(&after, resume_ns)
+            .into_iter()
+            .filter(|b| b.host_ns >= t)
+            .map(|b| b.err_ns.abs())
             .max()
             .map(|e| e as f64 / 1e6);
     }
     let sign = after[0].err_ns.signum();
-    c.overshoot_ms = after
-        .iter()
+    c.overshoot_ms = best_per_second(&after, resume_ns)
+        .into_iter()
         .filter(|s| s.err_ns.signum() == -sign)
         .map(|s| s.err_ns.abs())
         .max()
@@ -382,8 +404,6 @@ mod tests {
         assert_eq!(c.settled_s, Some(0.7));
         assert!(!c.one_step, "a slew is not one correction");
         assert_eq!(c.worst_ms, 2500.0);
-        assert_eq!(c.overshoot_ms, 270.0);
-        assert_eq!(c.after_settled_ms, Some(4.0));
         // A second correction after a right step.
         let c = converge(&run(10, &[-2500.0, 0.1, 0.2, 500.0, 0.2]), 10_000_000_000);
         assert!(!c.one_step);
@@ -393,6 +413,35 @@ mod tests {
         assert_eq!(c.settled_s, None);
         assert!(!c.one_step);
         assert!(describe(&c).contains("not within 5 ms"));
+    }
+
+    #[test]
+    fn overshoot_and_settled_error_use_each_seconds_best_sample() {
+        // One sample a second: behind, through zero, 270 ms past, back; in second 6 also a
+        // delayed sample (+8 ms, pairing error 4 ms) beside a good one (+1 ms).
+        let mut v: Vec<PairSample> = [-2500.0, -1200.0, 270.0, 40.0, 1.0, 0.5, 1.0]
+            .iter()
+            .enumerate()
+            .map(|(k, e)| PairSample {
+                host_ns: 10_000_000_000 + k as i64 * 1_000_000_000,
+                err_ns: (e * 1e6) as i64,
+                bound_ns: 300_000,
+            })
+            .collect();
+        v.push(PairSample {
+            host_ns: 16_500_000_000,
+            err_ns: 8_000_000,
+            bound_ns: 4_000_000,
+        });
+        let c = converge(&v, 10_000_000_000);
+        assert_eq!(c.overshoot_ms, 270.0);
+        assert_eq!(c.settled_s, Some(4.0));
+        assert_eq!(
+            c.after_settled_ms,
+            Some(1.0),
+            "the delayed sample is not the second's best"
+        );
+        assert_eq!(c.worst_ms, 2500.0);
     }
 
     #[test]
