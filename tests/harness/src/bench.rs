@@ -398,7 +398,7 @@ pub fn bench(o: &BenchOpts) -> Result<bool> {
     b.write(hpb)?;
     // Numbers, not tests: success means every configuration produced numbers.
     Ok(b.rs.iter().all(|r| r.clock_error_ms.is_some())
-        && b.daemons.iter().all(|r| r.convergence.is_some()))
+        && b.daemons.iter().all(|r| r.probe.convergence.is_some()))
 }
 
 #[cfg(test)]

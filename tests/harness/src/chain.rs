@@ -285,12 +285,10 @@ impl<'a> Chain<'a> {
         let s = &self.o.settings;
         let now = tai_ns();
         let now_rt = realtime_ns();
-        let thawed = match h.resume_ns.filter(|_| h.resumed) {
-            Some(r) => r + (now - now_rt),
-            None => now,
-        };
+        let resumed_rt = h.resume_ns.filter(|_| h.resumed);
+        let thawed = resumed_rt.map_or(now, |r| r + (now - now_rt));
         h.frozen_ns = thawed - self.frozen_at;
-        h.write_after_resume_ns = h.resume_ns.filter(|_| h.resumed).map(|r| now_rt - r);
+        h.write_after_resume_ns = resumed_rt.map(|r| now_rt - r);
         let old = d.g.page.host_area();
         let mut u = Update::next(&old, h.frozen_ns + s.skew_ns, s.compensated)
             .context("the page's sequence or total would overflow")?;

@@ -4,14 +4,16 @@
 //! time.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Result;
 
 use crate::options::{BootOpts, CheckOpts, SimOpts, SimSettings};
 use crate::output::Reporter;
 use crate::qemu::GuestConfig;
-use crate::scenarios::{append_for, table, timeout_for, vcpus_for, Kind, Scenario};
+use crate::scenarios::{
+    ack_timeout_for, append_for, table, timeout_for, vcpus_for, Kind, Scenario,
+};
 use crate::sim::sim;
 use crate::vmtest::{boot, Report};
 
@@ -241,12 +243,7 @@ fn run_one_inner(
                     migrations: s.migrations.max(1),
                     ..s.clone()
                 },
-                // Without the module (mt.load=0) nothing acks: do not wait 20 s per hop.
-                ack_timeout: if sc.run.split_whitespace().any(|w| w == "mt.load=0") {
-                    Duration::from_secs(2)
-                } else {
-                    Duration::from_secs(20)
-                },
+                ack_timeout: ack_timeout_for(sc.run),
             },
             out,
         )

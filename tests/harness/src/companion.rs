@@ -99,9 +99,10 @@ pub fn start_ntp(run: &str, dir: &Path, out: &dyn Reporter) -> Result<String> {
 }
 
 /// What the probe saw in a scenario with a network.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Probed {
-    /// Every sample, in time order (also in the run folder's `pairing.csv`).
+    /// Every sample, in time order (in the run folder's `pairing.csv`, not in JSON).
+    #[serde(skip)]
     pub samples: Vec<PairSample>,
     /// Host real time of the last switch to a destination host, ns.
     pub resume_ns: Option<i64>,
@@ -121,17 +122,19 @@ pub fn stop_ntp(dir: &Path, out: &dyn Reporter) -> Option<Probed> {
         let _ = std::fs::write(dir.join("pairing.csv"), csv);
         let resume_ns = *RESUMED_AT.lock().expect("resume lock");
         let convergence = resume_ns.map(|r| converge(&samples, r));
-        let json = serde_json::json!({ "resume_ns": resume_ns, "convergence": convergence });
-        let _ = std::fs::write(dir.join("probe.json"), json.to_string());
         match &convergence {
             Some(c) => out.stage(&describe(c)),
             None => out.stage(&format!("probe: {} samples, no migration", samples.len())),
         }
-        Probed {
+        let p = Probed {
             samples,
             resume_ns,
             convergence,
+        };
+        if let Ok(json) = serde_json::to_string(&p) {
+            let _ = std::fs::write(dir.join("probe.json"), json);
         }
+        p
     });
     if let Some(s) = NTP.lock().expect("ntp lock").take() {
         out.stage(&format!("NTP server: {} requests served", s.served()));

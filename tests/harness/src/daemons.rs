@@ -22,22 +22,33 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::ack::ExpectOutcome;
-use crate::companion::{start_ntp, stop_ntp};
+use crate::companion::{start_ntp, stop_ntp, Probed};
 use crate::options::{SimOpts, SimSettings};
 use crate::output::Reporter;
-use crate::pairing::{Convergence, PairSample};
+use crate::pairing::Convergence;
 use crate::qemu::{GuestConfig, Mode};
 use crate::results::parse_kv;
-use crate::scenarios::append_for;
+use crate::scenarios::{ack_timeout_for, append_for};
 use crate::sim::sim;
+
+/// What drives the re-sync: `mt_chrony`'s `expect=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expect {
+    /// chronyd alone.
+    None,
+    /// VMClock's disruption marker, through the companion.
+    Vmclock,
+    /// The migtime module, and its event through the companion.
+    Migtime,
+}
 
 /// One of the three ways.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Case {
     pub key: &'static str,
     pub title: &'static str,
-    /// `mt_chrony`'s expect= (none, vmclock, migtime).
-    pub expect: &'static str,
+    pub expect: Expect,
 }
 
 /// (a), (b), (c).
@@ -46,17 +57,17 @@ pub fn cases() -> [Case; 3] {
         Case {
             key: "chrony-alone",
             title: "(a) chronyd alone",
-            expect: "none",
+            expect: Expect::None,
         },
         Case {
             key: "chrony-vmclock",
             title: "(b) chronyd + VMClock + companion",
-            expect: "vmclock",
+            expect: Expect::Vmclock,
         },
         Case {
             key: "chrony-migtime",
             title: "(c) chronyd + migtime + companion",
-            expect: "migtime",
+            expect: Expect::Migtime,
         },
     ]
 }
@@ -99,17 +110,19 @@ impl Case {
     /// (a), or until chronyd is synchronised again and `hold_s` more (b, c).
     pub fn run(&self, window_s: u64, hold_s: u64) -> String {
         match self.expect {
-            "none" => format!("mt_chrony:expect=none:sync={window_s}:hold=0 mt.load=0 mt.net=1"),
-            "vmclock" => {
+            Expect::None => {
+                format!("mt_chrony:expect=none:sync={window_s}:hold=0 mt.load=0 mt.net=1")
+            }
+            Expect::Vmclock => {
                 format!("mt_chrony:expect=vmclock:sync=60:hold={hold_s} mt.load=0 mt.vmclock=1 mt.net=1")
             }
-            _ => format!("mt_chrony:expect=migtime:sync=60:hold={hold_s} mt.net=1"),
+            Expect::Migtime => format!("mt_chrony:expect=migtime:sync=60:hold={hold_s} mt.net=1"),
         }
     }
 
     /// The ack the simulator waits for.
     fn outcome(&self) -> ExpectOutcome {
-        if self.expect == "migtime" {
+        if self.expect == Expect::Migtime {
             ExpectOutcome::Stepped
         } else {
             ExpectOutcome::None
@@ -160,8 +173,9 @@ fn chrony_steps(text: &str) -> Option<u32> {
 pub struct DaemonRun {
     pub case: Case,
     pub condition: Condition,
-    /// What the probe measured after the resume.
-    pub convergence: Option<Convergence>,
+    /// What the probe measured (its samples, the resume, the numbers after it).
+    #[serde(flatten)]
+    pub probe: Probed,
     /// chronyd's view once a second after the migration.
     pub chrony: Vec<ChronyView>,
     /// Clock steps chronyd made over the whole boot (`makestep 1 3` at boot included).
@@ -169,12 +183,6 @@ pub struct DaemonRun {
     /// The run passed its own checks (KTAP, ack).
     pub ok: bool,
     pub problems: Vec<String>,
-    /// Every probe sample (in the run folder's pairing.csv too).
-    #[serde(skip)]
-    pub samples: Vec<PairSample>,
-    /// Host real time of the resume, ns.
-    #[serde(skip)]
-    pub resume_ns: Option<i64>,
 }
 
 /// What every run shares.
@@ -203,13 +211,11 @@ pub fn run_case(
     let mut r = DaemonRun {
         case: *case,
         condition: *cond,
-        convergence: None,
+        probe: Probed::default(),
         chrony: Vec::new(),
         chrony_steps: None,
         ok: false,
         problems: Vec::new(),
-        samples: Vec::new(),
-        resume_ns: None,
     };
     let ntp = match start_ntp(&run, dir, out) {
         Ok(n) => n,
@@ -240,7 +246,7 @@ pub fn run_case(
             expect: Some(case.outcome()),
             ..Default::default()
         },
-        ack_timeout: Duration::from_secs(if case.expect == "migtime" { 20 } else { 2 }),
+        ack_timeout: ack_timeout_for(&run),
     };
     match sim(&so, out) {
         Ok(s) => {
@@ -249,11 +255,7 @@ pub fn run_case(
         }
         Err(e) => r.problems.push(format!("{e:#}")),
     }
-    if let Some(p) = stop_ntp(dir, out) {
-        r.convergence = p.convergence;
-        r.samples = p.samples;
-        r.resume_ns = p.resume_ns;
-    }
+    r.probe = stop_ntp(dir, out).unwrap_or_default();
     let text: String = ["a", "b"]
         .iter()
         .filter_map(|g| std::fs::read_to_string(dir.join(format!("results-{g}.ktap"))).ok())
@@ -265,7 +267,7 @@ pub fn run_case(
 
 /// One progress line for a run.
 pub fn progress_line(r: &DaemonRun) -> String {
-    let c = r.convergence.clone().unwrap_or_default();
+    let c = r.probe.convergence.clone().unwrap_or_default();
     let end = r.chrony.last();
     format!(
         "{:<34} {:<16} within 5 ms after {}, held {:.0} s; worst {:.1} ms; chronyd at the end: offset {}, freq {}, {}; {}",
@@ -322,7 +324,10 @@ fn med_max(mut v: Vec<f64>) -> Option<(f64, f64)> {
 }
 
 fn row(case: &Case, cond: &Condition, rs: &[&DaemonRun]) -> String {
-    let convs: Vec<Convergence> = rs.iter().filter_map(|r| r.convergence.clone()).collect();
+    let convs: Vec<Convergence> = rs
+        .iter()
+        .filter_map(|r| r.probe.convergence.clone())
+        .collect();
     let never = convs.iter().filter(|c| c.settled_s.is_none()).count();
     let settled = med_max(convs.iter().filter_map(|c| c.settled_s).collect());
     let held = convs
@@ -412,18 +417,21 @@ mod tests {
         let mk = |settled, worst, ok| DaemonRun {
             case: cases()[2],
             condition: conditions()[1],
-            convergence: Some(Convergence {
-                settled_s: settled,
-                held_s: 95.0,
-                worst_ms: worst,
-                bound_median_ms: 0.3,
-                bound_max_ms: 2.0,
-                one_step: true,
-                samples: 2000,
-                overshoot_ms: 0.3,
-                after_settled_ms: Some(0.45),
+            probe: Probed {
+                convergence: Some(Convergence {
+                    settled_s: settled,
+                    held_s: 95.0,
+                    worst_ms: worst,
+                    bound_median_ms: 0.3,
+                    bound_max_ms: 2.0,
+                    one_step: true,
+                    samples: 2000,
+                    overshoot_ms: 0.3,
+                    after_settled_ms: Some(0.45),
+                    ..Default::default()
+                }),
                 ..Default::default()
-            }),
+            },
             chrony: vec![ChronyView {
                 t_s: 100.0,
                 leap: "Normal".into(),
@@ -434,8 +442,6 @@ mod tests {
             chrony_steps: Some(1),
             ok,
             problems: Vec::new(),
-            samples: Vec::new(),
-            resume_ns: None,
         };
         let o = DaemonOpts {
             kernel: "k".into(),

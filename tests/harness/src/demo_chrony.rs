@@ -44,12 +44,16 @@ pub fn err_at(samples: &[PairSample], resume_ns: i64, t_s: f64) -> Option<f64> {
 }
 
 fn row_of(r: &DaemonRun) -> ChronyRow {
-    let c = r.convergence.as_ref();
+    let c = r.probe.convergence.as_ref();
     ChronyRow {
         run: r.case.title.to_string(),
         at_ms: AT_S
             .iter()
-            .map(|t| r.resume_ns.and_then(|rn| err_at(&r.samples, rn, *t)))
+            .map(|t| {
+                r.probe
+                    .resume_ns
+                    .and_then(|rn| err_at(&r.probe.samples, rn, *t))
+            })
             .collect(),
         settled_s: c.and_then(|c| c.settled_s),
         worst_ms: c.map(|c| c.worst_ms),
@@ -121,7 +125,7 @@ pub fn demo_chrony(o: &DemoOpts, out: &dyn Reporter) -> (Vec<ChronyRow>, bool) {
         println!("  {}: {}", r.case.title, r.problems.join("; "));
     }
     let plotted = plot(o, &runs);
-    let ok = plotted && runs.iter().all(|r| r.convergence.is_some());
+    let ok = plotted && runs.iter().all(|r| r.probe.convergence.is_some());
     (rows, ok)
 }
 
@@ -133,10 +137,11 @@ fn plot(o: &DemoOpts, runs: &[DaemonRun]) -> bool {
         .iter()
         .zip(colors)
         .filter_map(|(r, color)| {
-            let rn = r.resume_ns?;
+            let rn = r.probe.resume_ns?;
             // Before the migration and after the resume: no line across the blackout.
             let pt = |s: &PairSample| ((s.host_ns - rn) as f64 / 1e9, s.err_ns as f64 / 1e6);
             let (before, after): (Vec<&PairSample>, Vec<&PairSample>) = r
+                .probe
                 .samples
                 .iter()
                 .filter(|s| s.host_ns >= rn - 8_000_000_000)

@@ -189,8 +189,9 @@ pub struct Convergence {
     pub bound_median_ms: f64,
     pub bound_max_ms: f64,
     /// After the resume the guest was only ever at its pre-migration time (within 5 ms of the
-    /// first sample's error) or not surely beyond 5 ms of the new host, and never left the new host's time
-    /// once there: one correction, no second one, no slew through the gap.
+    /// best-paired sample before it first got within 5 ms of the new host) or not surely
+    /// beyond 5 ms of the new host, and never left the new host's time once there: one
+    /// correction, no second one, no slew through the gap.
     pub one_step: bool,
     /// The largest error past the new host's time, on the other side from where the guest
     /// resumed (a slew that overshoots), ms; 0 if it never crossed. Of each second's
@@ -259,21 +260,21 @@ pub fn converge(samples: &[PairSample], resume_ns: i64) -> Convergence {
         .iter()
         .rposition(|s| s.surely_out())
         .map_or(0, |i| i + 1);
+    let best = best_per_second(&after, resume_ns);
     if let Some(k) = after[from..].iter().position(|s| s.surely_in()) {
         let s = after[from + k];
         c.settled_s = Some(secs(s));
         c.held_s = secs(last) - secs(s);
-        let t = s.host_ns;
-        c.after_settled_ms = best_per_second(&after, resume_ns)
-            .into_iter()
-            .filter(|b| b.host_ns >= t)
+        c.after_settled_ms = best
+            .iter()
+            .filter(|b| b.host_ns >= s.host_ns)
             .map(|b| b.err_ns.abs())
             .max()
             .map(|e| e as f64 / 1e6);
     }
     let sign = after[0].err_ns.signum();
-    c.overshoot_ms = best_per_second(&after, resume_ns)
-        .into_iter()
+    c.overshoot_ms = best
+        .iter()
         .filter(|s| s.err_ns.signum() == -sign)
         .map(|s| s.err_ns.abs())
         .max()

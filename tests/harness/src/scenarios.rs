@@ -336,6 +336,16 @@ pub fn vcpus_for(name: &str, default: u32) -> u32 {
         .map_or(default, |(_, v)| (*v).max(default))
 }
 
+/// How long the simulator waits for the guest's ack after `cont`: without the module
+/// (`mt.load=0` in `run`) nothing acks, so do not wait 20 s per hop.
+pub fn ack_timeout_for(run: &str) -> Duration {
+    if run.split_whitespace().any(|w| w == "mt.load=0") {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_secs(20)
+    }
+}
+
 /// The `mt.run=` / `mt.params=` part of the kernel command line.
 pub fn append_for(run: &str, params: &str, extra: &str) -> String {
     let mut v = Vec::new();
