@@ -15,6 +15,11 @@
  *   # MIGTIME-RESULT timerfd_cancelled=0|1 sta_unsync=0|1 maxerror_us=N
  *     event=0|1 outcome=N intended_ns=N applied_ns=N residual_ns=N
  *
+ * Two checks keep the sampler honest: CLOCK_MONOTONIC never went back from
+ * one sample to the next, and CLOCK_REALTIME ended ahead of where it
+ * started (the run spans before_ms + after_ms of guest time, more than any
+ * step a demo or bench configuration makes backwards).
+ *
  * Options (key=value): period_ms (100), before_ms (1500), after_ms (6000).
  */
 #define _GNU_SOURCE
@@ -29,9 +34,9 @@ int main(int argc, char **argv)
 	long period_ms = 100, before_ms = 1500, after_ms = 6000;
 	struct migtime_event ev = { 0 };
 	struct timex tx = { 0 };
-	int64_t start, ready_at = 0;
+	int64_t start, ready_at = 0, prev_mono = 0, first_real = 0, last_real = 0;
 	uint64_t ticks;
-	int tfd, dev, cancelled, got = 0;
+	int tfd, dev, cancelled, got = 0, samples = 0, mono_back = 0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	for (int i = 1; i < argc; i++) {
@@ -47,7 +52,7 @@ int main(int argc, char **argv)
 	if (period_ms < 1 || before_ms < 0 || after_ms < 0)
 		ksft_exit_fail_msg("bad period_ms/before_ms/after_ms\n");
 	ksft_print_header();
-	ksft_set_plan(1);
+	ksft_set_plan(2);
 
 	tfd = mt_arm_cancel_on_set();
 	if (tfd < 0)
@@ -66,6 +71,15 @@ int main(int argc, char **argv)
 		int64_t real = mt_clock_ns(CLOCK_REALTIME);
 
 		printf("# MIGTIME-CLOCK %lld %lld\n", (long long)real, (long long)mono);
+		if (samples++ && mono < prev_mono) {
+			mono_back++;
+			ksft_print_msg("CLOCK_MONOTONIC went back %lld ns\n",
+				       (long long)(prev_mono - mono));
+		}
+		if (samples == 1)
+			first_real = real;
+		prev_mono = mono;
+		last_real = real;
 		if (!ready_at && mono - start >= before_ms * 1000000LL) {
 			printf("# MIGTIME-READY mt_clock\n");
 			ready_at = mono;
@@ -84,6 +98,9 @@ int main(int argc, char **argv)
 	printf("# MIGTIME-RESULT timerfd_cancelled=%d sta_unsync=%d maxerror_us=%ld event=%d outcome=%u intended_ns=%lld applied_ns=%lld residual_ns=%lld\n",
 	       cancelled, !!(tx.status & STA_UNSYNC), tx.maxerror, got, ev.outcome,
 	       (long long)ev.intended_ns, (long long)ev.applied_ns, (long long)ev.residual_ns);
-	ksft_test_result_pass("clock samples and result reported\n");
+	ksft_test_result(!mono_back, "CLOCK_MONOTONIC never went back (%d samples)\n", samples);
+	ksft_test_result(last_real > first_real,
+			 "CLOCK_REALTIME advanced over the run (by %lld ns)\n",
+			 (long long)(last_real - first_real));
 	ksft_finished();
 }

@@ -7,18 +7,26 @@
  * of CPU time not idle over that window:
  *
  *   # MIGTIME-IDLE seconds=N wakeups_per_s=X busy_pct=Y
+ *
+ * Its one check: both files parsed (a "LOC:" line with a count per CPU, a
+ * "cpu" line) and every counter moved forward over the window, with time
+ * passing on the guest's CPUs; otherwise the numbers above mean nothing.
  */
 #define _GNU_SOURCE
 #include "kselftest.h"
 #include "mt_page.h"
 
-/* Sum of the per-CPU counts on the "LOC:" line of /proc/interrupts. */
-static unsigned long long local_timer_irqs(void)
+/*
+ * Sum of the per-CPU counts on the "LOC:" line of /proc/interrupts; *cpus
+ * is how many counts it had (0: no such line).
+ */
+static unsigned long long local_timer_irqs(int *cpus)
 {
 	char line[4096];
 	unsigned long long sum = 0;
 	FILE *f = fopen("/proc/interrupts", "r");
 
+	*cpus = 0;
 	if (!f)
 		ksft_exit_fail_msg("/proc/interrupts: %s\n", strerror(errno));
 	while (fgets(line, sizeof(line), f)) {
@@ -35,6 +43,7 @@ static unsigned long long local_timer_irqs(void)
 			if (end == p)
 				break;
 			sum += v;
+			(*cpus)++;
 			p = end;
 		}
 	}
@@ -63,6 +72,7 @@ int main(int argc, char **argv)
 	long seconds = 60;
 	unsigned long long irq0, irq1, t0, t1, i0, i1;
 	int64_t m0, m1;
+	int cpus0, cpus1;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	for (int i = 1; i < argc; i++) {
@@ -75,16 +85,19 @@ int main(int argc, char **argv)
 		ksft_exit_fail_msg("seconds must be >= 1\n");
 	ksft_print_header();
 	ksft_set_plan(1);
-	irq0 = local_timer_irqs();
+	irq0 = local_timer_irqs(&cpus0);
 	cpu_times(&t0, &i0);
 	m0 = mt_clock_ns(CLOCK_MONOTONIC);
 	sleep(seconds);
 	m1 = mt_clock_ns(CLOCK_MONOTONIC);
-	irq1 = local_timer_irqs();
+	irq1 = local_timer_irqs(&cpus1);
 	cpu_times(&t1, &i1);
 	printf("# MIGTIME-IDLE seconds=%.3f wakeups_per_s=%.2f busy_pct=%.3f\n",
 	       (m1 - m0) / 1e9, (irq1 - irq0) / ((m1 - m0) / 1e9),
 	       t1 > t0 ? 100.0 * ((t1 - t0) - (i1 - i0)) / (t1 - t0) : 0.0);
-	ksft_test_result_pass("idle cost reported\n");
+	ksft_test_result(cpus0 > 0 && cpus1 == cpus0 && irq1 > irq0 && t1 > t0 && i1 >= i0 &&
+			 m1 > m0,
+			 "idle counters parsed and moving (%d CPUs on LOC:, +%llu interrupts, +%llu jiffies)\n",
+			 cpus1, irq1 - irq0, t1 - t0);
 	ksft_finished();
 }

@@ -56,7 +56,6 @@ static long long self_ns;
 static int self_write, self_compensated;
 static int once_s, want_retries;
 
-
 /*
  * The host area, or (expect=none only: a host that leaves the count odd is
  * one of the cases) an all-zero view with *readable cleared.
@@ -190,19 +189,30 @@ static void after_event(int dev, int n, int got)
 	}
 }
 
-static void hop(int dev, int n)
-{
-	struct timex tx = { 0 };
-	struct migtime_event ev = { 0 };
-	struct pollfd pfd = { .fd = dev, .events = POLLIN };
+/* What one hop saw: the page, the event, the clocks, the timerfd, NTP. */
+struct hop_view {
 	struct mt_host_view before, after;
-	int64_t off_rm0, off_bm0, off_rm1, off_bm1, dstep, want;
+	int readable_before, readable_after;
+	struct migtime_event ev;
+	int got, cancelled;
+	struct timex tx;
+	/* realtime - monotonic and boottime - monotonic, before and after. */
+	int64_t off_rm0, off_bm0, off_rm1, off_bm1, dstep;
+};
+
+/*
+ * Arms the timerfd and NTP state, announces READY, waits for the event (or
+ * writes the page first with self=) and reads everything back into v.
+ */
+static void observe_hop(int dev, int n, struct hop_view *v)
+{
+	struct pollfd pfd = { .fd = dev, .events = POLLIN };
 	uint64_t ticks;
-	int tfd, rc, got, cancelled, readable_before, readable_after;
+	int tfd, rc;
 	ssize_t r;
 
 	drain(dev);
-	before = read_host(&readable_before);
+	v->before = read_host(&v->readable_before);
 
 	tfd = mt_arm_cancel_on_set();
 	if (tfd < 0)
@@ -210,110 +220,138 @@ static void hop(int dev, int n)
 	if (mt_set_ntp_synced())
 		ksft_exit_fail_msg("adjtimex(set synced): %s\n", strerror(errno));
 
-	off_rm0 = mt_clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
-	off_bm0 = mt_clock_offset(CLOCK_BOOTTIME, CLOCK_MONOTONIC);
+	v->off_rm0 = mt_clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
+	v->off_bm0 = mt_clock_offset(CLOCK_BOOTTIME, CLOCK_MONOTONIC);
 
 	/* The host pairs this with its own clock: guest-host offset before. */
 	printf("# MIGTIME-CLOCK %lld %lld\n", (long long)mt_clock_ns(CLOCK_REALTIME),
 	       (long long)mt_clock_ns(CLOCK_MONOTONIC));
 	printf("# MIGTIME-READY mt_migrate hop %d seq %llu total %lld\n", n,
-	       (unsigned long long)before.seq, (long long)before.total);
+	       (unsigned long long)v->before.seq, (long long)v->before.total);
 	fflush(stdout);
 	if (self_write)
 		write_host(self_ns, self_compensated);
 
 	rc = poll(&pfd, 1, wait_s * 1000);
-	got = rc == 1 && (pfd.revents & POLLIN);
-	if (got) {
-		r = read(dev, &ev, sizeof(ev));
-		if (r != (ssize_t)sizeof(ev))
+	v->got = rc == 1 && (pfd.revents & POLLIN);
+	if (v->got) {
+		r = read(dev, &v->ev, sizeof(v->ev));
+		if (r != (ssize_t)sizeof(v->ev))
 			ksft_exit_fail_msg("read /dev/migtime: %zd (%s)\n", r, strerror(errno));
 	}
-	after = read_host(&readable_after);
-	off_rm1 = mt_clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
-	off_bm1 = mt_clock_offset(CLOCK_BOOTTIME, CLOCK_MONOTONIC);
-	dstep = off_rm1 - off_rm0;
-	cancelled = read(tfd, &ticks, sizeof(ticks)) < 0 && errno == ECANCELED;
+	v->after = read_host(&v->readable_after);
+	v->off_rm1 = mt_clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
+	v->off_bm1 = mt_clock_offset(CLOCK_BOOTTIME, CLOCK_MONOTONIC);
+	v->dstep = v->off_rm1 - v->off_rm0;
+	v->cancelled = read(tfd, &ticks, sizeof(ticks)) < 0 && errno == ECANCELED;
 	close(tfd);
-	memset(&tx, 0, sizeof(tx));
-	if (adjtimex(&tx) < 0)
+	memset(&v->tx, 0, sizeof(v->tx));
+	if (adjtimex(&v->tx) < 0)
 		ksft_exit_fail_msg("adjtimex(read): %s\n", strerror(errno));
+}
 
-	if (!readable_before || !readable_after)
+static void print_hop(int n, const struct hop_view *v)
+{
+	if (!v->readable_before || !v->readable_after)
 		ksft_print_msg("hop %d: page unreadable (seqcount odd) %s the wait\n", n,
-			       readable_before ? "after" : "before");
+			       v->readable_before ? "after" : "before");
 	ksft_print_msg("hop %d: page seq %llu->%llu total %lld->%lld flags %#x; event: %s seq %llu outcome %s intended %lld applied %lld residual %lld; realtime-monotonic moved %lld ns\n",
-		       n, (unsigned long long)before.seq, (unsigned long long)after.seq,
-		       (long long)before.total, (long long)after.total, after.flags,
-		       got ? "yes" : "no", (unsigned long long)ev.migration_seq,
-		       got ? outcome_name(ev.outcome) : "-", (long long)ev.intended_ns,
-		       (long long)ev.applied_ns, (long long)ev.residual_ns, (long long)dstep);
+		       n, (unsigned long long)v->before.seq, (unsigned long long)v->after.seq,
+		       (long long)v->before.total, (long long)v->after.total, v->after.flags,
+		       v->got ? "yes" : "no", (unsigned long long)v->ev.migration_seq,
+		       v->got ? outcome_name(v->ev.outcome) : "-", (long long)v->ev.intended_ns,
+		       (long long)v->ev.applied_ns, (long long)v->ev.residual_ns,
+		       (long long)v->dstep);
+}
 
-	want = after.total - before.total;
+/*
+ * The method the kernel allows, and its exactness: inject applies exactly
+ * the step (a compensated migration: a 1 ns nudge); settimeofday only
+ * within the tolerance.
+ */
+static void step_method_result(int n, const struct hop_view *v)
+{
+	const struct migtime_event *ev = &v->ev;
+	unsigned int m = mt_expected_step_method();
+	int exact = expect == EXPECT_STEP ? ev->residual_ns == 0
+					  : ev->applied_ns == 1 && ev->residual_ns == 1;
+
+	ksft_test_result(v->got && ev->timing.step_method == m && ev->timing.sets >= 1 &&
+			 (m != MIGTIME_STEP_INJECT || (exact && ev->timing.sets == 1)),
+			 "hop%d step method %u (want %u), %u set(s), residual %lld ns%s\n", n,
+			 ev->timing.step_method, m, ev->timing.sets, (long long)ev->residual_ns,
+			 m == MIGTIME_STEP_INJECT ? " (inject: exact)" : "");
+}
+
+/* expect=step|notify: the event, the step, the timerfd and NTP reset. */
+static void check_acted(int dev, int n, const struct hop_view *v)
+{
+	const struct migtime_event *ev = &v->ev;
+	int64_t want = v->after.total - v->before.total;
+	int got = v->got;
+
+	ksft_test_result(got, "hop%d event received within %d s\n", n, wait_s);
+	ksft_test_result(got && ev->migration_seq == v->after.seq && v->after.seq > v->before.seq,
+			 "hop%d event seq matches the page (%llu)\n", n,
+			 (unsigned long long)v->after.seq);
+	ksft_test_result(got && ev->outcome == (expect == EXPECT_STEP ? MIGTIME_OUTCOME_STEPPED
+								       : MIGTIME_OUTCOME_NOTIFIED),
+			 "hop%d outcome is %s\n", n, expect == EXPECT_STEP ? "stepped" : "notified");
+	ksft_test_result(got && ev->intended_ns == want,
+			 "hop%d intended step equals the page's pending total (%lld ns)\n", n,
+			 (long long)want);
+	ksft_test_result(llabs(v->dstep - want) <= tol_ns,
+			 "hop%d realtime stepped by the pending total within %lld us (off by %lld ns)\n",
+			 n, tol_ns / 1000, (long long)(v->dstep - want));
+	ksft_test_result(llabs(v->off_bm1 - v->off_bm0) <= tol_ns,
+			 "hop%d monotonic and boottime not stepped (boottime-monotonic moved %lld ns)\n",
+			 n, (long long)(v->off_bm1 - v->off_bm0));
+	ksft_test_result(got && llabs(ev->residual_ns) <= tol_ns &&
+			 ev->residual_ns == ev->applied_ns - ev->intended_ns,
+			 "hop%d residual %lld ns within %lld us\n", n, (long long)ev->residual_ns,
+			 tol_ns / 1000);
+	step_method_result(n, v);
+	ksft_test_result(v->cancelled, "hop%d cancel-on-set timerfd read returns ECANCELED\n", n);
+	ksft_test_result((v->tx.status & STA_UNSYNC) && v->tx.maxerror >= NTP_PHASE_LIMIT_US &&
+			 v->tx.esterror == NTP_PHASE_LIMIT_US,
+			 "hop%d NTP state reset (status %#x maxerror %ld esterror %ld)\n", n,
+			 v->tx.status, v->tx.maxerror, v->tx.esterror);
+	after_event(dev, n, got);
+}
+
+/* expect=refuse|none: clock, timerfd and NTP state untouched. */
+static void check_untouched(int n, const struct hop_view *v)
+{
+	ksft_test_result(llabs(v->dstep) <= tol_ns, "hop%d realtime not stepped (moved %lld ns)\n",
+			 n, (long long)v->dstep);
+	ksft_test_result(!v->cancelled, "hop%d cancel-on-set timerfd not cancelled\n", n);
+	ksft_test_result(!(v->tx.status & STA_UNSYNC),
+			 "hop%d NTP state untouched (status %#x maxerror %ld esterror %ld)\n", n,
+			 v->tx.status, v->tx.maxerror, v->tx.esterror);
+}
+
+static void hop(int dev, int n)
+{
+	struct hop_view v = { 0 };
+
+	observe_hop(dev, n, &v);
+	print_hop(n, &v);
 	switch (expect) {
 	case EXPECT_STEP:
 	case EXPECT_NOTIFY:
-		ksft_test_result(got, "hop%d event received within %d s\n", n, wait_s);
-		ksft_test_result(got && ev.migration_seq == after.seq && after.seq > before.seq,
-				 "hop%d event seq matches the page (%llu)\n", n,
-				 (unsigned long long)after.seq);
-		ksft_test_result(got && ev.outcome == (expect == EXPECT_STEP ? MIGTIME_OUTCOME_STEPPED
-									  : MIGTIME_OUTCOME_NOTIFIED),
-				 "hop%d outcome is %s\n", n,
-				 expect == EXPECT_STEP ? "stepped" : "notified");
-		ksft_test_result(got && ev.intended_ns == want,
-				 "hop%d intended step equals the page's pending total (%lld ns)\n", n,
-				 (long long)want);
-		ksft_test_result(llabs(dstep - want) <= tol_ns,
-				 "hop%d realtime stepped by the pending total within %lld us (off by %lld ns)\n",
-				 n, tol_ns / 1000, (long long)(dstep - want));
-		ksft_test_result(llabs(off_bm1 - off_bm0) <= tol_ns,
-				 "hop%d monotonic and boottime not stepped (boottime-monotonic moved %lld ns)\n",
-				 n, (long long)(off_bm1 - off_bm0));
-		ksft_test_result(got && llabs(ev.residual_ns) <= tol_ns &&
-				 ev.residual_ns == ev.applied_ns - ev.intended_ns,
-				 "hop%d residual %lld ns within %lld us\n", n,
-				 (long long)ev.residual_ns, tol_ns / 1000);
-		{
-			/*
-			 * The method the kernel allows, and its exactness: inject
-			 * applies exactly the step (a compensated migration: a
-			 * 1 ns nudge); settimeofday only within the bound above.
-			 */
-			unsigned int m = mt_expected_step_method();
-			int exact = expect == EXPECT_STEP ? ev.residual_ns == 0
-							  : ev.applied_ns == 1 && ev.residual_ns == 1;
-
-			ksft_test_result(got && ev.timing.step_method == m && ev.timing.sets >= 1 &&
-					 (m != MIGTIME_STEP_INJECT || (exact && ev.timing.sets == 1)),
-					 "hop%d step method %u (want %u), %u set(s), residual %lld ns%s\n",
-					 n, ev.timing.step_method, m, ev.timing.sets,
-					 (long long)ev.residual_ns,
-					 m == MIGTIME_STEP_INJECT ? " (inject: exact)" : "");
-		}
-		ksft_test_result(cancelled, "hop%d cancel-on-set timerfd read returns ECANCELED\n", n);
-		ksft_test_result((tx.status & STA_UNSYNC) && tx.maxerror >= NTP_PHASE_LIMIT_US &&
-				 tx.esterror == NTP_PHASE_LIMIT_US,
-				 "hop%d NTP state reset (status %#x maxerror %ld esterror %ld)\n", n,
-				 tx.status, tx.maxerror, tx.esterror);
-		after_event(dev, n, got);
+		check_acted(dev, n, &v);
 		break;
 	case EXPECT_REFUSE:
-		ksft_test_result(got && is_refusal(ev.outcome) &&
-				 (!want_outcome || !strcmp(want_outcome, outcome_name(ev.outcome))),
+		ksft_test_result(v.got && is_refusal(v.ev.outcome) &&
+				 (!want_outcome || !strcmp(want_outcome, outcome_name(v.ev.outcome))),
 				 "hop%d event is a refusal%s%s (got %s)\n", n,
 				 want_outcome ? ": " : "", want_outcome ? want_outcome : "",
-				 got ? outcome_name(ev.outcome) : "no event");
-		goto untouched;
+				 v.got ? outcome_name(v.ev.outcome) : "no event");
+		check_untouched(n, &v);
+		break;
 	case EXPECT_NONE:
-		ksft_test_result(!got, "hop%d no event within %d s\n", n, wait_s);
-untouched:
-		ksft_test_result(llabs(dstep) <= tol_ns,
-				 "hop%d realtime not stepped (moved %lld ns)\n", n, (long long)dstep);
-		ksft_test_result(!cancelled, "hop%d cancel-on-set timerfd not cancelled\n", n);
-		ksft_test_result(!(tx.status & STA_UNSYNC),
-				 "hop%d NTP state untouched (status %#x maxerror %ld esterror %ld)\n", n,
-				 tx.status, tx.maxerror, tx.esterror);
+		ksft_test_result(!v.got, "hop%d no event within %d s\n", n, wait_s);
+		check_untouched(n, &v);
 		break;
 	}
 }

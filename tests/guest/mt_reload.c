@@ -45,7 +45,6 @@ static const char *params = "poll_ms=1";
 static int64_t delta_of[MAX_SEQ];
 static int unloaded_write[MAX_SEQ];
 
-
 static pthread_mutex_t page_lock = PTHREAD_MUTEX_INITIALIZER;
 static int64_t next_delta = 1000000; /* 1 ms, then +1 us each */
 
@@ -97,17 +96,19 @@ static void *writer(void *arg)
 	return NULL;
 }
 
-int main(int argc, char **argv)
-{
-	int ins_ok = 0, rm_ok = 0, dev_ok = 0, ev_want = 0, ev_ok = 0, loads = 0;
-	int dup = 0, wrong = 0, unl = 0, applied_n = 0;
-	int64_t off0, off1, sum_applied = 0;
-	static int seen[MAX_SEQ];
-	char *log, *p, *start;
-	unsigned long long base = 0; /* the seq the module is in step with */
-	int r, size;
+/* What the load/unload loop saw. */
+struct tally {
+	int ins_ok, rm_ok, dev_ok, ev_want, ev_ok, loads;
+};
 
-	setvbuf(stdout, NULL, _IOLBF, 0);
+/* What the kernel log since the marker says. */
+struct logcheck {
+	int dup, wrong, unl, applied_n;
+	int64_t sum_applied;
+};
+
+static void parse_args(int argc, char **argv)
+{
 	for (int i = 1; i < argc; i++) {
 		if (!strncmp(argv[i], "loops=", 6))
 			loops = atoi(argv[i] + 6);
@@ -116,90 +117,121 @@ int main(int argc, char **argv)
 		else
 			ksft_exit_fail_msg("unknown argument '%s'\n", argv[i]);
 	}
-	ksft_print_header();
-	ksft_set_plan(8);
-	if (loops < 1 || mt_map_page(1))
-		ksft_exit_fail_msg("bad loops, or cannot map the migtime page\n");
+}
 
-	/* A marker in the kernel log: parse only what follows it. */
-	r = open("/dev/kmsg", O_WRONLY);
-	if (r < 0 || write(r, "mt_reload: start\n", 17) != 17)
+/* A marker in the kernel log: parse only what follows it. */
+static void mark_kernel_log(void)
+{
+	int fd = open("/dev/kmsg", O_WRONLY);
+
+	if (fd < 0 || write(fd, "mt_reload: start\n", 17) != 17)
 		ksft_exit_fail_msg("/dev/kmsg: %s\n", strerror(errno));
-	close(r);
-	off0 = mt_clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
+	close(fd);
+}
 
-	/* /init loaded the module: start by unloading it. */
-	r = mt_rmmod();
-	rm_ok += !r;
-	dev_ok += dev_is(0);
-	if (r)
-		ksft_print_msg("initial rmmod: %s\n", strerror(-r));
+/* rmmod, and DEV gone after it; returns rmmod's result. */
+static int unload(struct tally *t)
+{
+	int r = mt_rmmod();
 
-	for (int i = 0; i < loops; i++) {
-		int mode = i % 4;
-		pthread_t th;
+	t->rm_ok += !r;
+	t->dev_ok += dev_is(0);
+	return r;
+}
 
-		if (mode == 3 && pthread_create(&th, NULL, writer, NULL))
-			ksft_exit_fail_msg("pthread_create\n");
-		r = insmod();
-		loads++;
-		if (mode == 3)
-			pthread_join(th, NULL);
-		ins_ok += !r;
-		dev_ok += dev_is(1);
-		if (r)
-			ksft_print_msg("iteration %d: insmod: %s\n", i, strerror(-r));
-		if (mode == 0) {
-			int fd = open(DEV, O_RDONLY | O_NONBLOCK);
-			struct migtime_event ev;
-			struct pollfd pfd = { .fd = fd, .events = POLLIN };
-			uint64_t seq;
+/* Mode 0: update the page and wait for the event of that update on DEV. */
+static void update_and_read_event(int i, struct tally *t)
+{
+	int fd = open(DEV, O_RDONLY | O_NONBLOCK);
+	struct migtime_event ev;
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	uint64_t seq;
 
-			while (fd >= 0 && read(fd, &ev, sizeof(ev)) > 0)
-				;
-			seq = write_host(0);
-			ev_want++;
-			if (fd >= 0 && poll(&pfd, 1, 5000) == 1 &&
-			    read(fd, &ev, sizeof(ev)) == (ssize_t)sizeof(ev) &&
-			    ev.migration_seq == seq && ev.intended_ns == delta_of[seq] &&
-			    ev.outcome == MIGTIME_OUTCOME_STEPPED)
-				ev_ok++;
-			else
-				ksft_print_msg("iteration %d: no matching event for seq %llu\n", i,
-					       (unsigned long long)seq);
-			if (fd >= 0)
-				close(fd);
-		} else if (mode == 1) {
-			write_host(0);
-		} else if (mode == 2) {
-			write_host(0);
-			usleep((i * 7919) % 10000);
-		}
-		r = mt_rmmod();
-		rm_ok += !r;
-		dev_ok += dev_is(0);
-		if (r)
-			ksft_print_msg("iteration %d: rmmod: %s\n", i, strerror(-r));
-		if (i % 4 == 3)
-			write_host(1); /* while unloaded: never applied */
-	}
+	while (fd >= 0 && read(fd, &ev, sizeof(ev)) > 0)
+		;
+	seq = write_host(0);
+	t->ev_want++;
+	if (fd >= 0 && poll(&pfd, 1, 5000) == 1 && read(fd, &ev, sizeof(ev)) == (ssize_t)sizeof(ev) &&
+	    ev.migration_seq == seq && ev.intended_ns == delta_of[seq] &&
+	    ev.outcome == MIGTIME_OUTCOME_STEPPED)
+		t->ev_ok++;
+	else
+		ksft_print_msg("iteration %d: no matching event for seq %llu\n", i,
+			       (unsigned long long)seq);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Iteration i: load, then mode i % 4 (see the top of the file), unload. */
+static void iteration(int i, struct tally *t)
+{
+	int mode = i % 4, r;
+	pthread_t th;
+
+	if (mode == 3 && pthread_create(&th, NULL, writer, NULL))
+		ksft_exit_fail_msg("pthread_create\n");
 	r = insmod();
-	loads++;
-	ins_ok += !r;
-	dev_ok += dev_is(1);
-	usleep(300000);
-	off1 = mt_clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
+	t->loads++;
+	if (mode == 3)
+		pthread_join(th, NULL);
+	t->ins_ok += !r;
+	t->dev_ok += dev_is(1);
+	if (r)
+		ksft_print_msg("iteration %d: insmod: %s\n", i, strerror(-r));
+	if (mode == 0) {
+		update_and_read_event(i, t);
+	} else if (mode == 1) {
+		write_host(0);
+	} else if (mode == 2) {
+		write_host(0);
+		usleep((i * 7919) % 10000);
+	}
+	r = unload(t);
+	if (r)
+		ksft_print_msg("iteration %d: rmmod: %s\n", i, strerror(-r));
+	if (i % 4 == 3)
+		write_host(1); /* while unloaded: never applied */
+}
 
-	ksft_test_result(ins_ok == loads, "insmod succeeded %d of %d times\n", ins_ok, loads);
-	ksft_test_result(rm_ok == loads, "rmmod succeeded %d of %d times\n", rm_ok, loads);
-	ksft_test_result(dev_ok == 2 * loads,
-			 "%s appeared after every insmod and disappeared after every rmmod (%d of %d)\n",
-			 DEV, dev_ok, 2 * loads);
-	ksft_test_result(ev_ok == ev_want, "events read on %s match the updates (%d of %d)\n", DEV,
-			 ev_ok, ev_want);
+/* One "migtime: event" line of the kernel log against what was written. */
+static void check_event(unsigned long long *base, unsigned long long e, unsigned long long s,
+			const char *what, long long in, long long ap, struct logcheck *c)
+{
+	static int seen[MAX_SEQ];
+	long long want = 0;
 
-	/* The kernel log since the marker. */
-	size = klogctl(10 /* SYSLOG_ACTION_SIZE_BUFFER */, NULL, 0);
+	/*
+	 * A check may see several updates at once (the page moved on while
+	 * the module was binding, or between two polls): the step is then the
+	 * sum of their deltas, once (catch-up).
+	 */
+	for (unsigned long long k = *base + 1; k <= s && k < MAX_SEQ; k++)
+		want += delta_of[k];
+	*base = s;
+	c->applied_n++;
+	c->sum_applied += ap;
+	if (s >= MAX_SEQ || seen[s]++) {
+		c->dup++;
+		ksft_print_msg("seq %llu applied again (event %llu)\n", s, e);
+	}
+	if (s < MAX_SEQ && (in != want || strcmp(what, "stepped"))) {
+		c->wrong++;
+		ksft_print_msg("seq %llu: %s intended %lld, deltas written since the baseline %lld\n", s,
+			       what, in, want);
+	}
+	if (s < MAX_SEQ && unloaded_write[s]) {
+		c->unl++;
+		ksft_print_msg("seq %llu was written while unloaded but applied\n", s);
+	}
+}
+
+/* The kernel log since the marker: binds (new baselines) and events. */
+static void scan_kernel_log(struct logcheck *c)
+{
+	unsigned long long base = 0; /* the seq the module is in step with */
+	int size = klogctl(10 /* SYSLOG_ACTION_SIZE_BUFFER */, NULL, 0);
+	char *log, *p, *start;
+
 	if (size <= 0)
 		ksft_exit_fail_msg("klogctl size: %s\n", strerror(errno));
 	log = calloc(1, size + 1);
@@ -210,7 +242,7 @@ int main(int argc, char **argv)
 		ksft_exit_fail_msg("the start marker fell out of the kernel log buffer\n");
 	for (p = start; (p = strstr(p, "migtime")); p++) {
 		unsigned long long e, s;
-		long long in, ap, res, want = 0;
+		long long in, ap, res;
 		char what[32];
 		const char *b = strstr(p, "bound: mode=");
 		const char *eol = strchr(p, '\n');
@@ -223,45 +255,68 @@ int main(int argc, char **argv)
 		if (sscanf(p, "migtime: event %llu seq=%llu %31s intended_ns=%lld applied_ns=%lld residual_ns=%lld",
 			   &e, &s, what, &in, &ap, &res) != 6)
 			continue;
-		/*
-		 * A check may see several updates at once (the page moved on while
-		 * the module was binding, or between two polls): the step is then the
-		 * sum of their deltas, once (catch-up).
-		 */
-		for (unsigned long long k = base + 1; k <= s && k < MAX_SEQ; k++)
-			want += delta_of[k];
-		base = s;
-		applied_n++;
-		sum_applied += ap;
-		if (s >= MAX_SEQ || seen[s]++) {
-			dup++;
-			ksft_print_msg("seq %llu applied again (event %llu)\n", s, e);
-		}
-		if (s < MAX_SEQ && (in != want || strcmp(what, "stepped"))) {
-			wrong++;
-			ksft_print_msg("seq %llu: %s intended %lld, deltas written since the baseline %lld\n",
-				       s, what, in, want);
-		}
-		if (s < MAX_SEQ && unloaded_write[s]) {
-			unl++;
-			ksft_print_msg("seq %llu was written while unloaded but applied\n", s);
-		}
+		check_event(&base, e, s, what, in, ap, c);
 	}
-	{
-		int written = 0, unloaded = 0;
+	free(log);
+}
 
-		for (int s = 0; s < MAX_SEQ; s++) {
-			written += delta_of[s] != 0;
-			unloaded += unloaded_write[s];
-		}
-		ksft_print_msg("%d loads, %d page updates (%d while unloaded), %d applied (kernel log), sum applied %lld ns\n",
-			       loads, written, unloaded, applied_n, (long long)sum_applied);
+static void print_summary(const struct tally *t, const struct logcheck *c)
+{
+	int written = 0, unloaded = 0;
+
+	for (int s = 0; s < MAX_SEQ; s++) {
+		written += delta_of[s] != 0;
+		unloaded += unloaded_write[s];
 	}
-	ksft_test_result(!dup && applied_n >= ev_want, "no seq applied twice (%d steps applied)\n",
-			 applied_n);
-	ksft_test_result(!wrong,
+	ksft_print_msg("%d loads, %d page updates (%d while unloaded), %d applied (kernel log), sum applied %lld ns\n",
+		       t->loads, written, unloaded, c->applied_n, (long long)c->sum_applied);
+}
+
+int main(int argc, char **argv)
+{
+	struct tally t = { 0 };
+	struct logcheck c = { 0 };
+	int64_t off0, off1;
+	int r;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	parse_args(argc, argv);
+	ksft_print_header();
+	ksft_set_plan(8);
+	if (loops < 1 || mt_map_page(1))
+		ksft_exit_fail_msg("bad loops, or cannot map the migtime page\n");
+
+	mark_kernel_log();
+	off0 = mt_clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
+
+	/* /init loaded the module: start by unloading it. */
+	r = unload(&t);
+	if (r)
+		ksft_print_msg("initial rmmod: %s\n", strerror(-r));
+	for (int i = 0; i < loops; i++)
+		iteration(i, &t);
+	r = insmod();
+	t.loads++;
+	t.ins_ok += !r;
+	t.dev_ok += dev_is(1);
+	usleep(300000);
+	off1 = mt_clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
+
+	ksft_test_result(t.ins_ok == t.loads, "insmod succeeded %d of %d times\n", t.ins_ok, t.loads);
+	ksft_test_result(t.rm_ok == t.loads, "rmmod succeeded %d of %d times\n", t.rm_ok, t.loads);
+	ksft_test_result(t.dev_ok == 2 * t.loads,
+			 "%s appeared after every insmod and disappeared after every rmmod (%d of %d)\n",
+			 DEV, t.dev_ok, 2 * t.loads);
+	ksft_test_result(t.ev_ok == t.ev_want, "events read on %s match the updates (%d of %d)\n", DEV,
+			 t.ev_ok, t.ev_want);
+
+	scan_kernel_log(&c);
+	print_summary(&t, &c);
+	ksft_test_result(!c.dup && c.applied_n >= t.ev_want, "no seq applied twice (%d steps applied)\n",
+			 c.applied_n);
+	ksft_test_result(!c.wrong,
 			 "every applied step is the sum of the deltas written since its baseline\n");
-	ksft_test_result(!unl, "no update written while unloaded was applied\n");
+	ksft_test_result(!c.unl, "no update written while unloaded was applied\n");
 	/*
 	 * applied_ns is the module's own measurement of the same offset's
 	 * change, so the two agree up to our two offset reads: ≤ 10 ns
@@ -270,9 +325,8 @@ int main(int argc, char **argv)
 	 * applied twice or lost (1 ms and more). (It was 1 ms, which let a
 	 * doubled first step of exactly 1 ms pass.)
 	 */
-	ksft_test_result(llabs(off1 - off0 - sum_applied) <= 100000,
+	ksft_test_result(llabs(off1 - off0 - c.sum_applied) <= 100000,
 			 "realtime moved by the sum of the applied steps (moved %lld ns, sum %lld ns)\n",
-			 (long long)(off1 - off0), (long long)sum_applied);
-	free(log);
+			 (long long)(off1 - off0), (long long)c.sum_applied);
 	ksft_finished();
 }

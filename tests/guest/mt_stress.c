@@ -91,42 +91,38 @@ struct logev {
 };
 
 static struct logev lg[MAXLOG];
+static int nlog;
 
-int main(int argc, char **argv)
-{
+/* What the run measured before and after the migration and the storm. */
+struct run {
+	long updates, ncpu;
+	int nreaders;
 	long long ev0, ev1, st0, st1, rf0, rf1;
-	long updates = 2000, ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	int nreaders, nlog = 0, order_bad = 0, rd_bad = 0, shared_dup = 0, errors = 0;
-	int64_t off0, off1, sum_applied = 0, sum_intended = 0;
+	int64_t off0, off1, sum_applied, sum_intended;
 	struct mt_host_view h0, h;
-	char *log, *p;
-	int size;
+};
 
-	setvbuf(stdout, NULL, _IOLBF, 0);
+static void parse_args(int argc, char **argv, struct run *s)
+{
 	for (int i = 1; i < argc; i++) {
 		if (!strncmp(argv[i], "updates=", 8))
-			updates = atol(argv[i] + 8);
+			s->updates = atol(argv[i] + 8);
 		else
 			ksft_exit_fail_msg("unknown argument '%s'\n", argv[i]);
 	}
-	ksft_print_header();
-	ksft_set_plan(7);
-	if (ncpu < 2 || ncpu > MAXCPU)
-		ksft_exit_fail_msg("needs 2..%d CPUs, has %ld\n", MAXCPU, ncpu);
-	if (mt_map_page(0))
-		ksft_exit_fail_msg("cannot map the migtime page\n");
-	if (mt_read_host(&h0, 1000000))
-		ksft_exit_fail_msg("page seqcount never settled\n");
+}
 
-	/* Readers: one own-fd thread per CPU, then one per CPU sharing fds in pairs. */
-	nreaders = 2 * ncpu;
-	for (int i = 0; i < nreaders; i++) {
+/* Readers: one own-fd thread per CPU, then one per CPU sharing fds in pairs. */
+static void start_readers(struct run *s)
+{
+	s->nreaders = 2 * s->ncpu;
+	for (int i = 0; i < s->nreaders; i++) {
 		struct reader *r = &rd[i];
 
-		r->cpu = i % ncpu;
-		if (i < ncpu) {
+		r->cpu = i % s->ncpu;
+		if (i < s->ncpu) {
 			r->fd = open(DEV, O_RDONLY | O_NONBLOCK);
-		} else if ((i - ncpu) % 2 == 0) {
+		} else if ((i - s->ncpu) % 2 == 0) {
 			r->fd = open(DEV, O_RDONLY | O_NONBLOCK);
 			r->shared = 1;
 		} else {
@@ -138,44 +134,54 @@ int main(int argc, char **argv)
 		if (pthread_create(&r->th, NULL, reader_main, r))
 			ksft_exit_fail_msg("pthread_create\n");
 	}
-	{
-		int fd = open("/dev/kmsg", O_WRONLY);
+}
 
-		if (fd < 0 || write(fd, "mt_stress: start\n", 17) != 17)
-			ksft_exit_fail_msg("/dev/kmsg: %s\n", strerror(errno));
-		close(fd);
-	}
-	ev0 = mt_debugfs_counter("events");
-	st0 = mt_debugfs_counter("steps");
-	rf0 = mt_debugfs_counter("refusals");
-	off0 = mt_clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
-	ksft_print_msg("%d readers on %ld CPUs; page seq %llu total %lld; waiting for 1 migration + %ld updates\n",
-		       nreaders, ncpu, (unsigned long long)h0.seq, (long long)h0.total, updates);
-	printf("# MIGTIME-READY mt_stress\n");
+/* The kernel log marker the checks read from. */
+static void mark_kernel_log(void)
+{
+	int fd = open("/dev/kmsg", O_WRONLY);
 
-	/* The migration and the storm: up to 3 minutes (TCG, 4 vCPUs on 2 cores). */
+	if (fd < 0 || write(fd, "mt_stress: start\n", 17) != 17)
+		ksft_exit_fail_msg("/dev/kmsg: %s\n", strerror(errno));
+	close(fd);
+}
+
+/*
+ * The migration and the storm: up to 3 minutes (TCG, 4 vCPUs on 2 cores),
+ * then 2 s past the safety-net poll; the readers stop.
+ */
+static void wait_for_storm(struct run *s)
+{
 	for (int i = 0;; i++) {
-		if (mt_read_host(&h, 1000000) == 0 && h.seq >= h0.seq + 1 + (uint64_t)updates &&
-		    MT_GUEST(ack_seq) == h.seq)
+		if (mt_read_host(&s->h, 1000000) == 0 &&
+		    s->h.seq >= s->h0.seq + 1 + (uint64_t)s->updates && MT_GUEST(ack_seq) == s->h.seq)
 			break;
 		if (i > 18000)
 			ksft_exit_fail_msg("no migration + storm acked within 180 s (page seq %llu, ack %llu)\n",
-					   (unsigned long long)h.seq,
+					   (unsigned long long)s->h.seq,
 					   (unsigned long long)MT_GUEST(ack_seq));
 		usleep(10000);
 	}
 	sleep(2);
-	off1 = mt_clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
-	ev1 = mt_debugfs_counter("events");
-	st1 = mt_debugfs_counter("steps");
-	rf1 = mt_debugfs_counter("refusals");
+	s->off1 = mt_clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
+	s->ev1 = mt_debugfs_counter("events");
+	s->st1 = mt_debugfs_counter("steps");
+	s->rf1 = mt_debugfs_counter("refusals");
 	stop = 1;
-	for (int i = 0; i < nreaders; i++)
+	for (int i = 0; i < s->nreaders; i++)
 		pthread_join(rd[i].th, NULL);
+}
 
-	/* The kernel log since the marker. */
-	size = klogctl(10 /* SYSLOG_ACTION_SIZE_BUFFER */, NULL, 0);
-	log = size > 0 ? calloc(1, size + 1) : NULL;
+/*
+ * The kernel log's event lines since the marker into lg[], summing the
+ * steps; returns how many break the numbering or the seq order.
+ */
+static int read_kernel_log(struct run *s)
+{
+	int size = klogctl(10 /* SYSLOG_ACTION_SIZE_BUFFER */, NULL, 0);
+	char *log = size > 0 ? calloc(1, size + 1) : NULL, *p;
+	int order_bad = 0;
+
 	if (!log || klogctl(3 /* SYSLOG_ACTION_READ_ALL */, log, size) < 0)
 		ksft_exit_fail_msg("klogctl: %s\n", strerror(errno));
 	p = strstr(log, "mt_stress: start");
@@ -196,80 +202,143 @@ int main(int argc, char **argv)
 				       e.seq, lg[nlog - 1].event, lg[nlog - 1].seq);
 		}
 		lg[nlog++] = e;
-		sum_applied += e.applied;
-		sum_intended += e.intended;
+		s->sum_applied += e.applied;
+		s->sum_intended += e.intended;
 	}
-	ksft_print_msg("page seq %llu -> %llu, total %lld -> %lld; %d events acted on (kernel log), debugfs events %lld -> %lld, steps %lld -> %lld, refusals %lld -> %lld\n",
-		       (unsigned long long)h0.seq, (unsigned long long)h.seq, (long long)h0.total,
-		       (long long)h.total, nlog, ev0, ev1, st0, st1, rf0, rf1);
+	free(log);
+	return order_bad;
+}
 
+/* Reader i's events that are out of order or unlike the kernel log's. */
+static int reader_bad(int i, int shown)
+{
+	const struct reader *r = &rd[i];
+	int bad = 0;
+
+	for (int k = 0; k < r->n; k++) {
+		const struct migtime_event *e = &r->ev[k];
+		const struct logev *l = NULL;
+
+		for (int j = 0; j < nlog; j++)
+			if (lg[j].event == e->event)
+				l = &lg[j];
+		if ((k && (e->event <= r->ev[k - 1].event ||
+			   e->migration_seq <= r->ev[k - 1].migration_seq)) ||
+		    !l || l->seq != e->migration_seq || l->intended != e->intended_ns ||
+		    l->applied != e->applied_ns) {
+			if (shown + bad++ < 10)
+				ksft_print_msg("reader %d (cpu %d): event %llu seq %llu%s\n", i, r->cpu,
+					       (unsigned long long)e->event,
+					       (unsigned long long)e->migration_seq,
+					       l ? " out of order or unlike the log's" : " not in the log");
+		}
+	}
+	return bad;
+}
+
+/* Events both threads sharing reader i's fd got (i the second of the pair). */
+static int shared_duplicates(int i)
+{
+	const struct reader *r = &rd[i], *a = &rd[i - 1];
+	int dup = 0;
+
+	for (int k = 0; k < r->n; k++)
+		for (int j = 0; j < a->n; j++)
+			if (a->ev[j].event == r->ev[k].event)
+				dup++;
+	return dup;
+}
+
+static void print_reader_counts(int nreaders)
+{
+	char counts[256] = "";
+	size_t o = 0;
+
+	for (int i = 0; i < nreaders && o < sizeof(counts) - 8; i++)
+		o += snprintf(counts + o, sizeof(counts) - o, "%d ", rd[i].n);
+	ksft_print_msg("events per reader: %s\n", counts);
+}
+
+/* The log, debugfs, the page total and the clock: the first four results. */
+static void check_kernel_side(struct run *s)
+{
+	int order_bad = read_kernel_log(s);
+
+	ksft_print_msg("page seq %llu -> %llu, total %lld -> %lld; %d events acted on (kernel log), debugfs events %lld -> %lld, steps %lld -> %lld, refusals %lld -> %lld\n",
+		       (unsigned long long)s->h0.seq, (unsigned long long)s->h.seq,
+		       (long long)s->h0.total, (long long)s->h.total, nlog, s->ev0, s->ev1, s->st0,
+		       s->st1, s->rf0, s->rf1);
 	ksft_test_result(nlog > 0 && !order_bad,
 			 "events numbered without gaps, migration_seq strictly increasing (%d events)\n",
 			 nlog);
-	ksft_test_result(ev1 - ev0 == nlog && st1 - st0 == nlog && rf1 == rf0,
+	ksft_test_result(s->ev1 - s->ev0 == nlog && s->st1 - s->st0 == nlog && s->rf1 == s->rf0,
 			 "debugfs: events +%lld = pages acted on %d, steps +%lld, refusals +%lld\n",
-			 ev1 - ev0, nlog, st1 - st0, rf1 - rf0);
-	ksft_test_result(sum_intended == h.total - h0.total,
+			 s->ev1 - s->ev0, nlog, s->st1 - s->st0, s->rf1 - s->rf0);
+	ksft_test_result(s->sum_intended == s->h.total - s->h0.total,
 			 "intended steps add up to the host's total change (%lld of %lld ns)\n",
-			 (long long)sum_intended, (long long)(h.total - h0.total));
+			 (long long)s->sum_intended, (long long)(s->h.total - s->h0.total));
 	/*
 	 * The module measures each applied step as the change of the same
 	 * offset, so the two agree up to our two offset reads: 6-10 ns
 	 * measured. 100 µs absorbs TCG jitter in those reads and stays well
 	 * below the smallest wrong answer (a step of 1 ms + i µs applied twice
-	 * or lost; the stale-read bug of issue 9 was 21 ms off).
+	 * or lost; a stale read of the clock once made it 21 ms).
 	 */
-	ksft_test_result(llabs(off1 - off0 - sum_applied) <= 100000,
+	ksft_test_result(llabs(s->off1 - s->off0 - s->sum_applied) <= 100000,
 			 "realtime moved by the sum of the applied steps (moved %lld ns, applied %lld ns)\n",
-			 (long long)(off1 - off0), (long long)sum_applied);
+			 (long long)(s->off1 - s->off0), (long long)s->sum_applied);
+}
 
-	for (int i = 0; i < nreaders; i++) {
-		struct reader *r = &rd[i];
+/* What the readers saw: the last three results. */
+static void check_readers(struct run *s)
+{
+	int rd_bad = 0, shared_dup = 0, errors = 0;
 
-		errors += r->errors + r->overflow;
-		for (int k = 0; k < r->n; k++) {
-			const struct migtime_event *e = &r->ev[k];
-			const struct logev *l = NULL;
-
-			for (int j = 0; j < nlog; j++)
-				if (lg[j].event == e->event)
-					l = &lg[j];
-			if ((k && (e->event <= r->ev[k - 1].event ||
-				   e->migration_seq <= r->ev[k - 1].migration_seq)) ||
-			    !l || l->seq != e->migration_seq || l->intended != e->intended_ns ||
-			    l->applied != e->applied_ns) {
-				if (rd_bad++ < 10)
-					ksft_print_msg("reader %d (cpu %d): event %llu seq %llu%s\n", i,
-						       r->cpu, (unsigned long long)e->event,
-						       (unsigned long long)e->migration_seq,
-						       l ? " out of order or unlike the log's" : " not in the log");
-			}
-		}
-		if (r->shared && (i - ncpu) % 2 == 1) {
-			struct reader *a = &rd[i - 1];
-
-			for (int k = 0; k < r->n; k++)
-				for (int j = 0; j < a->n; j++)
-					if (a->ev[j].event == r->ev[k].event)
-						shared_dup++;
-		}
+	for (int i = 0; i < s->nreaders; i++) {
+		errors += rd[i].errors + rd[i].overflow;
+		rd_bad += reader_bad(i, rd_bad);
+		if (rd[i].shared && (i - s->ncpu) % 2 == 1)
+			shared_dup += shared_duplicates(i);
 	}
-	{
-		char counts[256] = "";
-		size_t o = 0;
-
-		for (int i = 0; i < nreaders && o < sizeof(counts) - 8; i++)
-			o += snprintf(counts + o, sizeof(counts) - o, "%d ", rd[i].n);
-		ksft_print_msg("events per reader: %s\n", counts);
-	}
+	print_reader_counts(s->nreaders);
 	ksft_test_result(!rd_bad && !errors && rd[0].n > 0,
 			 "every reader's events are in order and match the kernel log (%d bad, %d errors)\n",
 			 rd_bad, errors);
 	ksft_test_result(!shared_dup, "threads sharing an fd never got the same event (%d duplicates)\n",
 			 shared_dup);
-	ksft_test_result(MT_GUEST(ack_seq) == h.seq && MT_GUEST(applied_total_ns) == h.total,
+	ksft_test_result(MT_GUEST(ack_seq) == s->h.seq && MT_GUEST(applied_total_ns) == s->h.total,
 			 "the module ends in step with the last page (ack seq %llu, total %lld)\n",
 			 (unsigned long long)MT_GUEST(ack_seq), (long long)MT_GUEST(applied_total_ns));
-	free(log);
+}
+
+int main(int argc, char **argv)
+{
+	struct run s = { .updates = 2000, .ncpu = sysconf(_SC_NPROCESSORS_ONLN) };
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	parse_args(argc, argv, &s);
+	ksft_print_header();
+	ksft_set_plan(7);
+	if (s.ncpu < 2 || s.ncpu > MAXCPU)
+		ksft_exit_fail_msg("needs 2..%d CPUs, has %ld\n", MAXCPU, s.ncpu);
+	if (mt_map_page(0))
+		ksft_exit_fail_msg("cannot map the migtime page\n");
+	if (mt_read_host(&s.h0, 1000000))
+		ksft_exit_fail_msg("page seqcount never settled\n");
+
+	start_readers(&s);
+	mark_kernel_log();
+	s.ev0 = mt_debugfs_counter("events");
+	s.st0 = mt_debugfs_counter("steps");
+	s.rf0 = mt_debugfs_counter("refusals");
+	s.off0 = mt_clock_offset(CLOCK_REALTIME, CLOCK_MONOTONIC);
+	ksft_print_msg("%d readers on %ld CPUs; page seq %llu total %lld; waiting for 1 migration + %ld updates\n",
+		       s.nreaders, s.ncpu, (unsigned long long)s.h0.seq, (long long)s.h0.total,
+		       s.updates);
+	printf("# MIGTIME-READY mt_stress\n");
+
+	wait_for_storm(&s);
+	check_kernel_side(&s);
+	check_readers(&s);
 	ksft_finished();
 }
