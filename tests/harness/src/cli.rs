@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The command line: clap's definitions and their translation into the
-//! library's options (validated in `options.rs`) and calls. `main.rs` only
+//! library's options (each validated by its layer's `opts`) and calls. `main.rs` only
 //! parses and maps the result to the exit status.
 
 use std::path::PathBuf;
@@ -10,14 +10,15 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-use crate::options::{
-    check_inputs, default_run_dir, BenchOpts, BootOpts, CheckOpts, DemoOpts, SimOpts, SimSettings,
-};
-use crate::output::Console;
-use crate::page::BadPage;
-use crate::qemu::{GuestConfig, Mode};
-use crate::scenarios::append_for;
-use crate::sim::ExpectOutcome;
+use crate::base::output::Console;
+use crate::migrate::opts::{SimOpts, SimSettings};
+use crate::record::ack::ExpectOutcome;
+use crate::report::opts::{BenchOpts, DemoOpts};
+use crate::suite::check::CheckOpts;
+use crate::suite::scenarios::append_for;
+use crate::vm::opts::{check_inputs, default_run_dir, BootOpts};
+use crate::vm::page::BadPage;
+use crate::vm::qemu::{GuestConfig, Mode};
 
 /// migtime host harness and hypervisor simulator.
 ///
@@ -204,7 +205,7 @@ pub struct GuestArgs {
     #[arg(long, default_value_t = 256)]
     memory: u32,
     /// Guest vCPUs (-smp; TCG runs multi-threaded).
-    #[arg(long, default_value_t = crate::qemu::DEFAULT_VCPUS)]
+    #[arg(long, default_value_t = crate::vm::qemu::DEFAULT_VCPUS)]
     vcpus: u32,
 }
 
@@ -307,7 +308,7 @@ pub struct CheckArgs {
     #[arg(long, default_value_t = 256)]
     memory: u32,
     /// Guest vCPUs of every scenario (-smp, at least 2); a scenario may ask for more.
-    #[arg(long, default_value_t = crate::qemu::DEFAULT_VCPUS)]
+    #[arg(long, default_value_t = crate::vm::qemu::DEFAULT_VCPUS)]
     vcpus: u32,
 }
 
@@ -333,7 +334,7 @@ fn boot(a: BootArgs) -> Result<bool> {
         expect_panic: a.expect_panic,
     };
     o.validate()?;
-    let r = crate::vmtest::boot(&o, &Console)?;
+    let r = crate::vm::vmtest::boot(&o, &Console)?;
     println!("{}", r.counts_line());
     Ok(r.ok)
 }
@@ -358,14 +359,14 @@ fn sim(a: SimArgs) -> Result<bool> {
         ack_timeout: Duration::from_secs_f64(a.ack_timeout),
     };
     o.validate()?;
-    let r = crate::sim::sim(&o, &Console)?.report;
+    let r = crate::migrate::sim::sim(&o, &Console)?.report;
     println!("{}", r.counts_line());
     Ok(r.ok)
 }
 
 fn check(a: CheckArgs) -> Result<bool> {
     if a.list {
-        crate::check::list();
+        crate::suite::check::list();
         return Ok(true);
     }
     let o = CheckOpts {
@@ -379,7 +380,7 @@ fn check(a: CheckArgs) -> Result<bool> {
         vcpus: a.vcpus.max(2),
     };
     o.validate()?;
-    let (_, failed) = crate::check::check(&o, &Console)?;
+    let (_, failed) = crate::suite::check::check(&o, &Console)?;
     Ok(failed == 0)
 }
 
@@ -399,7 +400,7 @@ fn demo(a: DemoArgs) -> Result<bool> {
         chrony_window_s: if a.no_chrony { 0 } else { a.chrony_window },
     };
     o.validate()?;
-    crate::demo::demo(&o, &Console)
+    crate::report::demo::demo(&o, &Console)
 }
 
 fn bench(a: BenchArgs) -> Result<bool> {
@@ -424,7 +425,7 @@ fn bench(a: BenchArgs) -> Result<bool> {
         chrony_hold_s: a.chrony_hold,
     };
     o.validate()?;
-    crate::bench::bench(&o)
+    crate::report::bench::bench(&o)
 }
 
 /// Runs the command; `Ok(false)` when a test failed.

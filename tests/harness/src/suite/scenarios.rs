@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use crate::options::SimSettings;
-use crate::page::BadPage;
-use crate::qemu::Mode;
-use crate::sim::ExpectOutcome;
+use crate::migrate::opts::SimSettings;
+use crate::record::ack::ExpectOutcome;
+use crate::vm::page::BadPage;
+use crate::vm::qemu::Mode;
 
 /// How a scenario runs.
 #[derive(Clone, Debug)]
@@ -307,7 +307,7 @@ pub fn table() -> Vec<Scenario> {
         },
     ]
     .into_iter()
-    .chain(crate::companion::scenarios())
+    .chain(crate::net::ntp::scenarios())
     .collect()
 }
 
@@ -385,7 +385,7 @@ mod tests {
         let t = table();
         for s in &t {
             assert!(
-                vcpus_for(s.name, crate::qemu::DEFAULT_VCPUS) >= 2,
+                vcpus_for(s.name, crate::vm::qemu::DEFAULT_VCPUS) >= 2,
                 "{}",
                 s.name
             );

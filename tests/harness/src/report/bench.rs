@@ -16,18 +16,20 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::bench_md::{machine, render_markdown};
-use crate::bench_report::{records, ConfigResult, HopRecord, Idle};
-use crate::daemons::{
+use crate::base::output::LogFile;
+use crate::migrate::observe::{mt_clock_run, observe};
+use crate::migrate::opts::{SimOpts, SimSettings};
+use crate::report::bench_md::{machine, render_markdown};
+use crate::report::bench_report::{records, ConfigResult, HopRecord, Idle};
+use crate::report::daemons::{
     cases, conditions, progress_line, render_markdown as daemons_markdown, run_case, Case,
     DaemonOpts, DaemonRun,
 };
-use crate::observe::{mt_clock_run, observe};
-use crate::options::{BenchOpts, BootOpts, SimOpts, SimSettings};
-use crate::output::LogFile;
-use crate::qemu::{GuestConfig, Mode};
-use crate::scenarios::append_for;
-use crate::vmtest::boot;
+use crate::report::opts::BenchOpts;
+use crate::suite::scenarios::append_for;
+use crate::vm::opts::BootOpts;
+use crate::vm::qemu::{GuestConfig, Mode};
+use crate::vm::vmtest::boot;
 
 /// One configuration of the guest.
 #[derive(Clone, Debug, Serialize)]
@@ -143,7 +145,7 @@ struct Bench<'a> {
     /// The simulator's progress (bench.log).
     log: LogFile,
     rs: Vec<ConfigResult>,
-    /// The time-daemon runs ([`crate::daemons`]).
+    /// The time-daemon runs ([`crate::report::daemons`]).
     daemons: Vec<DaemonRun>,
 }
 
@@ -168,7 +170,7 @@ impl Bench<'_> {
             mode: c.mode,
             run_dir,
             memory_mb: o.memory_mb,
-            vcpus: crate::qemu::DEFAULT_VCPUS,
+            vcpus: crate::vm::qemu::DEFAULT_VCPUS,
         }
     }
 

@@ -6,10 +6,10 @@
 
 use serde::Serialize;
 
-use crate::bench::Config;
-use crate::observe::Observed;
-use crate::results::parse_kv;
-use crate::sim::Ack;
+use crate::base::results::parse_kv;
+use crate::migrate::observe::Observed;
+use crate::record::ack::Ack;
+use crate::report::bench::Config;
 
 /// Median, p99 (nearest rank) and max of a sample.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]

@@ -15,12 +15,12 @@ use migtime_abi::page::{End, PageWriter, Update};
 use migtime_abi::seqlock::PageReader;
 use serde_json::{json, Value};
 
-use crate::chain::{Chain, Dest};
-use crate::ivshmem::DoorbellServer;
-use crate::output::Reporter;
-use crate::page::{BadPage, PageFile};
-use crate::qemu::remaining;
-use crate::sim::{Hop, SimSummary};
+use crate::base::output::Reporter;
+use crate::migrate::chain::{Chain, Dest};
+use crate::record::hop::{Hop, SimSummary};
+use crate::vm::ivshmem::DoorbellServer;
+use crate::vm::page::{BadPage, PageFile};
+use crate::vm::qemu::remaining;
 
 /// Doorbell rings in the `doorbell-storm` burst.
 pub const STORM_RINGS: u32 = 10_000;

@@ -13,13 +13,14 @@ use plotters::chart::SeriesLabelPosition;
 use plotters::style::RGBColor;
 use serde::Serialize;
 
-use crate::observe::{mt_clock_run, observe, Observed};
-use crate::options::{DemoOpts, SimOpts, SimSettings};
-use crate::output::Reporter;
-use crate::plot::{line_plot_png, Band, LinePlot, Series};
-use crate::qemu::{GuestConfig, Mode};
-use crate::scenarios::append_for;
-use crate::watch::WATCH_PERIOD;
+use crate::base::output::Reporter;
+use crate::migrate::observe::{mt_clock_run, observe, Observed};
+use crate::migrate::opts::{SimOpts, SimSettings};
+use crate::migrate::watch::WATCH_PERIOD;
+use crate::report::opts::DemoOpts;
+use crate::report::plot::{line_plot_png, Band, LinePlot, Series};
+use crate::suite::scenarios::append_for;
+use crate::vm::qemu::{GuestConfig, Mode};
 use std::time::Duration;
 
 /// One demo run, as the table shows it.
@@ -190,7 +191,7 @@ fn run(o: &DemoOpts, out: &dyn Reporter, label: &str, load: bool, slug: &str) ->
         mode: o.mode,
         run_dir: o.out_dir.join("runs").join(slug),
         memory_mb: o.memory_mb,
-        vcpus: crate::qemu::DEFAULT_VCPUS,
+        vcpus: crate::vm::qemu::DEFAULT_VCPUS,
     };
     let ob = observe(
         &SimOpts {
@@ -318,7 +319,7 @@ pub fn demo(o: &DemoOpts, out: &dyn Reporter) -> Result<bool> {
     print_table(o, &rows);
     let plotted = plot(o, &rows, &obs);
     let (chrony, chrony_ok) = if o.chrony_window_s > 0 {
-        crate::demo_chrony::demo_chrony(o, out)
+        crate::report::demo_chrony::demo_chrony(o, out)
     } else {
         (Vec::new(), true)
     };

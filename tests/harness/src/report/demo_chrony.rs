@@ -2,18 +2,18 @@
 
 //! `demo`'s second part: a real chronyd in the guest, (a) alone against (c) with the migtime
 //! module and migtime-companion, across the same migration to a host whose clock is 0.5 s
-//! ahead and runs 50 ppm faster ([`crate::daemons`] runs them; the host's probe measures).
+//! ahead and runs 50 ppm faster ([`crate::report::daemons`] runs them; the host's probe measures).
 //! A table of guest - host at moments after the resume, and OUT/demo-chrony.png.
 
 use plotters::chart::SeriesLabelPosition;
 use plotters::style::RGBColor;
 use serde::Serialize;
 
-use crate::daemons::{cases, conditions, run_case, DaemonOpts, DaemonRun};
-use crate::options::DemoOpts;
-use crate::output::Reporter;
-use crate::pairing::PairSample;
-use crate::plot::{line_plot_png, LinePlot, Series};
+use crate::base::output::Reporter;
+use crate::net::pairing::PairSample;
+use crate::report::daemons::{cases, conditions, run_case, DaemonOpts, DaemonRun};
+use crate::report::opts::DemoOpts;
+use crate::report::plot::{line_plot_png, LinePlot, Series};
 
 /// Moments after the resume the table shows, s.
 const AT_S: [f64; 6] = [1.0, 5.0, 10.0, 30.0, 60.0, 100.0];
@@ -88,7 +88,7 @@ pub fn render(rows: &[ChronyRow]) -> String {
         c.push(r.overshoot_ms.map_or("?".into(), |w| format!("{w:.1} ms")));
         cells.push(c);
     }
-    crate::demo::fixed_width(&cells)
+    crate::report::demo::fixed_width(&cells)
 }
 
 /// Runs (a) and (c), prints the table, plots; the rows, and whether both produced numbers.

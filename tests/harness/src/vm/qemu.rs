@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::ivshmem::DoorbellServer;
-use crate::page::PageFile;
-use crate::qmp::Qmp;
+use crate::vm::ivshmem::DoorbellServer;
+use crate::vm::page::PageFile;
+use crate::vm::qmp::Qmp;
 
 /// How the page reaches the guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -136,7 +136,7 @@ pub fn qemu_args(
     // MIGTIME_CMDLINE: extra kernel parameters for every guest of this run
     // (e.g. iomem=relaxed on a distribution kernel with IO_STRICT_DEVMEM).
     let extra = std::env::var("MIGTIME_CMDLINE").unwrap_or_default();
-    a.extend(crate::companion::extra_qemu_args(&cfg.append_extra));
+    a.extend(crate::net::ntp::extra_qemu_args(&cfg.append_extra));
     let append = format!("console=ttyS0 panic=-1 {extra} {}", cfg.append_extra)
         .split_whitespace()
         .collect::<Vec<_>>()

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::clock::realtime_ns;
-use crate::results::{parse_clock, ClockResult, Tail};
+use crate::base::clock::realtime_ns;
+use crate::base::results::{parse_clock, ClockResult, Tail};
 
 /// How often the watcher reads the results files.
 pub const WATCH_PERIOD: Duration = Duration::from_millis(2);

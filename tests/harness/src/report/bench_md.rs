@@ -5,8 +5,8 @@
 
 use serde::Serialize;
 
-use crate::bench_report::ConfigResult;
-use crate::options::BenchOpts;
+use crate::report::bench_report::ConfigResult;
+use crate::report::opts::BenchOpts;
 
 /// The machine, for the report header.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -66,7 +66,7 @@ pub fn machine() -> Machine {
         cpu: cpu_model(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()),
         mem_gib: mem_gib(&std::fs::read_to_string("/proc/meminfo").unwrap_or_default()),
         qemu: cmd_line(&qemu, &["--version"]),
-        accel: crate::qemu::accel(),
+        accel: crate::vm::qemu::accel(),
     }
 }
 
@@ -227,8 +227,8 @@ pub fn render_markdown(m: &Machine, o: &BenchOpts, rs: &[ConfigResult]) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::{configs, Config};
-    use crate::bench_report::{HopRecord, Idle, Stats};
+    use crate::report::bench::{configs, Config};
+    use crate::report::bench_report::{HopRecord, Idle, Stats};
     use std::time::Duration;
 
     #[test]

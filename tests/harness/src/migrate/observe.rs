@@ -8,11 +8,13 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::options::SimOpts;
-use crate::output::Reporter;
-use crate::results::ClockResult;
-use crate::sim::{sim, Ack, SimSummary};
-use crate::watch::{ClockWatch, Sample};
+use crate::base::output::Reporter;
+use crate::base::results::ClockResult;
+use crate::migrate::opts::SimOpts;
+use crate::migrate::sim::sim;
+use crate::migrate::watch::{ClockWatch, Sample};
+use crate::record::ack::Ack;
+use crate::record::hop::SimSummary;
 
 /// What the guest's wall clock did across one migration hop.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]

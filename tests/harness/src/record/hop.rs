@@ -1,28 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `sim`: the hypervisor simulator. Boots a source guest, live-migrates it
-//! for real to a second QEMU (`-incoming defer -S`), holds the destination
-//! paused for the blackout, writes the destination's page (seqlock), resumes
-//! it, rings the doorbell, measures the guest's ack, and follows the guest to
-//! its verdict. See `migtime-harness sim --help`.
-//!
-//! The steps are [`Chain`]'s, the faults `faults.rs`'s; this file holds what
-//! a run yields ([`SimResult`]: the verdict and the typed [`SimSummary`],
-//! also written as `RUN/summary.json`) and runs the chain.
+//! What a migration run measured: one [`Hop`] per migration and the run's
+//! [`SimSummary`] (`RUN/summary.json`), records every layer may read.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use migtime_abi::abi::{HostArea, Outcome};
+use migtime_abi::abi::HostArea;
 use serde::ser::{SerializeStruct, Serializer};
 use serde::Serialize;
 
-pub use crate::ack::{Ack, ExpectOutcome};
-use crate::chain::Chain;
-use crate::ktap::Summary;
-use crate::options::SimOpts;
-use crate::output::Reporter;
-use crate::vmtest::{report_failure, verdict, Report};
+use crate::base::ktap::Summary;
+use crate::record::ack::{Ack, ExpectOutcome};
+use crate::record::storm::StormReport;
 
 /// `serialize_with` for a [`HostArea`] in `summary.json`: its fields but
 /// `reserved`.
@@ -96,7 +85,7 @@ pub struct SimSummary {
     pub events_before: u64,
     pub events_after: Option<u64>,
     /// publish-storm: what the host published after the migration.
-    pub publish_storm: Option<crate::storm::StormReport>,
+    pub publish_storm: Option<StormReport>,
     pub tai_delta_total_ns: i64,
     pub outcome: Option<String>,
     pub expect_outcome: Option<ExpectOutcome>,
@@ -104,73 +93,6 @@ pub struct SimSummary {
     pub exit_status: Option<i32>,
     pub ktap: Summary,
     pub run_dir: PathBuf,
-}
-
-/// What `sim` yields: the verdict and everything measured, in memory.
-#[derive(Clone, Debug)]
-pub struct SimResult {
-    pub report: Report,
-    pub summary: SimSummary,
-}
-
-/// Runs the simulator; see the module doc.
-pub fn sim(o: &SimOpts, out: &dyn Reporter) -> Result<SimResult> {
-    let run = o.guest.run_dir.clone();
-    std::fs::create_dir_all(&run)
-        .with_context(|| format!("creating run folder {}", run.display()))?;
-    let mut sum = SimSummary {
-        scenario: o.scenario.clone(),
-        mode: format!("{:?}", o.guest.mode).to_lowercase(),
-        expect_outcome: o.settings.expect,
-        run_dir: run.clone(),
-        ..Default::default()
-    };
-    let mut names: Vec<String> = vec!["a".into()];
-    let result = o
-        .validate()
-        .and_then(|()| Chain::start(o, out, &mut sum, &mut names)?.run());
-    let mut problems = sum.problems.clone();
-    if let Err(e) = &result {
-        problems.push(format!("{e:#}"));
-    }
-    let results: Vec<PathBuf> = names
-        .iter()
-        .map(|n| run.join(format!("results-{n}.ktap")))
-        .collect();
-    let refs: Vec<&Path> = results.iter().map(|p| p.as_path()).collect();
-    let mut report = verdict(out, &run, &refs, sum.exit_status, sum.done_status, problems);
-    sum.ok = report.ok;
-    sum.problems = report.problems.clone();
-    sum.ktap = report.ktap.clone();
-    std::fs::write(
-        run.join("summary.json"),
-        serde_json::to_string_pretty(&sum)?,
-    )?;
-    report.run_dir = run.clone();
-    if !report.ok {
-        let ns: Vec<&str> = names.iter().map(String::as_str).collect();
-        report_failure(out, &run, &ns, &report.problems);
-    } else {
-        out.stage(&format!("summary: {}", run.join("summary.json").display()));
-    }
-    Ok(SimResult {
-        report,
-        summary: sum,
-    })
-}
-
-/// Host check of the outcome the guest acked last against `--expect-outcome`.
-pub fn check_expect(o: &SimOpts, sum: &mut SimSummary, outcome: Option<u32>) {
-    if let Some(e) = o.settings.expect {
-        if !e.matches(outcome) {
-            let got = outcome.map_or("no ack".to_string(), |v| {
-                Outcome::from_u32(v).map_or(v.to_string(), |o| o.name().into())
-            });
-            sum.problems.push(format!(
-                "host check: expected guest outcome {e:?}, got {got}"
-            ));
-        }
-    }
 }
 
 #[cfg(test)]

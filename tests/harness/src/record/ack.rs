@@ -1,15 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The guest's ack after a hop: waiting for it in the guest area, what the
-//! host checks in it, and what the run expects of it.
-
-use std::time::{Duration, Instant};
+//! The guest's ack after a hop as a record: what the guest wrote, what the
+//! host checks in it, and what the run expects of it (waiting for it:
+//! `migrate/ack.rs`).
 
 use migtime_abi::abi::{GuestArea, Outcome};
 use serde::Serialize;
-
-use crate::clock::realtime_ns;
-use crate::page::PageFile;
 
 /// What the guest is expected to have written in its ack area (last hop).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -126,31 +122,6 @@ impl Ack {
             p.push(format!("hop {n}: expected guest outcome {e:?}, got {got}"));
         }
         p
-    }
-}
-
-/// Polls the guest area until `events` moves past `events_before`.
-pub fn wait_ack(
-    page: &PageFile,
-    events_before: u64,
-    t_cont: Instant,
-    timeout: Duration,
-) -> Option<Ack> {
-    let deadline = t_cont + timeout;
-    loop {
-        if let Some(g) = page.guest_area() {
-            if g.events > events_before {
-                return Some(Ack {
-                    area: g,
-                    latency_ms: t_cont.elapsed().as_secs_f64() * 1e3,
-                    host_minus_guest_ns: realtime_ns() - g.ack_realtime_ns,
-                });
-            }
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

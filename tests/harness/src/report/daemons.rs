@@ -10,7 +10,7 @@
 //! each after a migration with a blackout to a destination whose clock is the source's, or
 //! ±0.5 s off it and running at another rate ([`conditions`]). The guest runs `mt_chrony`
 //! (chronyd synchronised to the harness's NTP server before the migration, `makestep 1 3`
-//! used up) and the host's probe ([`crate::pairing`]) measures guest - host all along: when
+//! used up) and the host's probe ([`crate::net::pairing`]) measures guest - host all along: when
 //! the guest got within 5 ms of the new host for good and for how long it stayed there,
 //! the largest error after the resume; chronyd's own view (`chronyc tracking`) comes from
 //! the guest's `# MIGTIME-CHRONY` lines. Numbers, not tests: the checks of (b) and (c) are
@@ -21,15 +21,15 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::ack::ExpectOutcome;
-use crate::companion::{start_ntp, stop_ntp, Probed};
-use crate::options::{SimOpts, SimSettings};
-use crate::output::Reporter;
-use crate::pairing::Convergence;
-use crate::qemu::{GuestConfig, Mode};
-use crate::results::parse_kv;
-use crate::scenarios::{ack_timeout_for, append_for};
-use crate::sim::sim;
+use crate::base::output::Reporter;
+use crate::base::results::parse_kv;
+use crate::migrate::opts::{SimOpts, SimSettings};
+use crate::migrate::sim::sim;
+use crate::net::ntp::{start_ntp, stop_ntp, Probed};
+use crate::net::pairing::Convergence;
+use crate::record::ack::ExpectOutcome;
+use crate::suite::scenarios::{ack_timeout_for, append_for};
+use crate::vm::qemu::{GuestConfig, Mode};
 
 /// What drives the re-sync: `mt_chrony`'s `expect=`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -234,7 +234,7 @@ pub fn run_case(
             mode: Mode::Plain,
             run_dir: dir.to_path_buf(),
             memory_mb: o.memory_mb,
-            vcpus: crate::qemu::DEFAULT_VCPUS,
+            vcpus: crate::vm::qemu::DEFAULT_VCPUS,
         },
         // Boot, chronyd's first synchronisation (up to 240 s), the window.
         timeout: Duration::from_secs(300 + observe_s),

@@ -15,16 +15,16 @@
 //!   simulated host's clock, passed to the guest as `mt.ntp=PORT`, switched at each `cont`
 //!   ([`on_cont`]) to the destination's clock: `skew_ns` off the source's, with its own rate
 //!   ([`host_ppm`]). Each QEMU also forwards a host UDP port to the guest's `mt_probe`, through
-//!   which [`crate::pairing`] compares the guest's clock with the simulated host's.
+//!   which [`crate::net::pairing`] compares the guest's clock with the simulated host's.
 
-use crate::ack::ExpectOutcome;
-use crate::options::SimSettings;
-use crate::output::Reporter;
-use crate::pairing::{
+use crate::base::output::Reporter;
+use crate::migrate::opts::SimSettings;
+use crate::net::pairing::{
     converge, describe, hostfwd_port, reset_ports, Convergence, PairSample, Probe, PROBE_GUEST_PORT,
 };
-use crate::qemu::Mode;
-use crate::scenarios::{Kind, Scenario};
+use crate::record::ack::ExpectOutcome;
+use crate::suite::scenarios::{Kind, Scenario};
+use crate::vm::qemu::Mode;
 use anyhow::Result;
 use migtime_ntp_sim::{NtpSim, Timeline};
 use std::path::Path;
@@ -53,7 +53,7 @@ pub fn extra_qemu_args(append: &str) -> Vec<String> {
 /// The NTP server of the running scenario, if it has a network.
 static NTP: Mutex<Option<NtpSim>> = Mutex::new(None);
 
-/// The probe of the running scenario (see [`crate::pairing`]).
+/// The probe of the running scenario (see [`crate::net::pairing`]).
 static PROBE: Mutex<Option<Probe>> = Mutex::new(None);
 
 /// Host real time of the latest switch to a destination host (the resume), if any.
@@ -256,7 +256,7 @@ pub fn scenarios() -> Vec<Scenario> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::Console;
+    use crate::base::output::Console;
 
     #[test]
     fn ntp_server_follows_the_hops() {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! PNG line plots for `demo` (plotters, bitmap backend; text through
-//! [`crate::font::TextBackend`]).
+//! [`crate::report::font::TextBackend`]).
 
 use std::path::Path;
 
@@ -10,7 +10,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::font::{text_size, TextBackend};
+use crate::report::font::{text_size, TextBackend};
 
 /// One line of a plot.
 #[derive(Clone, Debug)]

@@ -16,11 +16,12 @@ use anyhow::{Context, Result};
 use migtime_abi::abi;
 use migtime_abi::page::{End, Update};
 
-use crate::chain::Dest;
-use crate::ivshmem::DoorbellServer;
-use crate::output::Reporter;
-use crate::page::PageFile;
-use crate::sim::SimSummary;
+use crate::base::output::Reporter;
+use crate::migrate::chain::Dest;
+use crate::record::hop::SimSummary;
+use crate::record::storm::StormReport;
+use crate::vm::ivshmem::DoorbellServer;
+use crate::vm::page::PageFile;
 
 /// Updates published after the migration.
 pub const UPDATES: u64 = 2000;
@@ -32,17 +33,6 @@ pub const GAP_MS: u64 = 20;
 /// Delta of the `i`-th storm update (0-based): 1 ms + i µs, all distinct.
 pub fn delta_ns(i: u64) -> i64 {
     1_000_000 + 1_000 * i as i64
-}
-
-/// What the storm did.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct StormReport {
-    pub updates: u64,
-    pub first_seq: u64,
-    pub last_seq: u64,
-    pub total_before_ns: i64,
-    pub total_after_ns: i64,
-    pub ms: f64,
 }
 
 /// Publishes the storm on `page`, ringing vector 0 of `server` after each

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use migtime_abi::abi::Outcome;
 
-use crate::chain::{Chain, Wait};
-use crate::clock::realtime_ns;
-use crate::qemu::remaining;
-use crate::results::{marker, Marker};
-use crate::sim::check_expect;
+use crate::base::clock::realtime_ns;
+use crate::base::results::{marker, Marker};
+use crate::migrate::chain::{Chain, Wait};
+use crate::record::hop::SimSummary;
+use crate::vm::qemu::remaining;
 
 impl Chain<'_> {
     /// Follows the source to its READY marker; `false` when the guest
@@ -122,5 +122,19 @@ impl Chain<'_> {
         };
         check_expect(self.o, self.sum, outcome);
         Ok(())
+    }
+}
+
+/// Host check of the outcome the guest acked last against `--expect-outcome`.
+fn check_expect(o: &crate::migrate::opts::SimOpts, sum: &mut SimSummary, outcome: Option<u32>) {
+    if let Some(e) = o.settings.expect {
+        if !e.matches(outcome) {
+            let got = outcome.map_or("no ack".to_string(), |v| {
+                migtime_abi::abi::Outcome::from_u32(v).map_or(v.to_string(), |o| o.name().into())
+            });
+            sum.problems.push(format!(
+                "host check: expected guest outcome {e:?}, got {got}"
+            ));
+        }
     }
 }

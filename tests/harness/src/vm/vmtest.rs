@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::ktap::{self, Summary};
-use crate::options::BootOpts;
-use crate::output::Reporter;
-use crate::page::{shm_path, PageFile};
-use crate::qemu::Guest;
-use crate::results::{marker, tail_lines, Marker, Tail};
+use crate::base::ktap::{self, Summary};
+use crate::base::output::Reporter;
+use crate::base::results::{marker, tail_lines, Marker, Tail};
+use crate::vm::opts::BootOpts;
+use crate::vm::page::{shm_path, PageFile};
+use crate::vm::qemu::Guest;
 
 /// The verdict of one run (boot or sim).
 #[derive(Clone, Debug, Default, Serialize)]
@@ -151,7 +151,7 @@ pub fn boot(o: &BootOpts, out: &dyn Reporter) -> Result<Report> {
     let page = boot_page(o, out)?;
     out.stage(&format!(
         "booting guest ({}, {:?} mode, page {})",
-        crate::qemu::accel(),
+        crate::vm::qemu::accel(),
         o.guest.mode,
         page.path().display()
     ));

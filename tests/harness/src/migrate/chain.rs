@@ -13,16 +13,17 @@ use anyhow::{bail, Context, Result};
 use migtime_abi::page::{End, Update};
 use serde_json::{json, Value};
 
-use crate::ack::wait_ack;
-use crate::clock::{realtime_ns, tai_ns};
-use crate::faults;
-use crate::options::SimOpts;
-use crate::output::Reporter;
-use crate::page::{shm_path, BadPage, PageFile};
-use crate::qemu::{remaining, Guest};
-use crate::qmp::{event_time_ns, Qmp};
-use crate::results::Tail;
-use crate::sim::{Ack, ExpectOutcome, Hop, SimSummary};
+use crate::base::clock::{realtime_ns, tai_ns};
+use crate::base::output::Reporter;
+use crate::base::results::Tail;
+use crate::migrate::ack::wait_ack;
+use crate::migrate::faults;
+use crate::migrate::opts::SimOpts;
+use crate::record::ack::{Ack, ExpectOutcome};
+use crate::record::hop::{Hop, SimSummary};
+use crate::vm::page::{shm_path, BadPage, PageFile};
+use crate::vm::qemu::{remaining, Guest};
+use crate::vm::qmp::{event_time_ns, Qmp};
 
 /// Ten days, in nanoseconds: the `huge-delta` step.
 pub const HUGE_DELTA_NS: i64 = 10 * 86_400 * 1_000_000_000;
@@ -97,7 +98,7 @@ impl<'a> Chain<'a> {
         }
         out.stage(&format!(
             "starting source a ({}, {:?} mode)",
-            crate::qemu::accel(),
+            crate::vm::qemu::accel(),
             o.guest.mode
         ));
         let (cur, cur_q) = Guest::start_with_qmp(&o.guest, "a", src_page, false, deadline)?;
@@ -171,7 +172,7 @@ impl<'a> Chain<'a> {
         let resume = !(self.o.settings.no_guest_run_between && hop == 0);
         let t_cont = if resume {
             let st = &self.o.settings;
-            crate::companion::on_cont(hop + 1, st.skew_ns, st.same_rate, self.out);
+            crate::net::ntp::on_cont(hop + 1, st.skew_ns, st.same_rate, self.out);
             Some(self.resume(&mut d, &mut h)?)
         } else {
             None
@@ -194,7 +195,7 @@ impl<'a> Chain<'a> {
             t.finish(self.sum, self.out, &d, &h);
         }
         if self.fault(last) == Some(BadPage::PublishStorm) {
-            crate::storm::publish_storm(self.sum, self.out, &mut d)?;
+            crate::migrate::storm::publish_storm(self.sum, self.out, &mut d)?;
         }
         if let Some(f @ (BadPage::DoorbellStorm | BadPage::PageHammer)) = self.fault(last) {
             faults::check_one_event(self.sum, self.out, &d, f, at.events_before);

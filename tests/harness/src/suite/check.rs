@@ -1,21 +1,22 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `check`: the whole suite ([`crate::scenarios::table`]), one scenario at a
+//! `check`: the whole suite ([`crate::suite::scenarios::table`]), one scenario at a
 //! time.
 
-use std::path::Path;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
-use crate::options::{BootOpts, CheckOpts, SimOpts, SimSettings};
-use crate::output::Reporter;
-use crate::qemu::GuestConfig;
-use crate::scenarios::{
+use crate::base::output::Reporter;
+use crate::migrate::opts::{SimOpts, SimSettings};
+use crate::migrate::sim::sim;
+use crate::suite::scenarios::{
     ack_timeout_for, append_for, table, timeout_for, vcpus_for, Kind, Scenario,
 };
-use crate::sim::sim;
-use crate::vmtest::{boot, Report};
+use crate::vm::opts::{check_inputs, BootOpts};
+use crate::vm::qemu::GuestConfig;
+use crate::vm::vmtest::{boot, Report};
 
 /// Prints the table (`--list`).
 pub fn list() {
@@ -68,7 +69,7 @@ pub fn list() {
             } else {
                 sc.run
             },
-            vcpus_for(sc.name, crate::qemu::DEFAULT_VCPUS),
+            vcpus_for(sc.name, crate::vm::qemu::DEFAULT_VCPUS),
             ""
         );
     }
@@ -189,12 +190,12 @@ pub fn check(o: &CheckOpts, out: &dyn Reporter) -> Result<(u32, u32)> {
 }
 
 fn run_one(o: &CheckOpts, sc: &Scenario, dir: &Path, out: &dyn Reporter) -> Result<Report> {
-    let ntp = crate::companion::start_ntp(sc.run, dir, out)?;
+    let ntp = crate::net::ntp::start_ntp(sc.run, dir, out)?;
     let r = run_one_inner(o, sc, dir, out, &ntp);
-    let probed = crate::companion::stop_ntp(dir, out);
+    let probed = crate::net::ntp::stop_ntp(dir, out);
     let mut r = r?;
     // The host's own checks (on what the probe saw) count like KTAP leaf results.
-    for (ok, what) in crate::companion::host_checks(sc.run, probed.as_ref()) {
+    for (ok, what) in crate::net::ntp::host_checks(sc.run, probed.as_ref()) {
         out.stage(&format!("{} {what}", if ok { "ok" } else { "not ok" }));
         if ok {
             r.ktap.passed += 1;
@@ -248,5 +249,31 @@ fn run_one_inner(
             out,
         )
         .map(|r| r.report),
+    }
+}
+
+/// Options of `check`.
+pub struct CheckOpts {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub run_dir: PathBuf,
+    pub only: Vec<String>,
+    pub timeout: Duration,
+    pub keep_all: bool,
+    pub memory_mb: u32,
+    /// vCPUs of every guest (at least 2); see [`crate::suite::scenarios::vcpus_for`].
+    pub vcpus: u32,
+}
+
+impl CheckOpts {
+    /// Every `only` names a scenario.
+    pub fn validate(&self) -> Result<()> {
+        let all = table();
+        for n in &self.only {
+            if !all.iter().any(|s| s.name == n) {
+                bail!("no scenario named {n:?} (see --list)");
+            }
+        }
+        check_inputs(&self.kernel, &self.initrd)
     }
 }

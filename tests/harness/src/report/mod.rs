@@ -1,0 +1,13 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `make demo` and `make bench`: their runs, statistics, tables and plots.
+
+pub mod bench;
+pub mod bench_md;
+pub mod bench_report;
+pub mod daemons;
+pub mod demo;
+pub mod demo_chrony;
+pub mod font;
+pub mod opts;
+pub mod plot;
