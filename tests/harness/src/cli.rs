@@ -5,17 +5,21 @@
 //! parses and maps the result to the exit status.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use crate::base::output::Console;
-use crate::migrate::opts::{SimOpts, SimSettings};
+use crate::migrate::opts::{SimOpts, SimSettings, Vmm};
+use crate::net::network::Network;
 use crate::record::ack::ExpectOutcome;
 use crate::report::opts::{BenchOpts, DemoOpts};
 use crate::suite::check::CheckOpts;
-use crate::suite::scenarios::append_for;
+use crate::suite::scenario::Kernel;
+use crate::vm::cmdline::append_for;
+use crate::vm::devices::Devices;
 use crate::vm::opts::{check_inputs, default_run_dir, BootOpts};
 use crate::vm::page::BadPage;
 use crate::vm::qemu::{GuestConfig, Mode};
@@ -207,6 +211,13 @@ pub struct GuestArgs {
     /// Guest vCPUs (-smp; TCG runs multi-threaded).
     #[arg(long, default_value_t = crate::vm::qemu::DEFAULT_VCPUS)]
     vcpus: u32,
+    /// Give the guest `-device vmclock`.
+    #[arg(long)]
+    vmclock: bool,
+    /// Give the guest user-mode networking with the simulated hosts' NTP
+    /// server (`mt.ntp=PORT`) and the clock probe.
+    #[arg(long)]
+    net: bool,
 }
 
 #[derive(Args)]
@@ -295,9 +306,12 @@ pub struct CheckArgs {
     /// Run only this scenario (repeatable).
     #[arg(long)]
     only: Vec<String>,
-    /// List the scenarios and exit.
+    /// List the scenarios (those selected by --only or --suite) and exit.
     #[arg(long)]
     list: bool,
+    /// Without --only: run (or list) the scenarios of this kernel's suite.
+    #[arg(long, value_enum)]
+    suite: Option<Kernel>,
     /// Keep the run folders of passing scenarios too.
     #[arg(long, alias = "keep")]
     keep_all: bool,
@@ -312,22 +326,43 @@ pub struct CheckArgs {
     vcpus: u32,
 }
 
-fn guest_config(g: &GuestArgs, mode: Mode, append: String, cmd: &str) -> Result<GuestConfig> {
+/// The guest of `boot`/`sim`, with the network it asked for (`--net`).
+fn guest_config(
+    g: &GuestArgs,
+    mode: Mode,
+    append: String,
+    cmd: &str,
+) -> Result<(GuestConfig, Option<Arc<Network>>)> {
     check_inputs(&g.kernel, &g.initrd)?;
-    Ok(GuestConfig {
+    let network = if g.net {
+        Some(Network::start(&Console)?)
+    } else {
+        None
+    };
+    let append = match &network {
+        Some(n) => format!("{append} {}", n.cmdline()),
+        None => append,
+    };
+    let cfg = GuestConfig {
         kernel: g.kernel.clone(),
         initrd: g.initrd.clone(),
         append_extra: append,
         mode,
+        devices: Devices {
+            vmclock: g.vmclock,
+            net: network.as_ref().map(|n| n.ports()),
+        },
         run_dir: g.run_dir.clone().unwrap_or_else(|| default_run_dir(cmd)),
         memory_mb: g.memory,
         vcpus: g.vcpus,
-    })
+    };
+    Ok((cfg, network))
 }
 
 fn boot(a: BootArgs) -> Result<bool> {
+    let (guest, network) = guest_config(&a.g, a.mode, a.append_extra.clone(), "boot")?;
     let o = BootOpts {
-        guest: guest_config(&a.g, a.mode, a.append_extra.clone(), "boot")?,
+        guest,
         timeout: Duration::from_secs(a.g.timeout),
         page_file: a.page_file,
         bad_page: a.bad_page,
@@ -335,15 +370,19 @@ fn boot(a: BootArgs) -> Result<bool> {
     };
     o.validate()?;
     let r = crate::vm::vmtest::boot(&o, &Console)?;
+    if let Some(n) = network {
+        n.finish(&o.guest.run_dir, &Console);
+    }
     println!("{}", r.counts_line());
     Ok(r.ok)
 }
 
 fn sim(a: SimArgs) -> Result<bool> {
     let append = append_for(&a.guest_run, &a.params, &a.append_extra);
+    let (guest, network) = guest_config(&a.g, a.mode, append, "sim")?;
     let o = SimOpts {
         scenario: a.scenario,
-        guest: guest_config(&a.g, a.mode, append, "sim")?,
+        guest,
         timeout: Duration::from_secs(a.g.timeout),
         settings: SimSettings {
             blackout_ms: a.blackout,
@@ -355,18 +394,23 @@ fn sim(a: SimArgs) -> Result<bool> {
             cancel: a.cancel,
             bad_page: a.bad_page,
             expect: a.expect_outcome,
+            vmm: Vmm::Simulator,
         },
         ack_timeout: Duration::from_secs_f64(a.ack_timeout),
+        network,
     };
     o.validate()?;
     let r = crate::migrate::sim::sim(&o, &Console)?.report;
+    if let Some(n) = &o.network {
+        n.finish(&o.guest.run_dir, &Console);
+    }
     println!("{}", r.counts_line());
     Ok(r.ok)
 }
 
 fn check(a: CheckArgs) -> Result<bool> {
     if a.list {
-        crate::suite::check::list();
+        crate::suite::check::list(&a.only, a.suite);
         return Ok(true);
     }
     let o = CheckOpts {
@@ -378,6 +422,7 @@ fn check(a: CheckArgs) -> Result<bool> {
         keep_all: a.keep_all,
         memory_mb: a.memory,
         vcpus: a.vcpus.max(2),
+        suite: a.suite,
     };
     o.validate()?;
     let (_, failed) = crate::suite::check::check(&o, &Console)?;

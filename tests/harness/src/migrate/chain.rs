@@ -18,7 +18,7 @@ use crate::base::output::Reporter;
 use crate::base::results::Tail;
 use crate::migrate::ack::wait_ack;
 use crate::migrate::faults;
-use crate::migrate::opts::SimOpts;
+use crate::migrate::opts::{SimOpts, Vmm};
 use crate::record::ack::{Ack, ExpectOutcome};
 use crate::record::hop::{Hop, SimSummary};
 use crate::vm::page::{shm_path, BadPage, PageFile};
@@ -172,12 +172,16 @@ impl<'a> Chain<'a> {
         let resume = !(self.o.settings.no_guest_run_between && hop == 0);
         let t_cont = if resume {
             let st = &self.o.settings;
-            crate::net::ntp::on_cont(hop + 1, st.skew_ns, st.same_rate, self.out);
+            if let Some(n) = &self.o.network {
+                n.on_cont(hop + 1, st.skew_ns, st.same_rate, self.out);
+            }
             Some(self.resume(&mut d, &mut h)?)
         } else {
             None
         };
-        let w = self.write_page(&mut d, &mut h, last)?;
+        let w = match self.o.settings.vmm {
+            Vmm::Simulator => self.write_page(&mut d, &mut h, last)?,
+        };
         let hammer = (self.fault(last) == Some(BadPage::PageHammer))
             .then(|| faults::Hammer::start(self.out, d.g.page.path(), w.u));
         self.report_written(&h, &w);

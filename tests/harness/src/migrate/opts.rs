@@ -2,13 +2,30 @@
 
 //! The options of a migration run (`sim`) and their validation.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
 
+use crate::net::network::Network;
 use crate::record::ack::ExpectOutcome;
 use crate::vm::page::BadPage;
 use crate::vm::qemu::{GuestConfig, Mode};
+
+/// The VMM behind a migration: who publishes the destination's page.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Vmm {
+    /// Stock QEMU with an ivshmem page; the harness plays the hypervisor and writes the
+    /// destination's page (seqlock) right after `cont`.
+    #[default]
+    Simulator,
+}
+
+/// How long the simulator waits for the guest's ack after `cont`: without the module
+/// nothing acks, so do not wait 20 s per hop.
+pub fn ack_timeout(module: bool) -> Duration {
+    Duration::from_secs(if module { 20 } else { 2 })
+}
 
 /// What a migration run does to the guest: the scenario part of [`SimOpts`],
 /// also what a row of the `check` table sets (the rest: defaults).
@@ -17,7 +34,7 @@ pub struct SimSettings {
     pub blackout_ms: u64,
     pub skew_ns: i64,
     /// The destination host's clock runs at the source's rate (no oscillator difference);
-    /// only the NTP server of a networked guest has rates (`crate::net::ntp::on_cont`).
+    /// only the NTP server of a networked guest has rates (`Network::on_cont`).
     pub same_rate: bool,
     pub compensated: bool,
     /// Migrations in the chain (0 is taken as 1).
@@ -27,6 +44,8 @@ pub struct SimSettings {
     pub bad_page: Option<BadPage>,
     /// The outcome the guest must ack.
     pub expect: Option<ExpectOutcome>,
+    /// Who publishes the page.
+    pub vmm: Vmm,
 }
 
 /// Options of `sim`.
@@ -38,6 +57,9 @@ pub struct SimOpts {
     pub settings: SimSettings,
     /// How long to wait for the guest's ack after `cont`.
     pub ack_timeout: Duration,
+    /// The simulated hosts' network, if the guest has one: switched to each
+    /// destination's clock at `cont`.
+    pub network: Option<Arc<Network>>,
 }
 
 impl SimSettings {

@@ -26,7 +26,8 @@ use crate::report::daemons::{
     DaemonOpts, DaemonRun,
 };
 use crate::report::opts::BenchOpts;
-use crate::suite::scenarios::append_for;
+use crate::vm::cmdline::append_for;
+use crate::vm::devices::Devices;
 use crate::vm::opts::BootOpts;
 use crate::vm::qemu::{GuestConfig, Mode};
 use crate::vm::vmtest::boot;
@@ -168,6 +169,7 @@ impl Bench<'_> {
             initrd,
             append_extra: append_for(run, "", &c.append()),
             mode: c.mode,
+            devices: Devices::default(),
             run_dir,
             memory_mb: o.memory_mb,
             vcpus: crate::vm::qemu::DEFAULT_VCPUS,
@@ -195,6 +197,7 @@ impl Bench<'_> {
             } else {
                 Duration::from_millis(300)
             },
+            network: None,
         };
         let ob = observe(&sim_opts, &self.log);
         let recs = records(&ob, b + 1);

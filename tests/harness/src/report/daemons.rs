@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! A real time daemon in a migrated guest, three ways (issue 10), measured for `make bench`
+//! A real time daemon in a migrated guest, three ways, measured for `make bench`
 //! and shown by `make demo`:
 //!
 //! - (a) chronyd alone (the baseline: what a guest has today),
@@ -23,12 +23,13 @@ use serde::Serialize;
 
 use crate::base::output::Reporter;
 use crate::base::results::parse_kv;
-use crate::migrate::opts::{SimOpts, SimSettings};
+use crate::migrate::opts::{ack_timeout, SimOpts, SimSettings};
 use crate::migrate::sim::sim;
-use crate::net::ntp::{start_ntp, stop_ntp, Probed};
+use crate::net::network::{Network, Probed};
 use crate::net::pairing::Convergence;
 use crate::record::ack::ExpectOutcome;
-use crate::suite::scenarios::{ack_timeout_for, append_for};
+use crate::vm::cmdline::{append_for, module_word};
+use crate::vm::devices::Devices;
 use crate::vm::qemu::{GuestConfig, Mode};
 
 /// What drives the re-sync: `mt_chrony`'s `expect=`.
@@ -106,18 +107,24 @@ pub fn conditions() -> [Condition; 3] {
 }
 
 impl Case {
-    /// The kernel command line words: `mt_chrony` observing `window_s` after the migration
-    /// (a), or until chronyd is synchronised again and `hold_s` more (b, c).
+    /// The guest's program: `mt_chrony` observing `window_s` after the migration (a), or
+    /// until chronyd is synchronised again and `hold_s` more (b, c).
     pub fn run(&self, window_s: u64, hold_s: u64) -> String {
         match self.expect {
-            Expect::None => {
-                format!("mt_chrony:expect=none:sync={window_s}:hold=0 mt.load=0 mt.net=1")
-            }
-            Expect::Vmclock => {
-                format!("mt_chrony:expect=vmclock:sync=60:hold={hold_s} mt.load=0 mt.vmclock=1 mt.net=1")
-            }
-            Expect::Migtime => format!("mt_chrony:expect=migtime:sync=60:hold={hold_s} mt.net=1"),
+            Expect::None => format!("mt_chrony:expect=none:sync={window_s}:hold=0"),
+            Expect::Vmclock => format!("mt_chrony:expect=vmclock:sync=60:hold={hold_s}"),
+            Expect::Migtime => format!("mt_chrony:expect=migtime:sync=60:hold={hold_s}"),
         }
+    }
+
+    /// Whether the guest loads the module: only (c).
+    pub fn module(&self) -> bool {
+        self.expect == Expect::Migtime
+    }
+
+    /// Whether the guest has VMClock: (b) only.
+    pub fn vmclock(&self) -> bool {
+        self.expect == Expect::Vmclock
     }
 
     /// The ack the simulator waits for.
@@ -217,21 +224,31 @@ pub fn run_case(
         ok: false,
         problems: Vec::new(),
     };
-    let ntp = match start_ntp(&run, dir, out) {
+    let network = match Network::start(out) {
         Ok(n) => n,
         Err(e) => {
             r.problems.push(format!("NTP server: {e:#}"));
             return r;
         }
     };
+    let words: Vec<String> = [module_word(case.module()), "mt.kunit=0"]
+        .into_iter()
+        .filter(|w| !w.is_empty())
+        .map(String::from)
+        .chain([network.cmdline()])
+        .collect();
     let observe_s = o.window_s.max(60 + o.hold_s);
     let so = SimOpts {
         scenario: format!("{}-{}", case.key, cond.key),
         guest: GuestConfig {
             kernel: o.kernel.clone(),
             initrd: o.initrd.clone(),
-            append_extra: append_for(&run, "", &format!("mt.kunit=0 {ntp}")),
+            append_extra: append_for(&run, "", &words.join(" ")),
             mode: Mode::Plain,
+            devices: Devices {
+                vmclock: case.vmclock(),
+                net: Some(network.ports()),
+            },
             run_dir: dir.to_path_buf(),
             memory_mb: o.memory_mb,
             vcpus: crate::vm::qemu::DEFAULT_VCPUS,
@@ -246,7 +263,8 @@ pub fn run_case(
             expect: Some(case.outcome()),
             ..Default::default()
         },
-        ack_timeout: ack_timeout_for(&run),
+        ack_timeout: ack_timeout(case.module()),
+        network: Some(network.clone()),
     };
     match sim(&so, out) {
         Ok(s) => {
@@ -255,7 +273,7 @@ pub fn run_case(
         }
         Err(e) => r.problems.push(format!("{e:#}")),
     }
-    r.probe = stop_ntp(dir, out).unwrap_or_default();
+    r.probe = network.finish(dir, out).unwrap_or_default();
     let text: String = ["a", "b"]
         .iter()
         .filter_map(|g| std::fs::read_to_string(dir.join(format!("results-{g}.ktap"))).ok())
@@ -290,7 +308,7 @@ pub fn progress_line(r: &DaemonRun) -> String {
 /// The markdown section of `bench.md`: one row per case and condition, over its runs.
 pub fn render_markdown(o: &DaemonOpts, runs: &[DaemonRun]) -> String {
     let mut s = format!(
-        "\n### Time daemons: chronyd 4.3 in the guest (issue 10)\n\n\
+        "\n### Time daemons: chronyd 4.3 in the guest\n\n\
          One live migration per run, {} ms blackout; chronyd (`makestep 1 3` used up, `maxpoll 4`) \
          synchronised beforehand to the harness's NTP server, which serves the source host's clock \
          and from `cont` on the destination's. guest − host comes from the host's UDP probe \
@@ -389,13 +407,13 @@ mod tests {
     #[test]
     fn cases_ask_for_their_devices() {
         let [a, b, c] = cases();
+        assert_eq!(a.run(240, 90), "mt_chrony:expect=none:sync=240:hold=0");
+        assert!(b.run(240, 90).ends_with(":hold=90"));
+        assert_eq!((a.module(), b.module(), c.module()), (false, false, true));
         assert_eq!(
-            a.run(240, 90),
-            "mt_chrony:expect=none:sync=240:hold=0 mt.load=0 mt.net=1"
+            (a.vmclock(), b.vmclock(), c.vmclock()),
+            (false, true, false)
         );
-        assert!(b.run(240, 90).contains("mt.vmclock=1") && b.run(240, 90).contains("mt.load=0"));
-        assert!(b.run(240, 90).contains(":hold=90 "));
-        assert!(!c.run(240, 90).contains("mt.load=0"));
         assert_eq!(c.outcome(), ExpectOutcome::Stepped);
         assert_eq!(a.outcome(), ExpectOutcome::None);
     }

@@ -19,7 +19,8 @@ use crate::migrate::opts::{SimOpts, SimSettings};
 use crate::migrate::watch::WATCH_PERIOD;
 use crate::report::opts::DemoOpts;
 use crate::report::plot::{line_plot_png, Band, LinePlot, Series};
-use crate::suite::scenarios::append_for;
+use crate::vm::cmdline::append_for;
+use crate::vm::devices::Devices;
 use crate::vm::qemu::{GuestConfig, Mode};
 use std::time::Duration;
 
@@ -189,6 +190,7 @@ fn run(o: &DemoOpts, out: &dyn Reporter, label: &str, load: bool, slug: &str) ->
         initrd: o.initrd.clone(),
         append_extra: append_for(&run, if load { &o.params } else { "" }, &extra),
         mode: o.mode,
+        devices: Devices::default(),
         run_dir: o.out_dir.join("runs").join(slug),
         memory_mb: o.memory_mb,
         vcpus: crate::vm::qemu::DEFAULT_VCPUS,
@@ -209,6 +211,7 @@ fn run(o: &DemoOpts, out: &dyn Reporter, label: &str, load: bool, slug: &str) ->
             } else {
                 Duration::from_millis(1500)
             },
+            network: None,
         },
         out,
     );

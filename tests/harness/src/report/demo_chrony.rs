@@ -10,7 +10,7 @@ use plotters::style::RGBColor;
 use serde::Serialize;
 
 use crate::base::output::Reporter;
-use crate::net::pairing::PairSample;
+use crate::net::probe::PairSample;
 use crate::report::daemons::{cases, conditions, run_case, DaemonOpts, DaemonRun};
 use crate::report::opts::DemoOpts;
 use crate::report::plot::{line_plot_png, LinePlot, Series};

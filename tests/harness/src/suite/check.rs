@@ -8,59 +8,83 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
+use std::sync::Arc;
+
+use clap::ValueEnum;
+
 use crate::base::output::Reporter;
-use crate::migrate::opts::{SimOpts, SimSettings};
+use crate::migrate::opts::{ack_timeout, SimOpts, SimSettings};
 use crate::migrate::sim::sim;
-use crate::suite::scenarios::{
-    ack_timeout_for, append_for, table, timeout_for, vcpus_for, Kind, Scenario,
-};
+use crate::net::network::Network;
+use crate::suite::host::evaluate;
+use crate::suite::scenario::{Kernel, Kind, Scenario};
+use crate::suite::scenarios::table;
+use crate::vm::cmdline::{append_for, module_word};
+use crate::vm::devices::Devices;
 use crate::vm::opts::{check_inputs, BootOpts};
-use crate::vm::qemu::GuestConfig;
+use crate::vm::qemu::{GuestConfig, DEFAULT_VCPUS};
 use crate::vm::vmtest::{boot, Report};
 
-/// Prints the table (`--list`).
-pub fn list() {
-    for sc in table() {
-        let how = match &sc.kind {
-            Kind::Boot { .. } => "boot".to_string(),
-            Kind::Panic { needle } => format!("boot --expect-panic \"{needle}\""),
-            Kind::Sim(s) => {
-                let mut o = vec![format!("sim --mode {:?}", sc.mode).to_lowercase()];
-                if s.blackout_ms > 0 {
-                    o.push(format!("--blackout {}", s.blackout_ms));
-                }
-                if s.skew_ns != 0 {
-                    o.push(format!("--skew-ns {}", s.skew_ns));
-                }
-                if s.compensated {
-                    o.push("--compensated".into());
-                }
-                if s.migrations > 1 {
-                    o.push(format!("--migrations {}", s.migrations));
-                }
-                if s.no_guest_run_between {
-                    o.push("--no-guest-run-between".into());
-                }
-                if s.cancel {
-                    o.push("--cancel".into());
-                }
-                if let Some(b) = s.bad_page {
-                    o.push(format!(
-                        "--bad-page {}",
-                        clap::ValueEnum::to_possible_value(&b).unwrap().get_name()
-                    ));
-                }
-                if let Some(e) = s.expect {
-                    o.push(format!(
-                        "--expect-outcome {}",
-                        clap::ValueEnum::to_possible_value(&e).unwrap().get_name()
-                    ));
-                }
-                o.join(" ")
+/// The scenarios `only` names (in table order), else those of `suite`, else all.
+pub fn select(only: &[String], suite: Option<Kernel>) -> Vec<Scenario> {
+    table()
+        .into_iter()
+        .filter(|s| {
+            if only.is_empty() {
+                suite.is_none_or(|k| s.runs_on(k))
+            } else {
+                only.iter().any(|n| n == s.name)
             }
-        };
+        })
+        .collect()
+}
+
+/// How the host drives a scenario, as the `boot`/`sim` options that do the same.
+fn host_line(sc: &Scenario) -> String {
+    match &sc.kind {
+        Kind::Boot { .. } => "boot".to_string(),
+        Kind::Panic { needle } => format!("boot --expect-panic \"{needle}\""),
+        Kind::Sim(s) => {
+            let mut o = vec![format!("sim --mode {:?}", sc.mode).to_lowercase()];
+            let flags = [
+                (s.blackout_ms > 0, format!("--blackout {}", s.blackout_ms)),
+                (s.skew_ns != 0, format!("--skew-ns {}", s.skew_ns)),
+                (s.compensated, "--compensated".into()),
+                (s.migrations > 1, format!("--migrations {}", s.migrations)),
+                (s.no_guest_run_between, "--no-guest-run-between".into()),
+                (s.cancel, "--cancel".into()),
+            ];
+            o.extend(flags.into_iter().filter(|f| f.0).map(|f| f.1));
+            let name =
+                |v: Option<clap::builder::PossibleValue>| v.map(|v| v.get_name().to_string());
+            if let Some(b) = s.bad_page.and_then(|b| name(b.to_possible_value())) {
+                o.push(format!("--bad-page {b}"));
+            }
+            if let Some(e) = s.expect.and_then(|e| name(e.to_possible_value())) {
+                o.push(format!("--expect-outcome {e}"));
+            }
+            o.join(" ")
+        }
+    }
+}
+
+/// What the guest gets besides its programs, for `--list`.
+fn guest_extras(sc: &Scenario, vcpus: u32) -> String {
+    let mut v = vec![format!("{} vCPUs", sc.vcpus_with(vcpus))];
+    let words = [
+        (!sc.module, "no module"),
+        (sc.vmclock, "vmclock"),
+        (sc.net, "network"),
+    ];
+    v.extend(words.iter().filter(|w| w.0).map(|w| w.1.to_string()));
+    v.join(", ")
+}
+
+/// Prints the selected rows of the table (`--list`).
+pub fn list(only: &[String], suite: Option<Kernel>) {
+    for sc in select(only, suite) {
         println!(
-            "{:<14} {}\n{:<14}   guest: {} ({} vCPUs)\n{:<14}   host:  {how}",
+            "{:<14} {}\n{:<14}   guest: {} ({})\n{:<14}   host:  {}",
             sc.name,
             sc.about,
             "",
@@ -69,8 +93,9 @@ pub fn list() {
             } else {
                 sc.run
             },
-            vcpus_for(sc.name, crate::vm::qemu::DEFAULT_VCPUS),
-            ""
+            guest_extras(&sc, DEFAULT_VCPUS),
+            "",
+            host_line(&sc)
         );
     }
 }
@@ -139,10 +164,7 @@ impl Tally {
 /// failure, so a failed scenario always counts at least one.
 pub fn check(o: &CheckOpts, out: &dyn Reporter) -> Result<(u32, u32)> {
     o.validate()?;
-    let sel: Vec<Scenario> = table()
-        .into_iter()
-        .filter(|s| o.only.is_empty() || o.only.iter().any(|n| n == s.name))
-        .collect();
+    let sel = select(&o.only, o.suite);
     std::fs::create_dir_all(&o.run_dir)?;
     let mut t = Tally::default();
     let t_all = Instant::now();
@@ -190,12 +212,16 @@ pub fn check(o: &CheckOpts, out: &dyn Reporter) -> Result<(u32, u32)> {
 }
 
 fn run_one(o: &CheckOpts, sc: &Scenario, dir: &Path, out: &dyn Reporter) -> Result<Report> {
-    let ntp = crate::net::ntp::start_ntp(sc.run, dir, out)?;
-    let r = run_one_inner(o, sc, dir, out, &ntp);
-    let probed = crate::net::ntp::stop_ntp(dir, out);
+    std::fs::create_dir_all(dir)?;
+    let network = if sc.net {
+        Some(Network::start(out)?)
+    } else {
+        None
+    };
+    let r = run_one_inner(o, sc, dir, out, network.clone());
+    let probed = network.and_then(|n| n.finish(dir, out));
     let mut r = r?;
-    // The host's own checks (on what the probe saw) count like KTAP leaf results.
-    for (ok, what) in crate::net::ntp::host_checks(sc.run, probed.as_ref()) {
+    for (ok, what) in evaluate(sc.host_checks, probed.as_ref()) {
         out.stage(&format!("{} {what}", if ok { "ok" } else { "not ok" }));
         if ok {
             r.ktap.passed += 1;
@@ -208,23 +234,37 @@ fn run_one(o: &CheckOpts, sc: &Scenario, dir: &Path, out: &dyn Reporter) -> Resu
     Ok(r)
 }
 
+/// The guest of scenario `sc`: its devices, and its kernel command line from its fields.
+fn guest_of(o: &CheckOpts, sc: &Scenario, dir: &Path, net: Option<&Network>) -> GuestConfig {
+    let ntp = net.map(|n| n.cmdline()).unwrap_or_default();
+    let extra: Vec<&str> = [module_word(sc.module), &ntp]
+        .into_iter()
+        .filter(|w| !w.is_empty())
+        .collect();
+    GuestConfig {
+        kernel: o.kernel.clone(),
+        initrd: o.initrd.clone(),
+        append_extra: append_for(sc.run, sc.params, &extra.join(" ")),
+        mode: sc.mode,
+        devices: Devices {
+            vmclock: sc.vmclock,
+            net: net.map(Network::ports),
+        },
+        run_dir: dir.to_path_buf(),
+        memory_mb: o.memory_mb,
+        vcpus: sc.vcpus_with(o.vcpus),
+    }
+}
+
 fn run_one_inner(
     o: &CheckOpts,
     sc: &Scenario,
     dir: &Path,
     out: &dyn Reporter,
-    ntp: &str,
+    network: Option<Arc<Network>>,
 ) -> Result<Report> {
-    let guest = GuestConfig {
-        kernel: o.kernel.clone(),
-        initrd: o.initrd.clone(),
-        append_extra: append_for(sc.run, sc.params, ntp),
-        mode: sc.mode,
-        run_dir: dir.to_path_buf(),
-        memory_mb: o.memory_mb,
-        vcpus: vcpus_for(sc.name, o.vcpus),
-    };
-    let timeout = timeout_for(sc.name, o.timeout);
+    let guest = guest_of(o, sc, dir, network.as_deref());
+    let timeout = sc.timeout_with(o.timeout);
     let boot_opts = |bad_page, expect_panic| BootOpts {
         guest: guest.clone(),
         timeout,
@@ -244,7 +284,8 @@ fn run_one_inner(
                     migrations: s.migrations.max(1),
                     ..s.clone()
                 },
-                ack_timeout: ack_timeout_for(sc.run),
+                ack_timeout: ack_timeout(sc.module),
+                network,
             },
             out,
         )
@@ -261,8 +302,10 @@ pub struct CheckOpts {
     pub timeout: Duration,
     pub keep_all: bool,
     pub memory_mb: u32,
-    /// vCPUs of every guest (at least 2); see [`crate::suite::scenarios::vcpus_for`].
+    /// vCPUs of every guest (at least 2); a scenario may ask for more.
     pub vcpus: u32,
+    /// Without `only`: the scenarios of this kernel's suite (else all).
+    pub suite: Option<Kernel>,
 }
 
 impl CheckOpts {

@@ -3,6 +3,8 @@
 //! One guest under QEMU: its command line and process, QMP, the page file,
 //! the doorbell server, and one guest run to its verdict (`boot`).
 
+pub mod cmdline;
+pub mod devices;
 pub mod ivshmem;
 pub mod opts;
 pub mod page;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::vm::devices::Devices;
 use crate::vm::ivshmem::DoorbellServer;
 use crate::vm::page::PageFile;
 use crate::vm::qmp::Qmp;
@@ -34,6 +35,8 @@ pub struct GuestConfig {
     /// Appended to `console=ttyS0 panic=-1`.
     pub append_extra: String,
     pub mode: Mode,
+    /// VMClock, network.
+    pub devices: Devices,
     pub run_dir: PathBuf,
     pub memory_mb: u32,
     /// Virtual CPUs (`-smp`); the suite never runs fewer than 2.
@@ -136,7 +139,7 @@ pub fn qemu_args(
     // MIGTIME_CMDLINE: extra kernel parameters for every guest of this run
     // (e.g. iomem=relaxed on a distribution kernel with IO_STRICT_DEVMEM).
     let extra = std::env::var("MIGTIME_CMDLINE").unwrap_or_default();
-    a.extend(crate::net::ntp::extra_qemu_args(&cfg.append_extra));
+    a.extend(cfg.devices.qemu_args());
     let append = format!("console=ttyS0 panic=-1 {extra} {}", cfg.append_extra)
         .split_whitespace()
         .collect::<Vec<_>>()
@@ -340,6 +343,7 @@ mod tests {
             initrd: "/i".into(),
             append_extra: "mt.run=mt_basic".into(),
             mode: Mode::Plain,
+            devices: Devices::default(),
             run_dir: "/run".into(),
             memory_mb: 256,
             vcpus: 2,
