@@ -3,8 +3,9 @@
 //! The migtime host harness and hypervisor simulator, as a library (the
 //! `migtime-harness` binary is a thin `main.rs` over [`cli`]).
 //!
-//! Layers, lowest first; a layer imports only from layers below it (checked
-//! by the `layers` test):
+//! Layers, lowest first; a layer imports only from layers below it, and files
+//! import each other without cycles except `migrate::chain` <-> `migrate::faults`
+//! (checked by `tests/layers.rs`):
 //!
 //! | layer | what |
 //! |---|---|

@@ -9,6 +9,7 @@ pub mod faults;
 pub mod follow;
 pub mod observe;
 pub mod opts;
+pub mod publish;
 pub mod sim;
 pub mod storm;
 pub mod watch;

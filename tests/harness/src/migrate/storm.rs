@@ -17,11 +17,11 @@ use migtime_abi::abi;
 use migtime_abi::page::{End, Update};
 
 use crate::base::output::Reporter;
-use crate::migrate::chain::Dest;
 use crate::record::hop::SimSummary;
 use crate::record::storm::StormReport;
 use crate::vm::ivshmem::DoorbellServer;
 use crate::vm::page::PageFile;
+use crate::vm::qemu::Guest;
 
 /// Updates published after the migration.
 pub const UPDATES: u64 = 2000;
@@ -107,13 +107,13 @@ pub fn check_settled(page: &PageFile, r: &StormReport, timeout: Duration) -> Vec
     p
 }
 
-/// The `publish-storm` fault on the destination `d`, after the hop's ack:
+/// The `publish-storm` fault on the destination guest `g`, after the hop's ack:
 /// publish, then check that the guest settled on the last page.
-pub fn publish_storm(sum: &mut SimSummary, out: &dyn Reporter, d: &mut Dest) -> Result<()> {
-    let Some(server) = &d.g.server else {
+pub fn publish_storm(sum: &mut SimSummary, out: &dyn Reporter, g: &mut Guest) -> Result<()> {
+    let Some(server) = &g.server else {
         return Ok(());
     };
-    let r = publish(&mut d.g.page, server)?;
+    let r = publish(&mut g.page, server)?;
     out.stage(&format!(
         "publish storm: {} updates (seq {}..={}, bursts of {} rung each, {} ms apart) in {:.0} ms; total {} -> {} ns",
         r.updates,
@@ -125,10 +125,10 @@ pub fn publish_storm(sum: &mut SimSummary, out: &dyn Reporter, d: &mut Dest) -> 
         r.total_before_ns,
         r.total_after_ns
     ));
-    let p = check_settled(&d.g.page, &r, Duration::from_secs(60));
+    let p = check_settled(&g.page, &r, Duration::from_secs(60));
     out.stage(&format!(
         "publish storm: guest area after settling: {:?}{}",
-        d.g.page.guest_area(),
+        g.page.guest_area(),
         if p.is_empty() { "" } else { " (problems)" }
     ));
     sum.problems.extend(p);

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::base::results::parse_kv;
 use crate::migrate::observe::Observed;
 use crate::record::ack::Ack;
-use crate::report::bench::Config;
+use crate::report::configs::Config;
 
 /// Median, p99 (nearest rank) and max of a sample.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]

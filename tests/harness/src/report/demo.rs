@@ -19,6 +19,7 @@ use crate::migrate::opts::{SimOpts, SimSettings};
 use crate::migrate::watch::WATCH_PERIOD;
 use crate::report::opts::DemoOpts;
 use crate::report::plot::{line_plot_png, Band, LinePlot, Series};
+use crate::report::text::fixed_width;
 use crate::vm::cmdline::append_for;
 use crate::vm::devices::Devices;
 use crate::vm::qemu::{GuestConfig, Mode};
@@ -79,37 +80,6 @@ pub fn render_table(rows: &[DemoRow]) -> String {
         ]);
     }
     fixed_width(&cells)
-}
-
-/// Rows of cells as a plain-text table: columns padded to their widest cell, `|` between,
-/// a `-+-` rule under the first (header) row.
-pub fn fixed_width(cells: &[Vec<String>]) -> String {
-    let n = cells.first().map_or(0, Vec::len);
-    let widths: Vec<usize> = (0..n)
-        .map(|c| {
-            cells
-                .iter()
-                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for (i, r) in cells.iter().enumerate() {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(line.join(" | ").trim_end());
-        out.push('\n');
-        if i == 0 {
-            let sep: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-            out.push_str(&sep.join("-+-"));
-            out.push('\n');
-        }
-    }
-    out
 }
 
 fn row_of(run: &str, loaded: bool, ob: &Observed) -> DemoRow {

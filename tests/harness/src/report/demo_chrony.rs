@@ -88,7 +88,7 @@ pub fn render(rows: &[ChronyRow]) -> String {
         c.push(r.overshoot_ms.map_or("?".into(), |w| format!("{w:.1} ms")));
         cells.push(c);
     }
-    crate::report::demo::fixed_width(&cells)
+    crate::report::text::fixed_width(&cells)
 }
 
 /// Runs (a) and (c), prints the table, plots; the rows, and whether both produced numbers.

@@ -5,9 +5,13 @@
 pub mod bench;
 pub mod bench_md;
 pub mod bench_report;
+pub mod configs;
 pub mod daemons;
+pub mod daemons_md;
 pub mod demo;
 pub mod demo_chrony;
 pub mod font;
+pub mod machine;
 pub mod opts;
 pub mod plot;
+pub mod text;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use crate::report::bench::configs;
+use crate::report::configs::configs;
 use crate::vm::opts::check_inputs;
 use crate::vm::qemu::Mode;
 

@@ -238,21 +238,6 @@ impl DoorbellServer {
             std::hint::spin_loop();
         }
     }
-
-    /// The setup thread's result (joins it if it finished).
-    #[allow(dead_code)]
-    pub fn setup_result(&mut self) -> Option<Result<()>> {
-        if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
-            return Some(
-                self.thread
-                    .take()
-                    .unwrap()
-                    .join()
-                    .unwrap_or_else(|_| bail!("server thread panicked")),
-            );
-        }
-        None
-    }
 }
 
 impl Drop for DoorbellServer {
