@@ -320,3 +320,69 @@ impl CheckOpts {
         check_inputs(&self.kernel, &self.initrd)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base::output::Console;
+
+    fn opts() -> CheckOpts {
+        CheckOpts {
+            kernel: "/k".into(),
+            initrd: "/i".into(),
+            run_dir: "/r".into(),
+            only: Vec::new(),
+            timeout: Duration::from_secs(180),
+            keep_all: false,
+            memory_mb: 256,
+            vcpus: 2,
+            suite: None,
+        }
+    }
+
+    fn scenario(name: &str) -> Scenario {
+        table().into_iter().find(|s| s.name == name).unwrap()
+    }
+
+    #[test]
+    fn the_guest_follows_the_scenario_fields() {
+        let o = opts();
+        let d = Path::new("/r/x");
+        let g = guest_of(&o, &scenario("step-fallback"), d, None);
+        assert_eq!(
+            g.append_extra,
+            "mt.run=mt_migrate:expect=step mt.params=step_method=2"
+        );
+        assert!(!g.devices.vmclock && g.devices.net.is_none());
+        let g = guest_of(&o, &scenario("companion-vmclock"), d, None);
+        assert_eq!(
+            g.append_extra,
+            "mt.run=mt_companion:expect=vmclock:hops=2 mt.load=0"
+        );
+        assert!(g.devices.vmclock);
+        let n = Network::start(&Console).unwrap();
+        let g = guest_of(&o, &scenario("chrony-vmclock"), d, Some(&n));
+        let want = format!(
+            "mt.run=mt_chrony:expect=vmclock:hops=1:sync=60 mt.load=0 {}",
+            n.cmdline()
+        );
+        assert_eq!(g.append_extra, want);
+        assert!(g.devices.vmclock && g.devices.net.is_some());
+        assert_eq!(guest_of(&o, &scenario("doorbell-smp"), d, None).vcpus, 4);
+        let _ = n.finish(&std::env::temp_dir().join("migtime-check-test"), &Console);
+    }
+
+    #[test]
+    fn selection_by_name_or_kernel_keeps_the_table_order() {
+        let names = |v: Vec<Scenario>| v.iter().map(|s| s.name).collect::<Vec<_>>();
+        let only = ["reload".to_string(), "boot".to_string()];
+        assert_eq!(
+            names(select(&only, Some(Kernel::Debian))),
+            ["boot", "reload"]
+        );
+        let project = names(select(&[], Some(Kernel::Project)));
+        assert_eq!(project.len(), table().len() - 1);
+        assert!(!project.contains(&"timers-peer"));
+        assert_eq!(names(select(&[], None)).len(), table().len());
+    }
+}
