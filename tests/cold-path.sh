@@ -9,7 +9,7 @@
 # cargo, make, patch, qemu-system-x86_64, a rustc; tee redirects /etc to a
 # scratch folder). The kernel source is a tiny tarball with a stub
 # merge_config.sh. Catches what a warm cache hides, such as build-kernel
-# dying on the `ls` of a cache with no finished kernel (issue 9).
+# dying on the `ls` of a cache with no finished kernel.
 #
 #   tests/cold-path.sh      KTAP on stdout; exit 0 when every step passed
 #

@@ -3,54 +3,26 @@
 //! The migtime host harness and hypervisor simulator, as a library (the
 //! `migtime-harness` binary is a thin `main.rs` over [`cli`]).
 //!
-//! Module map, after danobi/vmtest's shape:
+//! Layers, lowest first; a layer imports only from layers below it, and files
+//! import each other without cycles except `migrate::chain` <-> `migrate::faults`
+//! (checked by `tests/layers.rs`):
 //!
-//! | module | what |
+//! | layer | what |
 //! |---|---|
-//! | [`cli`] | command line → options → runs |
-//! | [`options`] | every run's options, validated in one place |
-//! | [`output`] | progress through a [`output::Reporter`] (console or log file) |
-//! | [`qemu`] | one QEMU guest: command line, process, QMP connection |
-//! | [`vmtest`] | one guest to its verdict (`boot`); the verdicts and reports |
-//! | [`sim`] | the simulator's run and its typed results ([`sim::SimResult`]) |
-//! | [`chain`], [`follow`] | a migration chain: one function per step of a hop; following its guest |
-//! | [`ack`] | the guest's ack: waiting for it, checking it |
-//! | [`faults`], [`storm`] | cancel, kill, doorbell storm, page hammer; publish storm |
-//! | [`scenarios`], [`check`] | the suite's table and its runner |
-//! | [`watch`], [`observe`] | clock samples around a `sim` run, per-hop analysis |
-//! | [`demo`], [`demo_chrony`], [`bench`], [`bench_report`], [`bench_md`] | `make demo`, `make bench` |
-//! | [`companion`], [`pairing`], [`daemons`] | networked guests: NTP server, the clock probe, chronyd (a)/(b)/(c) |
-//! | [`page`] | the page file (the page layout and protocols: `migtime_abi::page`) |
-//! | [`results`], [`ktap`], [`qmp`], [`ivshmem`], [`plot`], [`font`], [`clock`] | building blocks |
+//! | [`base`] | host clocks, the [`base::output::Reporter`], KTAP, the results channel |
+//! | [`record`] | what runs measured: [`record::hop::Hop`], [`record::hop::SimSummary`], the ack, storm reports |
+//! | [`vm`] | one QEMU guest: command line, QMP, the page file, the doorbell server, `boot` |
+//! | [`net`] | the networked guest's host side: NTP server, probe, pairing |
+//! | [`migrate`] | a migration run (`sim`): chain, faults, ack, clock samples |
+//! | [`suite`] | the scenario table and `check` |
+//! | [`report`] | `make demo`, `make bench`: runs, statistics, tables, plots |
+//! | [`cli`] | the command line → options → runs |
 
-pub mod ack;
-pub mod bench;
-pub mod bench_md;
-pub mod bench_report;
-pub mod chain;
-pub mod check;
+pub mod base;
 pub mod cli;
-pub mod clock;
-pub mod companion;
-pub mod daemons;
-pub mod demo;
-pub mod demo_chrony;
-pub mod faults;
-pub mod follow;
-pub mod font;
-pub mod ivshmem;
-pub mod ktap;
-pub mod observe;
-pub mod options;
-pub mod output;
-pub mod page;
-pub mod pairing;
-pub mod plot;
-pub mod qemu;
-pub mod qmp;
-pub mod results;
-pub mod scenarios;
-pub mod sim;
-pub mod storm;
-pub mod vmtest;
-pub mod watch;
+pub mod migrate;
+pub mod net;
+pub mod record;
+pub mod report;
+pub mod suite;
+pub mod vm;

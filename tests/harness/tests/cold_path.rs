@@ -2,7 +2,7 @@
 
 //! The scripts' control flow from an empty `MIGTIME_CACHE`, as a dry run with
 //! stubbed package managers and compilers (`tests/cold-path.sh`): a fresh
-//! machine must not fail silently (issue 9). Takes about a second.
+//! machine must not fail silently. Takes about a second.
 
 use std::path::Path;
 use std::process::Command;

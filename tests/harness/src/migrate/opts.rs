@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The options of a migration run (`sim`) and their validation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use crate::net::network::Network;
+use crate::record::ack::ExpectOutcome;
+use crate::vm::page::BadPage;
+use crate::vm::qemu::{GuestConfig, Mode};
+
+/// The VMM behind a migration: who publishes the destination's page.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Vmm {
+    /// Stock QEMU with an ivshmem page; the harness plays the hypervisor and writes the
+    /// destination's page (seqlock) right after `cont`.
+    #[default]
+    Simulator,
+}
+
+/// How long the simulator waits for the guest's ack after `cont`: without the module
+/// nothing acks, so do not wait 20 s per hop.
+pub fn ack_timeout(module: bool) -> Duration {
+    Duration::from_secs(if module { 20 } else { 2 })
+}
+
+/// What a migration run does to the guest: the scenario part of [`SimOpts`],
+/// also what a row of the `check` table sets (the rest: defaults).
+#[derive(Clone, Debug, Default)]
+pub struct SimSettings {
+    pub blackout_ms: u64,
+    pub skew_ns: i64,
+    /// The destination host's clock runs at the source's rate (no oscillator difference);
+    /// only the NTP server of a networked guest has rates (`Network::on_cont`).
+    pub same_rate: bool,
+    pub compensated: bool,
+    /// Migrations in the chain (0 is taken as 1).
+    pub migrations: u32,
+    pub no_guest_run_between: bool,
+    pub cancel: bool,
+    pub bad_page: Option<BadPage>,
+    /// The outcome the guest must ack.
+    pub expect: Option<ExpectOutcome>,
+    /// Who publishes the page.
+    pub vmm: Vmm,
+}
+
+/// Options of `sim`.
+#[derive(Clone, Debug)]
+pub struct SimOpts {
+    pub scenario: String,
+    pub guest: GuestConfig,
+    pub timeout: Duration,
+    pub settings: SimSettings,
+    /// How long to wait for the guest's ack after `cont`.
+    pub ack_timeout: Duration,
+    /// The simulated hosts' network, if the guest has one: switched to each
+    /// destination's clock at `cont`.
+    pub network: Option<Arc<Network>>,
+}
+
+impl SimSettings {
+    /// Migrations in the chain: two for `no_guest_run_between`, else
+    /// `migrations` (0 is taken as 1).
+    pub fn hops(&self) -> u32 {
+        if self.no_guest_run_between {
+            2
+        } else {
+            self.migrations.max(1)
+        }
+    }
+
+    /// The host-side fault (a [`BadPage`] fault kind), if any.
+    pub fn fault(&self) -> Option<BadPage> {
+        self.bad_page.filter(|k| k.is_fault())
+    }
+
+    /// The combinations a chain can run.
+    pub fn validate(&self, mode: Mode) -> Result<()> {
+        if self.migrations == 0 {
+            bail!("--migrations must be at least 1");
+        }
+        if self.cancel && self.no_guest_run_between {
+            bail!("--cancel and --no-guest-run-between do not combine");
+        }
+        if self.fault().is_some() && (self.cancel || self.no_guest_run_between) {
+            bail!(
+                "fault kinds of --bad-page do not combine with --cancel or --no-guest-run-between"
+            );
+        }
+        if self.bad_page == Some(BadPage::DoorbellStorm) && mode != Mode::Doorbell {
+            bail!("--bad-page doorbell-storm needs --mode doorbell");
+        }
+        if self.bad_page == Some(BadPage::PublishStorm) && mode != Mode::Doorbell {
+            bail!("--bad-page publish-storm needs --mode doorbell");
+        }
+        Ok(())
+    }
+}
+
+impl SimOpts {
+    /// See [`SimSettings::validate`].
+    pub fn validate(&self) -> Result<()> {
+        self.settings.validate(self.guest.mode)
+    }
+}

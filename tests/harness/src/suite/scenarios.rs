@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The suite's scenarios: the data table `check` runs (`--list` prints it).
+//! One row per scenario, built from [`row`] (see `scenario.rs` for the fields).
+
+use crate::migrate::opts::SimSettings;
+use crate::record::ack::ExpectOutcome as E;
+use crate::suite::scenario::{hop, row, HostCheck, Kernel, Scenario};
+use crate::vm::page::BadPage as B;
+
+use HostCheck::{ProbeOneStep, ProbeSettles};
+use Kernel::{Debian, Debug, Project};
+
+/// The project's, Debian's and the debug kernel: the module's own paths.
+const ALL: &[Kernel] = &[Project, Debian, Debug];
+/// The project's and Debian's kernel.
+const DISTRO: &[Kernel] = &[Project, Debian];
+/// The project's and the debug kernel.
+const DEBUG: &[Kernel] = &[Project, Debug];
+
+fn bad(blackout_ms: u64, expect: E, b: B) -> SimSettings {
+    SimSettings {
+        bad_page: Some(b),
+        ..hop(blackout_ms, expect)
+    }
+}
+
+/// The built-in scenario table, in the order `check` runs it.
+pub fn table() -> Vec<Scenario> {
+    let step = "mt_migrate:expect=step";
+    vec![
+        row("boot", "plain boot: module loads, KUnit suites pass, /dev/migtime and debugfs basics, module unloads", "mt_basic").on(ALL),
+        row("kernel-id", "Debian package: its kernel check accepts the running build, refuses another build of the release (skipped without the package)", "mt_kcheck").on(DISTRO),
+        row("step", "uncompensated migration, 2 s blackout: realtime stepped by Tout (polling)", step).sim(hop(2000, E::Stepped)).on(ALL),
+        row("step-doorbell", "as step, ivshmem-doorbell: the interrupt wakes the module", step).doorbell().sim(hop(1000, E::Stepped)).on(ALL),
+        row("skew", "1 s blackout plus a simulated +250 ms host clock skew", step).sim(SimSettings { skew_ns: 250_000_000, ..hop(1000, E::Stepped) }).on(DISTRO),
+        row("skew-back", "1 s blackout, destination clock 1.5 s behind the source: Tout -0.5 s, realtime stepped backwards", step).sim(SimSettings { skew_ns: -1_500_000_000, ..hop(1000, E::Stepped) }).on(DISTRO),
+        row("compensated", "migration with no extra pause and the compensated flag: notify, no step", "mt_migrate:expect=notify").sim(SimSettings { compensated: true, ..hop(0, E::Notified) }).on(ALL),
+        row("chain", "A->B->C, the guest runs between the hops: each hop stepped", "mt_migrate:expect=step:hops=2").sim(SimSettings { migrations: 2, ..hop(1000, E::Stepped) }).on(ALL),
+        row("catch-up", "A->B->C with no guest run on B (seq +2): total applied exactly once", step).sim(SimSettings { no_guest_run_between: true, ..hop(1000, E::Stepped) }).on(ALL),
+        row("cancel", "migration started and cancelled: source resumes, page unchanged, no event", "mt_migrate:expect=none:wait=5").sim(SimSettings { cancel: true, ..hop(0, E::None) }),
+        row("bad-magic", "wrong magic before boot: the module does not bind, says why", "mt_nobind:reason=magic").sim(bad(0, E::None, B::BadMagic)),
+        row("bad-version", "wrong version before boot: the module does not bind, says why", "mt_nobind:reason=version").sim(bad(0, E::None, B::BadVersion)),
+        row("bad-size", "wrong size before boot: the module does not bind, says why", "mt_nobind:reason=size").sim(bad(0, E::None, B::BadSize)),
+        row("stuck-odd", "destination page left with an odd seq_count: no step, no event", "mt_migrate:expect=none:wait=5").sim(bad(1000, E::None, B::StuckOdd)),
+        row("seq-backwards", "destination migration_seq lower than the source's: refused", "mt_migrate:expect=refuse:outcome=refused-seq-backwards").sim(bad(1000, E::RefusedSeqBackwards, B::SeqBackwards)).on(ALL),
+        row("huge-delta", "consistent page asking for +10 days: over the limit, refused", "mt_migrate:expect=refuse:outcome=refused-over-limit").sim(bad(0, E::RefusedOverLimit, B::HugeDelta)),
+        row("huge-delta-warn", "on_violation=0: the +10-day delta is logged as a violation and stepped anyway", step).params("on_violation=0").sim(bad(0, E::Stepped, B::HugeDelta)),
+        row("header-after-bind", "the host breaks the magic after bind: page ignored (logged once) until restored, then applied once", "mt_header").on(DEBUG),
+        row("violation-panic", "on_violation=2: a +20 min step (over max_step_ms) panics the guest on purpose (cooperate or die hard)", "mt_migrate:expect=step:self=1200000000000").params("on_violation=2").panics("Kernel panic - not syncing: migtime: "),
+        row("bad-params", "out-of-range module parameters fail insmod with EINVAL and a log line naming them", "mt_params").on(DEBUG),
+        row("dest-killed", "migration completes, destination SIGKILLed before cont, source resumed: no event, no step", "mt_migrate:expect=none:wait=5").sim(bad(1000, E::None, B::DestKilled)),
+        row("doorbell-storm", "doorbell mode, 10 000 rings in a burst after the update: exactly one event, right step", "mt_migrate:expect=step:once=3").doorbell().sim(bad(1000, E::Stepped, B::DoorbellStorm)).on(DEBUG),
+        row("page-hammer", "host rewrites the page for 2 s (garbage under odd seq_count): one event, exact Tout, retries seen", "mt_migrate:expect=step:once=3:retries=1").params("poll_ms=20,read_attempts=4").sim(bad(1000, E::Stepped, B::PageHammer)).on(DEBUG),
+        row("reload", "insmod/rmmod loop while the guest rewrites the page (unload racing the work item): no step lost or doubled", "mt_reload:loops=40").on(ALL),
+        row("readers", "/dev/migtime abuse: 64 blocked readers/pollers, buffer sizes, EAGAIN, write/ioctl/mmap, close/unbind while blocked", "mt_readers").on(ALL),
+        // The read-then-set fallback on the patched kernel (step_method=2): the path stock
+        // kernels take. (check-debug runs the module's scenarios on a stock kernel as well.)
+        row("step-fallback", "as step, step_method=2: read-then-set with do_settimeofday64 (the stock-kernel path)", step).params("step_method=2").sim(hop(2000, E::Stepped)),
+        row("doorbell-fallback", "as step-doorbell, step_method=2", step).doorbell().params("step_method=2").sim(hop(1000, E::Stepped)),
+        row("compensated-fallback", "as compensated, step_method=2: the zero step still moves the offset so waiters fire", "mt_migrate:expect=notify").params("step_method=2").sim(SimSettings { compensated: true, ..hop(0, E::Notified) }),
+        row("chain-fallback", "as chain, step_method=2: the window estimate carries over from hop to hop", "mt_migrate:expect=step:hops=2").params("step_method=2").sim(SimSettings { migrations: 2, ..hop(1000, E::Stepped) }),
+        // wrap=refuse: docs/abi.md, the sequence does not wrap.
+        row("replay", "hostile host (the guest plays it): seq replayed, rewound, jumped, reset to 0 (then counting up past the old baseline: applied from there), wrapped at 2^64: each migration_seq acted on at most once, refusals visible", "mt_replay:wrap=refuse").params("poll_ms=5").on(ALL),
+        // The kernel's timer selftests sleep for minutes by design (nsleep-lat alone 6 clocks x
+        // 21 s); they run once, on Debian's kernel, the distribution kernel with real preemption.
+        row("timers-peer", "the kernel's own selftests/timers right after a migtime step, inconsistency-check on CLOCK_MONOTONIC running across the migration", "mt_timers:start:30,mt_migrate:expect=step,mt_timers:run").sim(hop(1000, E::Stepped)).timeout_s(900).on(&[Debian]),
+        row("doorbell-smp", "4 vCPUs, doorbell: after the migration the host publishes 2000 updates back to back, ringing each; readers on every CPU: each page acted on once, in order, realtime moved by the applied steps", "mt_stress:updates=2000").doorbell().vcpus(4).sim(bad(1000, E::Stepped, B::PublishStorm)).on(ALL),
+        // The userspace companion and a real chronyd.
+        row("companion-vmclock", "VMClock guest without the module, two hops: migtime-companion acts once per migration on the disruption marker (NTP reset, cancel-on-set nudge, chronyc)", "mt_companion:expect=vmclock:hops=2").no_module().vmclock().sim(SimSettings { migrations: 2, ..hop(1000, E::None) }),
+        row("companion-migtime", "module and VMClock, two hops: migtime-companion acts once per migration on the migtime event, the marker of the same migration is paired and dropped", "mt_companion:expect=migtime:hops=2").vmclock().sim(SimSettings { migrations: 2, ..hop(1000, E::Stepped) }),
+        row("chrony-vmclock", "(b) real chronyd 4.3 synced over the network to the simulated host, VMClock, no module; 2 s blackout, +0.5 s skew, rate change: the companion acts once and chronyd re-syncs to the new host", "mt_chrony:expect=vmclock:hops=1:sync=60").no_module().vmclock().net(&[ProbeSettles]).sim(SimSettings { skew_ns: 500_000_000, ..hop(2000, E::None) }),
+        row("chrony-migtime", "(c) real chronyd 4.3 as in chrony-vmclock, with the migtime module stepping: the companion acts once on the event and chronyd re-syncs to the new host", "mt_chrony:expect=migtime:hops=1:sync=60").net(&[ProbeSettles, ProbeOneStep]).sim(SimSettings { skew_ns: 500_000_000, ..hop(2000, E::Stepped) }),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::scenario::Kind;
+    use std::time::Duration;
+
+    #[test]
+    fn table_names_are_unique_and_sim_rows_expect_something() {
+        let t = table();
+        let mut names: Vec<_> = t.iter().map(|s| s.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), t.len());
+        for s in &t {
+            if let Kind::Sim(x) = &s.kind {
+                assert!(x.expect.is_some(), "{}", s.name);
+                assert!(!s.run.is_empty(), "{}", s.name);
+            }
+            assert!(s.vcpus_with(2) >= 2, "{}", s.name);
+            assert!(!s.kernels.is_empty(), "{}", s.name);
+            // The harness's own words never ride in the programs.
+            assert!(!s.run.contains(' ') && !s.run.contains("mt."), "{}", s.name);
+            assert!(s.host_checks.is_empty() || s.net, "{}", s.name);
+        }
+    }
+
+    #[test]
+    fn fields_replace_the_side_tables() {
+        let t = table();
+        let get = |n: &str| t.iter().find(|s| s.name == n).unwrap().clone();
+        assert_eq!(get("doorbell-smp").vcpus_with(2), 4);
+        assert_eq!(get("step").vcpus_with(2), 2);
+        let suite = Duration::from_secs(180);
+        assert_eq!(
+            get("timers-peer").timeout_with(suite),
+            Duration::from_secs(900)
+        );
+        assert_eq!(get("step").timeout_with(suite), suite);
+        let on = |k| t.iter().filter(|s| s.runs_on(k)).count();
+        assert_eq!((on(Project), on(Debian), on(Debug)), (t.len() - 1, 15, 15));
+        assert!(!get("timers-peer").runs_on(Project));
+        let c = get("chrony-vmclock");
+        assert!(c.net && c.vmclock && !c.module);
+        assert!(!get("chrony-migtime").host_checks.is_empty());
+    }
+}

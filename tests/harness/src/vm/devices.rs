@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The guest's devices besides the page: VMClock and user-mode networking,
+//! typed, as both QEMUs of a migration get them.
+//!
+//! - `vmclock`: QEMU `-device vmclock` (Linux `ptp_vmclock`, `/dev/vmclock0`);
+//!   QEMU bumps its `disruption_marker` on the destination in `post_load`.
+//! - `net`: user-mode networking (virtio-net, no IPv6). The guest gets no
+//!   default route, so it reaches only the 10.0.2.0/24 of QEMU's user network,
+//!   where 10.0.2.2 is the host's loopback (the harness's NTP server, see
+//!   `net/`). Each QEMU also forwards a host UDP port of its own to the
+//!   guest's probe port [`PROBE_GUEST_PORT`]; the ports go into the
+//!   [`ProbePorts`] the network handed down, where its probe finds them.
+
+use std::net::UdpSocket;
+use std::sync::{Arc, Mutex};
+
+/// The guest's UDP port of `mt_probe`.
+pub const PROBE_GUEST_PORT: u16 = 5123;
+
+/// The host ports forwarded to the guest's probe by the QEMUs of one run,
+/// shared between the QEMUs that add them and the probe that sends to them.
+#[derive(Clone, Debug, Default)]
+pub struct ProbePorts(Arc<Mutex<Vec<u16>>>);
+
+impl ProbePorts {
+    /// A free host UDP port for one more QEMU's `hostfwd`, remembered. (Bound
+    /// and released here, then bound by QEMU: a port taken in between makes
+    /// QEMU fail to start, loudly.)
+    pub fn allocate(&self) -> u16 {
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .map_or(0, |a| a.port());
+        self.0.lock().expect("probe ports").push(port);
+        port
+    }
+
+    /// The ports allocated so far.
+    pub fn list(&self) -> Vec<u16> {
+        self.0.lock().expect("probe ports").clone()
+    }
+}
+
+/// The devices a guest gets besides its page device.
+#[derive(Clone, Debug, Default)]
+pub struct Devices {
+    /// `-device vmclock`.
+    pub vmclock: bool,
+    /// User-mode networking, with the forwarded probe ports recorded here.
+    pub net: Option<ProbePorts>,
+}
+
+impl Devices {
+    /// The QEMU arguments of these devices (for one QEMU: the network part
+    /// allocates a forwarded port each time).
+    pub fn qemu_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        if self.vmclock {
+            a.extend(["-device".to_string(), "vmclock".to_string()]);
+        }
+        if let Some(ports) = &self.net {
+            let port = ports.allocate();
+            a.extend([
+                "-netdev".to_string(),
+                format!("user,id=n0,ipv6=off,hostfwd=udp:127.0.0.1:{port}-:{PROBE_GUEST_PORT}"),
+                "-device".to_string(),
+                "virtio-net-pci,netdev=n0,romfile=".to_string(),
+            ]);
+        }
+        a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_give_their_qemu_arguments() {
+        assert!(Devices::default().qemu_args().is_empty());
+        let vmclock = Devices {
+            vmclock: true,
+            ..Default::default()
+        };
+        assert_eq!(vmclock.qemu_args(), ["-device", "vmclock"]);
+        let ports = ProbePorts::default();
+        let net = Devices {
+            net: Some(ports.clone()),
+            ..Default::default()
+        };
+        let a = net.qemu_args();
+        assert_eq!(a[0], "-netdev");
+        assert!(a[1].starts_with("user,") && a[1].contains("ipv6=off"));
+        assert!(a[1].contains(&format!("-:{PROBE_GUEST_PORT}")), "{}", a[1]);
+        // Each QEMU forwards a port of its own; the probe sees them all.
+        let _ = net.qemu_args();
+        let l = ports.list();
+        assert_eq!(l.len(), 2);
+        assert!(a[1].contains(&format!("127.0.0.1:{}-", l[0])), "{}", a[1]);
+    }
+}
