@@ -297,13 +297,13 @@ impl MigtimeDriver {
         let mode = if irq.is_some() { "doorbell" } else { "polling" };
         dev_info!(
             pdev,
-            "bound: device={:?} mode={} poll_ms={} step_method={:?} seq={} total_ns={}\n",
-            kind,
+            "bound: mode={} poll_ms={} step_method={:?} seq={} total_ns={} device={:?}\n",
             mode,
             engine.poll_period_ms.load(Relaxed),
             engine.step_method(),
             snap.migration_seq,
-            snap.tai_delta_total_ns
+            snap.tai_delta_total_ns,
+            kind
         );
         wake::arm_poll(&engine);
         Ok(BoundDevice {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * mt_readers - userspace abuse of /dev/migtime (issue 6).
+ * mt_readers - userspace abuse of /dev/migtime.
  *
  * DESTRUCTIVE: writes the migtime page itself through the ivshmem BAR2 sysfs
  * resource file (playing the host: two small uncompensated steps), so the
@@ -9,6 +9,12 @@
  *
  *  - 32 threads blocked in read() and 32 in poll() (each on its own fd): one
  *    page update wakes all of them and each gets the same 64-byte event;
+ *  - the step is in the kernel log: one "clock step:" line with its seq, the
+ *    applied and intended deltas and the method (no audit record exists for a
+ *    step made from a kernel thread);
+ *  - a fresh fd returns the latest event at once, exactly once (the same event
+ *    number as the waiters got), then EAGAIN: a reader that starts late learns
+ *    of the last migration and tells it from a new one by its event number;
  *  - read with a 1 MiB buffer returns exactly 64 bytes, 1 and 63 bytes are
  *    EINVAL, O_NONBLOCK without a new event is EAGAIN, poll reports nothing;
  *  - write (O_RDWR fd) EINVAL, ioctl ENOTTY, mmap ENODEV;
@@ -23,6 +29,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/ioctl.h>
+#include <sys/klog.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
@@ -183,6 +190,39 @@ static int write_file(const char *path, const char *s)
 	return r == (ssize_t)strlen(s) ? 0 : -1;
 }
 
+/* The kernel log has the step line of @ev. */
+static void step_is_logged(const struct migtime_event *ev)
+{
+	static char klog[1 << 20];
+	char want[256];
+	int n = klogctl(3 /* SYSLOG_ACTION_READ_ALL */, klog, sizeof(klog) - 1);
+
+	klog[n < 0 ? 0 : n] = 0;
+	snprintf(want, sizeof(want),
+		 "migtime: clock step: CLOCK_REALTIME moved by %lld ns (intended %lld ns) for migration_seq %llu, method %s, event %llu\n",
+		 (long long)ev->applied_ns, (long long)ev->intended_ns,
+		 (unsigned long long)ev->migration_seq,
+		 ev->timing.step_method == MIGTIME_STEP_INJECT ? "inject" : "settimeofday",
+		 (unsigned long long)ev->event);
+	ksft_test_result(strstr(klog, want) != NULL, "the kernel log has the step: %s", want);
+}
+
+/* A fresh fd returns the latest event at once, exactly once, then EAGAIN. */
+static void fresh_fd_gets_latest_once(const struct migtime_event *latest)
+{
+	struct migtime_event late, again;
+	int fd = open_dev(O_RDONLY | O_NONBLOCK);
+	ssize_t r = read(fd, &late, sizeof(late));
+	ssize_t r2 = read(fd, &again, sizeof(again));
+	int err = errno;
+
+	ksft_test_result(r == MIGTIME_EVENT_BYTES && late.event == latest->event && r2 == -1 &&
+				 err == EAGAIN,
+			 "a fresh fd returns the latest event (event %llu) once, then EAGAIN (%zd, %zd)\n",
+			 r == MIGTIME_EVENT_BYTES ? (unsigned long long)late.event : 0ULL, r, r2);
+	close(fd);
+}
+
 int main(void)
 {
 	struct migtime_event ev0;
@@ -197,7 +237,7 @@ int main(void)
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	ksft_print_header();
-	ksft_set_plan(17);
+	ksft_set_plan(19);
 	if (mt_map_page(1))
 		ksft_exit_fail_msg("cannot map the migtime page\n");
 
@@ -235,7 +275,11 @@ int main(void)
 	for (int i = 0; i < WAITERS; i++)
 		close(w[i].fd);
 
-	/* 4-8: buffer sizes, non-blocking, poll. */
+	/* 4-5: the step is logged; a fresh fd gets the latest event at once, once. */
+	step_is_logged(&ev0);
+	fresh_fd_gets_latest_once(&ev0);
+
+	/* 6-10: buffer sizes, non-blocking, poll. */
 	fd = open_dev(O_RDONLY | O_NONBLOCK);
 	memset(big, 0xaa, sizeof(big));
 	r = read(fd, big, 1);
@@ -276,7 +320,7 @@ int main(void)
 	}
 	close(fd);
 
-	/* 9-11: write, ioctl, mmap refused. */
+	/* 11-13: write, ioctl, mmap refused. */
 	rw = open(DEV, O_RDWR);
 	if (rw < 0) {
 		ksft_test_result(errno == EACCES || errno == EPERM,
@@ -297,7 +341,7 @@ int main(void)
 		munmap(m, 4096);
 	close(rw);
 
-	/* 12-13: close while another thread is blocked in read. */
+	/* 14-15: close while another thread is blocked in read. */
 	w[WAITERS].use_poll = 0;
 	w[WAITERS].fd = open_dev(O_RDONLY);
 	consume(w[WAITERS].fd);
@@ -318,7 +362,7 @@ int main(void)
 			 "the reader of the closed fd gets the next event and returns (%zd, seq %llu)\n",
 			 w[WAITERS].n, (unsigned long long)ev0.migration_seq);
 
-	/* 14-16: unbind wakes blocked readers with ENODEV; rebind. */
+	/* 16-18: unbind wakes blocked readers with ENODEV; rebind. */
 	if (!bound_device(addr, sizeof(addr)))
 		ksft_exit_fail_msg("no device bound to %s\n", DRV);
 	w[WAITERS + 1].use_poll = 0;
