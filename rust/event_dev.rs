@@ -4,13 +4,24 @@
 //!
 //! The 7.3 [`kernel::miscdevice::MiscDevice`] trait has no `poll`, so this file carries a small
 //! misc device of its own: a `struct miscdevice` with hand-written `file_operations`
-//! (open/release/read/poll, `noop_llseek`; no write, no ioctl), modelled on binder's.
+//! (open/release/read/poll; no write, no ioctl), modelled on binder's. Files are streams
+//! (`stream_open`): no position, `lseek` and `pread` fail with `ESPIPE`.
 //!
-//! Semantics, per open file: `read(2)` returns the latest [`Event`] as [`EVENT_BYTES`]
-//! little-endian bytes once it is newer than the last event this file returned; it blocks until
-//! then (`O_NONBLOCK`: `EAGAIN`). A buffer shorter than [`EVENT_BYTES`] is `EINVAL`. `poll(2)`
-//! reports `EPOLLIN | EPOLLRDNORM` when a newer event exists. After the device is unbound, reads
-//! return `ENODEV` and poll reports `EPOLLHUP | EPOLLERR`.
+//! Semantics, per open file: `read(2)` returns the latest [`Event`] once it is newer than the
+//! last event this file returned; it blocks until then (`O_NONBLOCK`: `EAGAIN`). A new file has
+//! returned nothing yet, so its first read returns the latest event at once if there is one: a
+//! reader started after a migration learns of it, and must tell an event it already handled
+//! (same `event` number and `realtime_ns`) from a new one. The record is
+//! [`EVENT_BYTES`](crate::event::EVENT_BYTES) little-endian bytes, or its first
+//! [`EVENT_V1_BYTES`](crate::event::EVENT_V1_BYTES) bytes into a buffer shorter than that; a
+//! shorter buffer is `EINVAL`. `poll(2)` reports
+//! `EPOLLIN | EPOLLRDNORM` when a newer event exists. After the device is unbound, reads return
+//! `ENODEV` and poll reports `EPOLLHUP | EPOLLERR`.
+//!
+//! The node is mode 0440, owned by root: the kernel cannot name a group, so the udev rule the
+//! package ships gives it to the group the companion runs in (`docs/threat-model.md`).
+//!
+//! Every event that moved the clock is also logged ([`crate::steplog`]).
 
 use crate::event::Event;
 use kernel::{
@@ -87,6 +98,7 @@ impl EventHub {
             }
             st.latest = ev;
         }
+        crate::steplog::log_step(&ev);
         self.cv.notify_all();
     }
 
@@ -195,12 +207,13 @@ static FOPS: Fops = Fops(bindings::file_operations {
     release: Some(fops_release),
     read: Some(fops_read),
     poll: Some(fops_poll),
-    llseek: Some(bindings::noop_llseek),
+    // No `llseek`: `stream_open` in `fops_open` makes every seek fail with `ESPIPE`.
     ..pin_init::zeroed()
 });
 
 impl EventDevice {
-    /// Registers `/dev/migtime` (mode 0444) serving events from `hub`.
+    /// Registers `/dev/migtime` (mode 0440, root:root; udev gives it a group) serving events
+    /// from `hub`.
     pub(crate) fn register(hub: Arc<EventHub>) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             hub,
@@ -209,7 +222,7 @@ impl EventDevice {
                 m.minor = bindings::MISC_DYNAMIC_MINOR as c_int;
                 m.name = c"migtime".as_char_ptr();
                 m.fops = &FOPS.0;
-                m.mode = 0o444;
+                m.mode = 0o440;
                 // SAFETY: The initializer may write to `slot`.
                 unsafe { slot.write(m) };
                 // SAFETY: `slot` holds a valid `miscdevice`; it is pinned and deregistered in
@@ -236,7 +249,7 @@ impl PinnedDrop for EventDevice {
 ///
 /// Called by `misc_open()` with `misc_mtx` held and `file->private_data` pointing at the
 /// `miscdevice` embedded in a live [`EventDevice`].
-unsafe extern "C" fn fops_open(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+unsafe extern "C" fn fops_open(inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
     // SAFETY: `misc_open()` set `private_data` to our `miscdevice` before calling us.
     let misc = unsafe { (*file).private_data }.cast::<Opaque<bindings::miscdevice>>();
     // SAFETY: `misc` is the `misc` field (an `Opaque<miscdevice>`, same layout as the C struct)
@@ -250,14 +263,18 @@ unsafe extern "C" fn fops_open(_inode: *mut bindings::inode, file: *mut bindings
         },
         GFP_KERNEL,
     );
-    match of {
-        Ok(of) => {
-            // SAFETY: The open callback owns `private_data`; `fops_release` reclaims it.
-            unsafe { (*file).private_data = of.into_foreign() };
-            0
-        }
-        Err(_) => ENOMEM.to_errno(),
+    let Ok(of) = of else {
+        return ENOMEM.to_errno();
+    };
+    // SAFETY: `inode` and `file` are the ones being opened, valid during this call;
+    // `stream_open` only adjusts `file->f_mode` (it cannot fail).
+    let ret = unsafe { bindings::stream_open(inode, file) };
+    if ret != 0 {
+        return ret;
     }
+    // SAFETY: The open callback owns `private_data`; `fops_release` reclaims it.
+    unsafe { (*file).private_data = of.into_foreign() };
+    0
 }
 
 /// # Safety

@@ -3,10 +3,11 @@
 //! migtime: step the guest's CLOCK_REALTIME after a live migration.
 //!
 //! The hypervisor exposes a paravirtual clock page (ABI v1, see [`abi`] and `docs/abi.md`) in
-//! BAR2 of a QEMU ivshmem device. After every migration the destination host bumps
+//! BAR2 of QEMU's `-device migtime` or, where the operator allows it (`ivshmem=1`), of an
+//! ivshmem device. After every migration the destination host bumps
 //! `migration_seq` and publishes Tout (`tai_delta_ns`, and the running `tai_delta_total_ns`).
 //! This driver ([`driver`]) notices the change ([`wake`]: the MSI-X doorbell interrupt with
-//! ivshmem-doorbell, polling with ivshmem-plain), and its [`engine`] decides with [`policy`]
+//! the migtime device and ivshmem-doorbell, polling with ivshmem-plain), and its [`engine`] decides with [`policy`]
 //! and, in process context, steps CLOCK_REALTIME ([`clock`]): atomically with the kernel patch
 //! series' `timekeeping_inject_realtime_offset()` where the kernel has it, else read-then-set
 //! with `do_settimeofday64()` ([`fallback`]). Either resets NTP state and wakes
@@ -39,6 +40,7 @@ mod page;
 mod params;
 pub mod policy;
 pub mod seqlock;
+mod steplog;
 mod wake;
 
 kernel::static_assert!(abi::layout_is_v1());
@@ -48,7 +50,7 @@ module! {
     type: Migtime,
     name: "migtime",
     authors: ["migtime developers"],
-    description: "Step CLOCK_REALTIME after live migration (paravirtual clock page on ivshmem)",
+    description: "Step CLOCK_REALTIME after live migration (paravirtual clock page)",
     license: "GPL",
     params: {
         poll_ms: u32 {
@@ -57,7 +59,7 @@ module! {
         },
         max_step_ms: u64 {
             default: 600000,
-            description: "Largest step applied without a violation, in ms (> 0)",
+            description: "Largest step applied without a violation, in ms (1..=18446744073709)",
         },
         on_violation: u32 {
             default: 1,
@@ -70,6 +72,10 @@ module! {
         step_method: u32 {
             default: 0,
             description: "0 auto (atomic inject where the kernel has it), 1 inject, 2 settimeofday",
+        },
+        ivshmem: bool {
+            default: false,
+            description: "Also bind ivshmem (1af4:1110) pages; only if the backend is private to this VM",
         },
     },
 }
@@ -101,13 +107,14 @@ impl kernel::InPlaceModule for Migtime {
                 id?;
                 let cfg = cfg?;
                 pr_info!(
-                    "loaded (ABI v{}, poll_ms={} max_step_ms={} on_violation={} read_attempts={} step_method={:?})\n",
+                    "loaded (ABI v{}, poll_ms={} max_step_ms={} on_violation={} read_attempts={} step_method={:?} ivshmem={})\n",
                     abi::VERSION,
                     cfg.poll_ms,
                     cfg.policy.limit_ns / 1_000_000,
                     module_parameters::on_violation.value(),
                     cfg.read_attempts,
-                    cfg.effective_step_method()
+                    cfg.effective_step_method(),
+                    module_parameters::ivshmem.value()
                 );
             },
             _driver <- kernel::driver::Registration::new(c"migtime", module),

@@ -7,7 +7,19 @@ use crate::policy::{
     OnViolation,
     Policy, //
 };
+use core::ops::RangeInclusive;
 use kernel::prelude::*;
+
+// Each parameter's valid range, written once: `Config::validate` checks against it and the
+// error message prints it. The `module!` descriptions in `migtime.rs` must be literals; the
+// `descriptions_state_the_ranges` test keeps them in step.
+
+/// `poll_ms`: the page poll period without a doorbell, ms.
+pub(crate) const POLL_MS: RangeInclusive<u32> = 1..=60_000;
+/// `max_step_ms`: the largest step applied without a violation, ms (its nanoseconds fit a `u64`).
+pub(crate) const MAX_STEP_MS: RangeInclusive<u64> = 1..=u64::MAX / 1_000_000;
+/// `read_attempts`: seqlock read attempts per check.
+pub(crate) const READ_ATTEMPTS: RangeInclusive<u32> = 1..=100_000;
 
 /// Validated module parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,16 +64,16 @@ impl Config {
     /// Validates raw parameter values; `inject_available` says whether the kernel has the atomic
     /// primitive.
     pub(crate) fn validate(raw: RawParams, inject_available: bool) -> Result<Self, ParamError> {
-        if !(1..=60_000).contains(&raw.poll_ms) {
+        if !POLL_MS.contains(&raw.poll_ms) {
             return Err(ParamError::PollMs(raw.poll_ms));
         }
         let limit_ns = match raw.max_step_ms.checked_mul(1_000_000) {
-            Some(ns) if raw.max_step_ms > 0 => ns,
+            Some(ns) if MAX_STEP_MS.contains(&raw.max_step_ms) => ns,
             _ => return Err(ParamError::MaxStepMs(raw.max_step_ms)),
         };
         let on_violation = OnViolation::from_param(raw.on_violation)
             .ok_or(ParamError::OnViolation(raw.on_violation))?;
-        if !(1..=100_000).contains(&raw.read_attempts) {
+        if !READ_ATTEMPTS.contains(&raw.read_attempts) {
             return Err(ParamError::ReadAttempts(raw.read_attempts));
         }
         let step_method = match raw.step_method {
@@ -103,16 +115,24 @@ impl Config {
         };
         Self::validate(raw, INJECT_AVAILABLE).map_err(|e| {
             match e {
-                ParamError::PollMs(v) => pr_err!("invalid poll_ms={v}: must be 1..=60000\n"),
-                ParamError::MaxStepMs(v) => {
-                    pr_err!("invalid max_step_ms={v}: must be 1..=18446744073709\n")
-                }
+                ParamError::PollMs(v) => pr_err!(
+                    "invalid poll_ms={v}: must be {}..={}\n",
+                    POLL_MS.start(),
+                    POLL_MS.end()
+                ),
+                ParamError::MaxStepMs(v) => pr_err!(
+                    "invalid max_step_ms={v}: must be {}..={}\n",
+                    MAX_STEP_MS.start(),
+                    MAX_STEP_MS.end()
+                ),
                 ParamError::OnViolation(v) => {
                     pr_err!("invalid on_violation={v}: must be 0 (warn), 1 (refuse) or 2 (panic)\n")
                 }
-                ParamError::ReadAttempts(v) => {
-                    pr_err!("invalid read_attempts={v}: must be 1..=100000\n")
-                }
+                ParamError::ReadAttempts(v) => pr_err!(
+                    "invalid read_attempts={v}: must be {}..={}\n",
+                    READ_ATTEMPTS.start(),
+                    READ_ATTEMPTS.end()
+                ),
                 ParamError::StepMethod(v) => pr_err!(
                     "invalid step_method={v}: must be 0 (auto), 1 (inject) or 2 (settimeofday)\n"
                 ),
@@ -167,6 +187,36 @@ mod tests {
         assert_eq!(c.policy.limit_ns, 1_000_000);
         assert_eq!(c.policy.on_violation, OnViolation::Panic);
         assert_eq!(c.effective_step_method(), StepMethod::SetTimeOfDay);
+    }
+
+    /// Whether `migtime.rs` has the parameter description ending in `(start..=end)`.
+    fn described(name: &str, start: u64, end: u64) -> bool {
+        let src = include_str!("migtime.rs");
+        let Ok(want) = kernel::str::CString::try_from_fmt(fmt!("({start}..={end})\",")) else {
+            return false;
+        };
+        let Ok(want) = want.to_str() else {
+            return false;
+        };
+        // The description follows the parameter's name; the next `description:` is its own.
+        src.split_once(name)
+            .and_then(|(_, rest)| rest.split_once("description: \""))
+            .and_then(|(_, rest)| rest.split_once('\n'))
+            .is_some_and(|(line, _)| line.ends_with(want))
+    }
+
+    #[test]
+    fn descriptions_state_the_ranges() {
+        let wide = |r: &RangeInclusive<u32>| (u64::from(*r.start()), u64::from(*r.end()));
+        let (s, e) = wide(&POLL_MS);
+        assert!(described("poll_ms: u32", s, e));
+        let (s, e) = wide(&READ_ATTEMPTS);
+        assert!(described("read_attempts: u32", s, e));
+        assert!(described(
+            "max_step_ms: u64",
+            *MAX_STEP_MS.start(),
+            *MAX_STEP_MS.end()
+        ));
     }
 
     #[test]

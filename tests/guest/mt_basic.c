@@ -3,6 +3,10 @@
  * mt_basic - non-destructive checks of a bound migtime device, before any
  * migration: the event device's permissions and refusals, poll without an
  * event, the debugfs counters, the bind line in the kernel log.
+ *
+ * /dev/migtime is 0440 root:root (the package's udev rule adds a group): a
+ * user outside it cannot open it (and so cannot hold the module or learn
+ * migration times). It is a stream: lseek is ESPIPE.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -11,6 +15,8 @@
 #include <sys/klog.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <grp.h>
 
 #include "kselftest.h"
 #include "mt_page.h"
@@ -22,6 +28,25 @@ static const char *const counters[] = {
 
 static char klog[1 << 20];
 
+/* In a child running as nobody (uid and gid 65534, no groups): errno of open, 0 if it opened. */
+static int open_as_nobody(const char *path)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int fd;
+
+		if (setgroups(0, NULL) || setgid(65534) || setuid(65534))
+			_exit(255);
+		fd = open(path, O_RDONLY | O_NONBLOCK);
+		_exit(fd >= 0 ? 0 : errno);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
+}
+
 int main(void)
 {
 	struct migtime_event ev;
@@ -32,15 +57,19 @@ int main(void)
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	ksft_print_header();
-	ksft_set_plan(9 + 2 * (int)(sizeof(counters) / sizeof(counters[0])));
+	ksft_set_plan(11 + 2 * (int)(sizeof(counters) / sizeof(counters[0])));
 
 	n = klogctl(3 /* SYSLOG_ACTION_READ_ALL */, klog, sizeof(klog) - 1);
 	klog[n < 0 ? 0 : n] = 0;
 	ksft_test_result(strstr(klog, "bound: mode=") != NULL, "kernel log has the bind line\n");
 
 	ksft_test_result(!stat("/dev/migtime", &st) && S_ISCHR(st.st_mode) &&
-			 (st.st_mode & 0777) == 0444,
-			 "/dev/migtime is a char device, mode 0444 (mode %o)\n", st.st_mode & 0777);
+			 (st.st_mode & 0777) == 0440 && st.st_uid == 0 && st.st_gid == 0,
+			 "/dev/migtime is a char device, mode 0440 root:root (mode %o, %u:%u)\n",
+			 st.st_mode & 0777, st.st_uid, st.st_gid);
+	n = open_as_nobody("/dev/migtime");
+	ksft_test_result(n == EACCES, "a user outside the group cannot open it (%s)\n",
+			 n > 0 ? strerror(n) : n ? "child failed" : "opened!");
 
 	fd = open("/dev/migtime", O_RDONLY | O_NONBLOCK);
 	if (fd < 0)
@@ -51,6 +80,9 @@ int main(void)
 	errno = 0;
 	ksft_test_result(read(fd, buf, 8) < 0 && errno == EINVAL,
 			 "read with an 8-byte buffer: EINVAL (%s)\n", strerror(errno));
+	errno = 0;
+	ksft_test_result(lseek(fd, 0, SEEK_SET) < 0 && errno == ESPIPE,
+			 "lseek is ESPIPE: a stream (%s)\n", strerror(errno));
 	pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
 	ksft_test_result(poll(&pfd, 1, 200) == 0, "poll without an event times out\n");
 	errno = 0;

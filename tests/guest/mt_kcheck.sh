@@ -70,7 +70,7 @@ else
 	fi
 	echo "# $(cat /tmp/mt_kcheck.err)"
 	dmesg | grep 'migtime: built for the kernel build' | tail -n 1 | sed 's/^/# /'
-	[ -z "$had" ] || insmod /lib/modules/migtime.ko || { echo "# could not reload migtime.ko"; fails=$((fails + 1)); }
+	[ -z "$had" ] || insmod /lib/modules/migtime.ko ivshmem=1 || { echo "# could not reload migtime.ko"; fails=$((fails + 1)); }
 fi
 
 echo "# Totals: pass:$((4 - fails)) fail:$fails xfail:0 xpass:0 skip:0 error:0"

@@ -258,10 +258,13 @@ static inline unsigned int mt_expected_step_method(void)
 static inline int mt_insmod(const char *params)
 {
 	int fd = open(MT_KO, O_RDONLY | O_CLOEXEC), r;
+	char all[512];
 
 	if (fd < 0)
 		return -errno;
-	r = syscall(SYS_finit_module, fd, params, 0) ? -errno : 0;
+	/* The test pages are ivshmem: opt in, as /init does (a later ivshmem=0 wins). */
+	snprintf(all, sizeof(all), "ivshmem=1 %s", params);
+	r = syscall(SYS_finit_module, fd, all, 0) ? -errno : 0;
 	close(fd);
 	return r;
 }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * mt_readers - userspace abuse of /dev/migtime (issue 6).
+ * mt_readers - userspace abuse of /dev/migtime.
  *
  * DESTRUCTIVE: writes the migtime page itself through the ivshmem BAR2 sysfs
  * resource file (playing the host: two small uncompensated steps), so the
@@ -9,6 +9,12 @@
  *
  *  - 32 threads blocked in read() and 32 in poll() (each on its own fd): one
  *    page update wakes all of them and each gets the same 64-byte event;
+ *  - the step is in the kernel log: one "clock step:" line with its seq, the
+ *    applied and intended deltas and the method (no audit record exists for a
+ *    step made from a kernel thread);
+ *  - a fresh fd returns the latest event at once, exactly once (the same event
+ *    number as the waiters got), then EAGAIN: a reader that starts late learns
+ *    of the last migration and tells it from a new one by its event number;
  *  - read with a 1 MiB buffer returns exactly 64 bytes, 1 and 63 bytes are
  *    EINVAL, O_NONBLOCK without a new event is EAGAIN, poll reports nothing;
  *  - write (O_RDWR fd) EINVAL, ioctl ENOTTY, mmap ENODEV;
@@ -23,6 +29,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/ioctl.h>
+#include <sys/klog.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
@@ -33,17 +40,7 @@
 #define DEV "/dev/migtime"
 #define DRV "/sys/bus/pci/drivers/migtime"
 
-struct waiter {
-	pthread_t th;
-	int fd, use_poll;
-	volatile pid_t tid;
-	volatile int armed; /* about to block */
-	ssize_t n;
-	int err;
-	unsigned char buf[128];
-};
-
-static struct waiter w[WAITERS + 2];
+#include "mt_waiters.h"
 
 /* Play the host: one migration of +delta, seqlock-protected. */
 static struct mt_host_view write_host(int64_t delta)
@@ -54,82 +51,6 @@ static struct mt_host_view write_host(int64_t delta)
 		ksft_exit_fail_msg("page seqcount never settled\n");
 	mt_write_host(&h, delta, 0);
 	return h;
-}
-
-static void *waiter_main(void *arg)
-{
-	struct waiter *x = arg;
-
-	x->tid = (pid_t)syscall(SYS_gettid);
-	if (x->use_poll) {
-		struct pollfd p = { .fd = x->fd, .events = POLLIN };
-
-		x->armed = 1;
-		if (poll(&p, 1, 30000) != 1 || !(p.revents & POLLIN)) {
-			x->n = -1;
-			x->err = p.revents ? EIO : ETIMEDOUT;
-			return NULL;
-		}
-	} else {
-		x->armed = 1;
-	}
-	x->n = read(x->fd, x->buf, sizeof(x->buf));
-	x->err = x->n < 0 ? errno : 0;
-	return NULL;
-}
-
-/* Whether thread `tid` of this process is sleeping (state S). */
-static int sleeping(pid_t tid)
-{
-	char p[64], s[256];
-	FILE *f;
-	char *r;
-
-	snprintf(p, sizeof(p), "/proc/self/task/%d/stat", tid);
-	f = fopen(p, "r");
-	if (!f)
-		return 0;
-	r = fgets(s, sizeof(s), f);
-	fclose(f);
-	r = r ? strrchr(s, ')') : NULL;
-	return r && r[1] == ' ' && r[2] == 'S';
-}
-
-/* Starts waiters [from, to) and waits until each is asleep in read/poll. */
-static int start_waiters(int from, int to)
-{
-	for (int i = from; i < to; i++) {
-		w[i].tid = 0;
-		w[i].armed = 0;
-		w[i].n = -2;
-		if (pthread_create(&w[i].th, NULL, waiter_main, &w[i]))
-			ksft_exit_fail_msg("pthread_create: %s\n", strerror(errno));
-	}
-	for (int tries = 0; tries < 1000; tries++) {
-		int n = 0;
-
-		for (int i = from; i < to; i++)
-			n += w[i].armed && w[i].tid && sleeping(w[i].tid);
-		if (n == to - from) {
-			usleep(200000); /* well inside read()/poll() */
-			return 1;
-		}
-		usleep(10000);
-	}
-	return 0;
-}
-
-/* Joins waiters [from, to) within `secs`; returns how many finished. */
-static int join_waiters(int from, int to, int secs)
-{
-	struct timespec dl;
-	int n = 0;
-
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += secs + 1; /* CLOCK_REALTIME: the update steps it by ms */
-	for (int i = from; i < to; i++)
-		n += !pthread_timedjoin_np(w[i].th, NULL, &dl);
-	return n;
 }
 
 static int open_dev(int flags)
@@ -183,25 +104,47 @@ static int write_file(const char *path, const char *s)
 	return r == (ssize_t)strlen(s) ? 0 : -1;
 }
 
-int main(void)
+/* The kernel log has the step line of @ev. */
+static void step_is_logged(const struct migtime_event *ev)
+{
+	static char klog[1 << 20];
+	char want[256];
+	int n = klogctl(3 /* SYSLOG_ACTION_READ_ALL */, klog, sizeof(klog) - 1);
+
+	klog[n < 0 ? 0 : n] = 0;
+	snprintf(want, sizeof(want),
+		 "migtime: clock step: CLOCK_REALTIME moved by %lld ns (intended %lld ns) for migration_seq %llu, method %s, event %llu\n",
+		 (long long)ev->applied_ns, (long long)ev->intended_ns,
+		 (unsigned long long)ev->migration_seq,
+		 ev->timing.step_method == MIGTIME_STEP_INJECT ? "inject" : "settimeofday",
+		 (unsigned long long)ev->event);
+	ksft_test_result(strstr(klog, want) != NULL, "the kernel log has the step: %s", want);
+}
+
+/* A fresh fd returns the latest event at once, exactly once, then EAGAIN. */
+static void fresh_fd_gets_latest_once(const struct migtime_event *latest)
+{
+	struct migtime_event late, again;
+	int fd = open_dev(O_RDONLY | O_NONBLOCK);
+	ssize_t r = read(fd, &late, sizeof(late));
+	ssize_t r2 = read(fd, &again, sizeof(again));
+	int err = errno;
+
+	ksft_test_result(r == MIGTIME_EVENT_BYTES && late.event == latest->event && r2 == -1 &&
+				 err == EAGAIN,
+			 "a fresh fd returns the latest event (event %llu) once, then EAGAIN (%zd, %zd)\n",
+			 r == MIGTIME_EVENT_BYTES ? (unsigned long long)late.event : 0ULL, r, r2);
+	close(fd);
+}
+
+/* 1-3: 64 waiters, one update; returns the event they got. */
+static struct migtime_event many_waiters_one_update(void)
 {
 	struct migtime_event ev0;
 	struct mt_host_view h;
-	static unsigned char big[1 << 20];
-	unsigned char one;
-	char addr[300];
-	int fd, rw, woken, same, ok, t, errs;
-	ssize_t r;
-	void *m;
+	int woken, same = 0, errs = 0;
 	int64_t t0, dt;
 
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	ksft_print_header();
-	ksft_set_plan(17);
-	if (mt_map_page(1))
-		ksft_exit_fail_msg("cannot map the migtime page\n");
-
-	/* 1-3: 64 waiters, one update. */
 	for (int i = 0; i < WAITERS; i++) {
 		w[i].use_poll = i >= WAITERS / 2;
 		w[i].fd = open_dev(w[i].use_poll ? O_RDONLY | O_NONBLOCK : O_RDONLY);
@@ -217,10 +160,8 @@ int main(void)
 	dt = mt_clock_ns(CLOCK_MONOTONIC) - t0;
 	ksft_test_result(woken == WAITERS, "all %d waiters woken by one update (%d, in %lld ms)\n",
 			 WAITERS, woken, (long long)(dt / 1000000));
-	same = 0;
 	for (int i = 0; i < WAITERS; i++)
 		same += w[i].n == MIGTIME_EVENT_BYTES && !memcmp(w[i].buf, w[0].buf, MIGTIME_EVENT_BYTES);
-	errs = 0;
 	for (int i = 0; i < WAITERS; i++)
 		if (w[i].n != MIGTIME_EVENT_BYTES && errs++ < 4)
 			ksft_print_msg("waiter %d (%s): %zd (%s)\n", i, w[i].use_poll ? "poll" : "read",
@@ -234,9 +175,16 @@ int main(void)
 			 (unsigned long long)ev0.migration_seq, (long long)ev0.intended_ns, ev0.outcome);
 	for (int i = 0; i < WAITERS; i++)
 		close(w[i].fd);
+	return ev0;
+}
 
-	/* 4-8: buffer sizes, non-blocking, poll. */
-	fd = open_dev(O_RDONLY | O_NONBLOCK);
+/* 6-10: buffer sizes, non-blocking, poll; @ev0 is the latest event. */
+static void buffer_sizes(const struct migtime_event *ev0)
+{
+	static unsigned char big[1 << 20];
+	int fd = open_dev(O_RDONLY | O_NONBLOCK), ok, t;
+	ssize_t r;
+
 	memset(big, 0xaa, sizeof(big));
 	r = read(fd, big, 1);
 	ksft_test_result(r == -1 && errno == EINVAL, "read with a 1-byte buffer is EINVAL (%zd, %s)\n",
@@ -252,13 +200,13 @@ int main(void)
 
 		memset(v1, 0xaa, sizeof(v1));
 		r = read(fd2, v1, MIGTIME_EVENT_BYTES - 1);
-		ok = r == MIGTIME_EVENT_V1_BYTES && !memcmp(v1, &ev0, MIGTIME_EVENT_V1_BYTES) &&
+		ok = r == MIGTIME_EVENT_V1_BYTES && !memcmp(v1, ev0, MIGTIME_EVENT_V1_BYTES) &&
 		     v1[MIGTIME_EVENT_V1_BYTES] == 0xaa;
 		ksft_test_result(ok, "read with a 127-byte buffer returns the 64-byte v1 prefix (%zd)\n", r);
 		close(fd2);
 	}
 	r = read(fd, big, sizeof(big));
-	ok = r == MIGTIME_EVENT_BYTES && !memcmp(big, &ev0, sizeof(ev0));
+	ok = r == MIGTIME_EVENT_BYTES && !memcmp(big, ev0, sizeof(*ev0));
 	for (size_t i = MIGTIME_EVENT_BYTES; ok && i < sizeof(big); i++)
 		ok = big[i] == 0xaa;
 	ksft_test_result(ok, "read with a 1 MiB buffer returns exactly %d bytes, the rest untouched (%zd)\n",
@@ -275,9 +223,16 @@ int main(void)
 				 t, p.revents);
 	}
 	close(fd);
+}
 
-	/* 9-11: write, ioctl, mmap refused. */
-	rw = open(DEV, O_RDWR);
+/* 11-13: write, ioctl, mmap refused. */
+static void refusals(void)
+{
+	unsigned char one = 0;
+	int rw = open(DEV, O_RDWR), t;
+	ssize_t r;
+	void *m;
+
 	if (rw < 0) {
 		ksft_test_result(errno == EACCES || errno == EPERM,
 				 "write refused: open O_RDWR fails (%s)\n", strerror(errno));
@@ -296,8 +251,16 @@ int main(void)
 	if (m != MAP_FAILED)
 		munmap(m, 4096);
 	close(rw);
+}
 
-	/* 12-13: close while another thread is blocked in read. */
+/* 14-15: close while another thread is blocked in read. */
+static void close_while_blocked(void)
+{
+	struct migtime_event ev;
+	struct mt_host_view h;
+	int woken, t;
+	int64_t t0, dt;
+
 	w[WAITERS].use_poll = 0;
 	w[WAITERS].fd = open_dev(O_RDONLY);
 	consume(w[WAITERS].fd);
@@ -312,18 +275,27 @@ int main(void)
 			 t, (long long)(dt / 1000));
 	h = write_host(3000000);
 	woken = join_waiters(WAITERS, WAITERS + 1, 10);
-	memcpy(&ev0, w[WAITERS].buf, sizeof(ev0));
+	memcpy(&ev, w[WAITERS].buf, sizeof(ev));
 	ksft_test_result(woken == 1 && w[WAITERS].n == MIGTIME_EVENT_BYTES &&
-			 ev0.migration_seq == h.seq,
+			 ev.migration_seq == h.seq,
 			 "the reader of the closed fd gets the next event and returns (%zd, seq %llu)\n",
-			 w[WAITERS].n, (unsigned long long)ev0.migration_seq);
+			 w[WAITERS].n, (unsigned long long)ev.migration_seq);
+}
 
-	/* 14-16: unbind wakes blocked readers with ENODEV; rebind. */
+/* 16-18: unbind wakes blocked readers with ENODEV; rebind. */
+static void unbind_and_rebind(void)
+{
+	static unsigned char big[4096];
+	struct waiter *x = &w[WAITERS + 1];
+	char addr[300];
+	int fd, woken, ok;
+	ssize_t r;
+
 	if (!bound_device(addr, sizeof(addr)))
 		ksft_exit_fail_msg("no device bound to %s\n", DRV);
-	w[WAITERS + 1].use_poll = 0;
-	w[WAITERS + 1].fd = open_dev(O_RDONLY);
-	consume(w[WAITERS + 1].fd);
+	x->use_poll = 0;
+	x->fd = open_dev(O_RDONLY);
+	consume(x->fd);
 	fd = open_dev(O_RDONLY | O_NONBLOCK);
 	consume(fd);
 	if (!start_waiters(WAITERS + 1, WAITERS + 2))
@@ -331,9 +303,9 @@ int main(void)
 	if (write_file(DRV "/unbind", addr))
 		ksft_exit_fail_msg("unbind %s: %s\n", addr, strerror(errno));
 	woken = join_waiters(WAITERS + 1, WAITERS + 2, 10);
-	ksft_test_result(woken == 1 && w[WAITERS + 1].n == -1 && w[WAITERS + 1].err == ENODEV,
-			 "unbind wakes a blocked reader with ENODEV (%zd, %s)\n", w[WAITERS + 1].n,
-			 w[WAITERS + 1].n < 0 ? strerror(w[WAITERS + 1].err) : "-");
+	ksft_test_result(woken == 1 && x->n == -1 && x->err == ENODEV,
+			 "unbind wakes a blocked reader with ENODEV (%zd, %s)\n", x->n,
+			 x->n < 0 ? strerror(x->err) : "-");
 	{
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		int pr = poll(&p, 1, 0);
@@ -345,11 +317,31 @@ int main(void)
 				 r < 0 ? strerror(errno) : "-", p.revents);
 	}
 	close(fd);
-	close(w[WAITERS + 1].fd);
+	close(x->fd);
 	ok = !write_file(DRV "/bind", addr);
 	fd = ok ? open(DEV, O_RDONLY | O_NONBLOCK) : -1;
 	ksft_test_result(ok && fd >= 0, "rebind %s: %s is back\n", addr, DEV);
 	if (fd >= 0)
 		close(fd);
+}
+
+int main(void)
+{
+	struct migtime_event ev0;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	ksft_print_header();
+	ksft_set_plan(19);
+	if (mt_map_page(1))
+		ksft_exit_fail_msg("cannot map the migtime page\n");
+
+	ev0 = many_waiters_one_update();
+	/* 4-5: the step is logged; a fresh fd gets the latest event at once, once. */
+	step_is_logged(&ev0);
+	fresh_fd_gets_latest_once(&ev0);
+	buffer_sizes(&ev0);
+	refusals();
+	close_while_blocked();
+	unbind_and_rebind();
 	ksft_finished();
 }
