@@ -7,6 +7,10 @@ use crate::policy::{
     OnViolation,
     Policy, //
 };
+use crate::rate::{
+    Rate,
+    MAX_RATE_STEPS, //
+};
 use kernel::prelude::*;
 
 /// Validated module parameters.
@@ -30,6 +34,9 @@ pub(crate) enum ParamError {
     OnViolation(u32),
     ReadAttempts(u32),
     StepMethod(u32),
+    MaxRestoreMs(u64),
+    MaxSteps(u32),
+    StepWindowMs(u32),
     /// `step_method=1` (inject) on a kernel without `timekeeping_inject_realtime_offset()`.
     InjectUnavailable,
 }
@@ -42,6 +49,17 @@ pub(crate) struct RawParams {
     pub(crate) on_violation: u32,
     pub(crate) read_attempts: u32,
     pub(crate) step_method: u32,
+    pub(crate) max_restore_ms: u64,
+    pub(crate) max_steps: u32,
+    pub(crate) step_window_ms: u32,
+}
+
+/// Largest `step_window_ms` (one day).
+const MAX_STEP_WINDOW_MS: u32 = 86_400_000;
+
+/// Nanoseconds of `ms` milliseconds, if positive and representable.
+fn ms_to_ns(ms: u64) -> Option<u64> {
+    ms.checked_mul(1_000_000).filter(|_| ms > 0)
 }
 
 /// Whether this build can step with `timekeeping_inject_realtime_offset()` (set by `rust/Kbuild`
@@ -55,10 +73,16 @@ impl Config {
         if !(1..=60_000).contains(&raw.poll_ms) {
             return Err(ParamError::PollMs(raw.poll_ms));
         }
-        let limit_ns = match raw.max_step_ms.checked_mul(1_000_000) {
-            Some(ns) if raw.max_step_ms > 0 => ns,
-            _ => return Err(ParamError::MaxStepMs(raw.max_step_ms)),
-        };
+        let limit_ns = ms_to_ns(raw.max_step_ms).ok_or(ParamError::MaxStepMs(raw.max_step_ms))?;
+        let restore_limit_ns =
+            ms_to_ns(raw.max_restore_ms).ok_or(ParamError::MaxRestoreMs(raw.max_restore_ms))?;
+        // CAST: `MAX_RATE_STEPS` is 32.
+        if !(1..=MAX_RATE_STEPS as u32).contains(&raw.max_steps) {
+            return Err(ParamError::MaxSteps(raw.max_steps));
+        }
+        if !(1..=MAX_STEP_WINDOW_MS).contains(&raw.step_window_ms) {
+            return Err(ParamError::StepWindowMs(raw.step_window_ms));
+        }
         let on_violation = OnViolation::from_param(raw.on_violation)
             .ok_or(ParamError::OnViolation(raw.on_violation))?;
         if !(1..=100_000).contains(&raw.read_attempts) {
@@ -75,6 +99,11 @@ impl Config {
             poll_ms: raw.poll_ms,
             policy: Policy {
                 limit_ns,
+                restore_limit_ns,
+                rate: Rate {
+                    window_ns: u64::from(raw.step_window_ms) * 1_000_000,
+                    max_steps: raw.max_steps,
+                },
                 on_violation,
             },
             read_attempts: raw.read_attempts,
@@ -100,6 +129,9 @@ impl Config {
             on_violation: p::on_violation.value(),
             read_attempts: p::read_attempts.value(),
             step_method: p::step_method.value(),
+            max_restore_ms: p::max_restore_ms.value(),
+            max_steps: p::max_steps.value(),
+            step_window_ms: p::step_window_ms.value(),
         };
         Self::validate(raw, INJECT_AVAILABLE).map_err(|e| {
             match e {
@@ -116,6 +148,15 @@ impl Config {
                 ParamError::StepMethod(v) => pr_err!(
                     "invalid step_method={v}: must be 0 (auto), 1 (inject) or 2 (settimeofday)\n"
                 ),
+                ParamError::MaxRestoreMs(v) => {
+                    pr_err!("invalid max_restore_ms={v}: must be 1..=18446744073709\n")
+                }
+                ParamError::MaxSteps(v) => {
+                    pr_err!("invalid max_steps={v}: must be 1..={MAX_RATE_STEPS}\n")
+                }
+                ParamError::StepWindowMs(v) => {
+                    pr_err!("invalid step_window_ms={v}: must be 1..={MAX_STEP_WINDOW_MS}\n")
+                }
                 ParamError::InjectUnavailable => pr_err!(
                     "invalid step_method=1: this kernel has no timekeeping_inject_realtime_offset()\n"
                 ),
@@ -142,6 +183,9 @@ mod tests {
             on_violation,
             read_attempts,
             step_method,
+            max_restore_ms: 1,
+            max_steps: 1,
+            step_window_ms: 1,
         }
     }
 
@@ -163,6 +207,19 @@ mod tests {
             Err(ParamError::ReadAttempts(100_001))
         );
         assert_eq!(v(raw(1, 1, 1, 1, 3)), Err(ParamError::StepMethod(3)));
+        let bad = |r: RawParams| v(r).err();
+        assert_eq!(
+            bad(RawParams { max_restore_ms: 0, ..raw(1, 1, 1, 1, 0) }),
+            Some(ParamError::MaxRestoreMs(0))
+        );
+        assert_eq!(
+            bad(RawParams { max_steps: 33, ..raw(1, 1, 1, 1, 0) }),
+            Some(ParamError::MaxSteps(33))
+        );
+        assert_eq!(
+            bad(RawParams { step_window_ms: 0, ..raw(1, 1, 1, 1, 0) }),
+            Some(ParamError::StepWindowMs(0))
+        );
         let c = v(raw(60_000, 1, 2, 100_000, 2)).unwrap();
         assert_eq!(c.policy.limit_ns, 1_000_000);
         assert_eq!(c.policy.on_violation, OnViolation::Panic);

@@ -3,19 +3,23 @@
 //! The step policy: unit tests and properties.
 
 use migtime_abi::abi::{Outcome, FLAG_COMPENSATED};
-use migtime_abi::policy::{
-    Action, Baseline, OnViolation, Policy, Settled, Tracker, MAX_STEP_ATTEMPTS,
-};
+use migtime_abi::fallback::{read_then_set, WindowEstimate};
+use migtime_abi::model_clock::ModelClock;
+use migtime_abi::rate::Rate;
+use migtime_abi::policy::{Action, Baseline, OnViolation, Policy};
 use migtime_abi::seqlock::Snapshot;
+use migtime_abi::tracker::{Settled, Tracker, MAX_STEP_ATTEMPTS, REFUSAL_BURST};
 use proptest::prelude::*;
 
 const SEC: i64 = 1_000_000_000;
 
 fn pol(v: OnViolation) -> Policy {
-    Policy {
-        limit_ns: 600 * SEC as u64,
-        on_violation: v,
-    }
+    Policy::per_page(600 * SEC as u64, v)
+}
+
+/// Guest CLOCK_MONOTONIC of the `i`-th check when checks are `period` apart.
+fn at(i: usize, period: i64) -> i64 {
+    i as i64 * period
 }
 
 fn snap(seq: u64, flags: u32, delta: i64, total: i64) -> Snapshot {
@@ -126,7 +130,7 @@ fn backwards_refused_warned_refused_panics() {
 
 #[test]
 fn replayed_page_steps_once() {
-    // issue 9: seq 1 (+1 s), then seq 0 (total 0), then seq 1 (+1 s) again.
+    // seq 1 (+1 s), then seq 0 (total 0), then seq 1 (+1 s) again.
     let p = pol(OnViolation::Refuse);
     let mut t = Tracker::new(base(0, 0));
     let mut stepped = 0;
@@ -134,14 +138,14 @@ fn replayed_page_steps_once() {
     for s in [snap(1, 0, SEC, SEC), snap(0, 0, 0, 0), snap(1, 0, SEC, SEC)] {
         // Each page is looked at several times (polls), as the module does.
         for _ in 0..3 {
-            let d = t.decide(&s, &p);
+            let d = t.decide(&s, &p, 0);
             match d.action {
                 Action::Apply { step_ns, .. } => stepped += step_ns,
                 Action::Refuse(_) => refusals += 1,
                 Action::Nothing => {}
                 Action::Panic(_) => unreachable!(),
             }
-            t.settle(&s, &d, true);
+            t.settle(&s, &d, true, 0);
         }
     }
     assert_eq!(stepped, SEC);
@@ -152,42 +156,52 @@ fn replayed_page_steps_once() {
 
 #[test]
 fn reset_host_is_refused_until_rebaseline() {
-    // A host that restarts counting at 0: every distinct page below the baseline is refused
-    // once, none is stepped, and the baseline stays at 10 until the module re-baselines.
+    // A host that restarts counting at 0: distinct pages below the baseline are refused once
+    // each, up to REFUSAL_BURST in a minute (the rest coalesced, counted), none is stepped, and
+    // the baseline stays at 10 until the module re-baselines.
     let p = pol(OnViolation::Refuse);
     let mut t = Tracker::new(base(10, 0));
     let mut refused = 0;
+    let mut i = 0;
     for seq in 0..10 {
         let s = snap(seq, 0, SEC, (seq as i64 + 1) * SEC);
         for _ in 0..2 {
-            let d = t.decide(&s, &p);
+            let now = at(i, SEC / 10);
+            i += 1;
+            let d = t.decide(&s, &p, now);
             assert!(!matches!(d.action, Action::Apply { .. }), "{d:?}");
             if matches!(d.action, Action::Refuse(_)) {
                 refused += 1;
             }
-            t.settle(&s, &d, true);
+            t.settle(&s, &d, true, now);
         }
     }
-    assert_eq!(refused, 10);
+    assert_eq!(refused, REFUSAL_BURST);
+    // Each read of a page beyond the burst is one coalesced refusal.
+    assert_eq!(t.coalesced(), 2 * (10 - u64::from(REFUSAL_BURST)));
     assert_eq!(t.baseline(), base(10, 0));
     // The next real migration after the old baseline is applied normally.
     let s = snap(11, 0, 2 * SEC, 2 * SEC);
-    assert_eq!(t.decide(&s, &p).action, apply(2 * SEC));
+    assert_eq!(t.decide(&s, &p, at(i, SEC / 10)).action, apply(2 * SEC));
 }
 
-/// Feeds `pages` to `t` as the module does (each page read `reads` times, every step
-/// succeeding) and returns, per page, the actions that were not [`Action::Nothing`].
+/// Feeds `pages` to `t` as the module does (each page read `reads` times, a minute apart so
+/// that no refusal is coalesced, every step succeeding) and returns, per page, the actions that
+/// were not [`Action::Nothing`].
 fn play(t: &mut Tracker, p: &Policy, pages: &[Snapshot], reads: usize) -> Vec<Vec<Action>> {
+    let mut i = 0;
     pages
         .iter()
         .map(|s| {
             let mut acted = Vec::new();
             for _ in 0..reads {
-                let d = t.decide(s, p);
+                let now = at(i, 61 * SEC);
+                i += 1;
+                let d = t.decide(s, p, now);
                 if d.action != Action::Nothing {
                     acted.push(d.action);
                 }
-                t.settle(s, &d, true);
+                t.settle(s, &d, true, now);
             }
             acted
         })
@@ -233,9 +247,9 @@ fn failed_step_keeps_baseline_and_is_retried_a_bounded_number_of_times() {
     let mut t = Tracker::new(base(1, 0));
     let s = snap(2, 0, SEC, SEC);
     for attempt in 1..=MAX_STEP_ATTEMPTS {
-        let d = t.decide(&s, &p);
+        let d = t.decide(&s, &p, 0);
         assert_eq!(d.action, apply(SEC));
-        let settled = t.settle(&s, &d, false);
+        let settled = t.settle(&s, &d, false, 0);
         if attempt < MAX_STEP_ATTEMPTS {
             assert_eq!(settled, Settled::Failed { attempts: attempt });
         } else {
@@ -248,12 +262,12 @@ fn failed_step_keeps_baseline_and_is_retried_a_bounded_number_of_times() {
         );
     }
     // Given up: no more attempts at this page.
-    assert_eq!(t.decide(&s, &p).action, Action::Nothing);
+    assert_eq!(t.decide(&s, &p, 0).action, Action::Nothing);
     // A new page includes the delta that was never applied.
     let s = snap(3, 0, SEC, 2 * SEC);
-    let d = t.decide(&s, &p);
+    let d = t.decide(&s, &p, 0);
     assert_eq!(d.action, apply(2 * SEC));
-    assert_eq!(t.settle(&s, &d, true), Settled::Done);
+    assert_eq!(t.settle(&s, &d, true, 0), Settled::Done);
     assert_eq!(t.baseline(), base(3, 2 * SEC));
 }
 
@@ -324,10 +338,7 @@ fn overflow_is_refused_not_a_panic() {
         assert_eq!(d.action, Action::Refuse(Outcome::RefusedInconsistent));
     }
     // limit u64::MAX and |i64::MIN|.
-    let p = Policy {
-        limit_ns: u64::MAX,
-        on_violation: OnViolation::Refuse,
-    };
+    let p = Policy::per_page(u64::MAX, OnViolation::Refuse);
     let d = base(1, 0).decide(&snap(3, 0, 0, i64::MIN), &p);
     assert_eq!(d.action, apply(i64::MIN));
     // seq wrap-around: u64::MAX -> 0 is backwards, not +1.
@@ -362,7 +373,7 @@ proptest! {
         total0 in -1_000_000 * SEC..1_000_000 * SEC,
         ups in proptest::collection::vec(update(), 1..20),
     ) {
-        let p = Policy { limit_ns: u64::MAX, on_violation: OnViolation::Refuse };
+        let p = Policy::per_page(u64::MAX, OnViolation::Refuse);
         let mut b = Baseline { seq: seq0, total_ns: total0 };
         let (mut seq, mut total) = (seq0, total0);
         let mut applied: i64 = 0;
@@ -393,7 +404,7 @@ proptest! {
         seq in any::<u64>(), flags in any::<u32>(), delta in any::<i64>(), total in any::<i64>(),
         limit in any::<u64>(), v in 0u32..3,
     ) {
-        let p = Policy { limit_ns: limit, on_violation: OnViolation::from_param(v).unwrap() };
+        let p = Policy::per_page(limit, OnViolation::from_param(v).unwrap());
         let b = Baseline { seq: bseq, total_ns: btotal };
         let d = b.decide(&snap(seq, flags, delta, total), &p);
         match d.action {
@@ -424,38 +435,53 @@ proptest! {
     }
 
     /// The invariant against an adversarial host: whatever the page says, in whatever order
-    /// (replays, backwards, jumps, resets, wraparound, repeated reads), and whichever steps the
-    /// kernel rejects, the guest (on_violation=refuse) acts on each `migration_seq` at most
-    /// once, the sequences it acts on strictly increase, and every applied step is
-    /// total(page) - total(baseline) with the page's sequence above the baseline's.
+    /// (replays, backwards, jumps, resets, wraparound, repeated reads), and whichever sets the
+    /// kernel rejects (the first: nothing applied; a later one: a partial step), the guest
+    /// (on_violation=refuse, with the rate bound) moves the clock for each `migration_seq` at
+    /// most once, the sequences it moves the clock for strictly increase, every step is
+    /// total(page) - total(baseline) with the page's sequence above the baseline's, and the
+    /// total clock movement equals the sum of what the steps reported as applied.
     #[test]
     fn never_steps_twice_for_one_seq(
         seq0 in any::<u64>(),
         total0 in any::<i64>(),
         pages in proptest::collection::vec(adversarial_page(), 1..60),
     ) {
-        let p = Policy { limit_ns: 600 * SEC as u64, on_violation: OnViolation::Refuse };
+        let p = Policy { rate: Rate { window_ns: 10 * SEC as u64, max_steps: 4 }, ..pol(OnViolation::Refuse) };
         let mut t = Tracker::new(Baseline { seq: seq0, total_ns: total0 });
-        let mut last_applied: Option<u64> = None;
-        for (pg, ok, reads) in pages {
+        let mut clock = ModelClock::new(SEC, 1_700_000_000 * SEC, 0);
+        let mut w = WindowEstimate::new();
+        let mut last_moved: Option<u64> = None;
+        let mut reported: i128 = 0;
+        let mut now = 0;
+        for (pg, fault, reads) in pages {
             let s = pg.resolve(t.baseline());
             for _ in 0..reads {
+                now += SEC / 3;
                 let before = t.baseline();
-                let d = t.decide(&s, &p);
+                let d = t.decide(&s, &p, now);
+                let mut applied = false;
                 if let Action::Apply { step_ns, .. } = d.action {
                     prop_assert!(s.migration_seq > before.seq);
                     prop_assert_eq!(Some(step_ns), s.tai_delta_total_ns.checked_sub(before.total_ns));
-                    if ok {
-                        if let Some(prev) = last_applied {
-                            prop_assert!(s.migration_seq > prev, "seq {} acted on after {}", s.migration_seq, prev);
+                    (clock.reject, clock.tick_ns, clock.set_calls) = (fault.reject, fault.tick_ns, 0);
+                    let ours = clock.ours_ns;
+                    if let Ok(a) = read_then_set(&mut clock, &mut w, step_ns) {
+                        applied = true;
+                        reported += i128::from(a.applied_ns);
+                        if let Some(prev) = last_moved {
+                            prop_assert!(s.migration_seq > prev, "seq {} moved the clock after {}", s.migration_seq, prev);
                         }
-                        last_applied = Some(s.migration_seq);
+                        last_moved = Some(s.migration_seq);
+                    } else {
+                        prop_assert_eq!(clock.ours_ns, ours, "an error must mean nothing moved");
                     }
                 }
-                t.settle(&s, &d, ok);
+                t.settle(&s, &d, applied, now);
                 prop_assert!(t.baseline().seq >= before.seq);
             }
         }
+        prop_assert_eq!(clock.ours_ns, reported);
     }
 }
 
@@ -479,7 +505,7 @@ proptest! {
         past in 1usize..8,
         reads in 1usize..4,
     ) {
-        let p = Policy { limit_ns: u64::MAX, on_violation: OnViolation::Refuse };
+        let p = Policy::per_page(u64::MAX, OnViolation::Refuse);
         let reset = bseq.saturating_sub(reset_back);
         // The host's pages: seq reset..=bseq+past, the total a running sum of the deltas.
         let n = usize::try_from(bseq + past as u64 - reset).unwrap() + 1;
@@ -566,7 +592,16 @@ impl AdvPage {
     }
 }
 
-fn adversarial_page() -> impl Strategy<Value = (AdvPage, bool, u8)> {
+/// How the kernel treats the sets of one step.
+#[derive(Clone, Copy, Debug)]
+struct Fault {
+    /// Bit `n`: the `n`-th set of the step is rejected.
+    reject: u64,
+    /// Time per clock reading and per set (the read→set window's cause).
+    tick_ns: i64,
+}
+
+fn adversarial_page() -> impl Strategy<Value = (AdvPage, Fault, u8)> {
     let small = prop_oneof![
         Just(0i64),
         Just(SEC),
@@ -581,6 +616,11 @@ fn adversarial_page() -> impl Strategy<Value = (AdvPage, bool, u8)> {
         1 => (any::<u64>(), small, any::<i64>(), flags)
             .prop_map(|(seq, delta, total, flags)| AdvPage::Absolute { seq, delta, total, flags }),
     ];
-    // The step succeeds most of the time; the guest reads each page 1-3 times.
-    (page, prop::bool::weighted(0.8), 1u8..4)
+    // Most steps succeed; some fail at the first set (nothing applied), some at a correction
+    // (partial). A tick above the correction threshold makes the first step correct itself.
+    let reject = prop_oneof![6 => Just(0u64), 1 => Just(1u64), 2 => Just(2u64), 1 => any::<u64>()];
+    let tick = prop_oneof![Just(0i64), Just(20_000i64), 0i64..2_000_000];
+    let fault = (reject, tick).prop_map(|(reject, tick_ns)| Fault { reject, tick_ns });
+    // The guest reads each page 1-3 times.
+    (page, fault, 1u8..4)
 }
