@@ -7,9 +7,9 @@
 //! [`Tracker::decide`] (pure policy), [`act`](crate::act) (step the clock, or refuse, or panic),
 //! [`Tracker::settle`] (move the baseline only as the policy allows) and
 //! [`record`](Engine::record) (counters, log line, guest area, `/dev/migtime` event). It runs
-//! under the state lock from start to end, so the doorbell work and the poll work, which may
-//! run at once on different CPUs, never decide on a stale snapshot after a newer one, and events
-//! reach readers in order.
+//! under the state lock from start to end, so the doorbell's interrupt thread and the poll work,
+//! which may run at once on different CPUs, never decide on a stale snapshot after a newer one,
+//! and events reach readers in order.
 //!
 //! Two contexts drive it ([`wake`](crate::wake)): the doorbell's interrupt thread, and the poll
 //! work (the primary mechanism without a doorbell; a slower safety net with one).
@@ -85,7 +85,7 @@ pub(crate) struct EngineState {
     header_reported: bool,
 }
 
-/// The engine of a bound device, shared by the driver data, the work items and the interrupt
+/// The engine of a bound device, shared by the driver data, the poll work and the interrupt
 /// handler.
 #[pin_data]
 pub(crate) struct Engine {
