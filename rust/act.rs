@@ -82,7 +82,13 @@ pub(crate) fn act(
 
 /// Steps the clock for `snap`. A step rejected before the clock moved is [`Outcome::Failed`]
 /// with nothing applied; one rejected after it moved is [`Outcome::Partial`] with what moved.
-fn step(stepper: &mut Stepper, c: &Counters, snap: &Snapshot, step_ns: i64, outcome: Outcome) -> Acted {
+fn step(
+    stepper: &mut Stepper,
+    c: &Counters,
+    snap: &Snapshot,
+    step_ns: i64,
+    outcome: Outcome,
+) -> Acted {
     match stepper.step(step_ns) {
         Ok(r) => {
             let outcome = match r.stop {
@@ -153,7 +159,9 @@ fn die(reason: &'static CStr) -> ! {
 fn reason(o: Outcome) -> &'static CStr {
     match o {
         Outcome::RefusedSeqBackwards => c"migration_seq went backwards (below the baseline)",
-        Outcome::RefusedOverLimit => c"pending delta beyond max_step_ms (max_restore_ms for a restore)",
+        Outcome::RefusedOverLimit => {
+            c"pending delta beyond max_step_ms (max_restore_ms for a restore)"
+        }
         Outcome::RefusedInconsistent => {
             c"page inconsistent (total changed without seq, overflow, or seq+1 delta mismatch)"
         }

@@ -35,8 +35,8 @@ const NSEC_PER_SEC: i64 = 1_000_000_000;
 /// CLOCK_MONOTONIC now, nanoseconds. Not for NMI context.
 pub(crate) fn monotonic_ns() -> i64 {
     // SAFETY: `ktime_get()` may be called from any context but NMI, and the module never runs in
-    // NMI context (its code runs in process context: the interrupt thread, work items, probe; and in
-    // hard-IRQ context).
+    // NMI context (only in process context: the interrupt thread, the poll work, probe and
+    // remove; and in hard-IRQ context).
     unsafe { bindings::ktime_get() }
 }
 
@@ -129,12 +129,12 @@ impl Stepper {
         match self.method {
             StepMethod::Inject => inject(step_ns),
             StepMethod::SetTimeOfDay => {
-                fallback::read_then_set(&mut KernelClock, &mut self.window, step_ns).map_err(
-                    |e| match e {
+                fallback::read_then_set(&mut KernelClock, &mut self.window, step_ns).map_err(|e| {
+                    match e {
                         StepError::Overflow => ERANGE,
                         StepError::Set(e) => e,
-                    },
-                )
+                    }
+                })
             }
         }
     }

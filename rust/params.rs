@@ -209,15 +209,24 @@ mod tests {
         assert_eq!(v(raw(1, 1, 1, 1, 3)), Err(ParamError::StepMethod(3)));
         let bad = |r: RawParams| v(r).err();
         assert_eq!(
-            bad(RawParams { max_restore_ms: 0, ..raw(1, 1, 1, 1, 0) }),
+            bad(RawParams {
+                max_restore_ms: 0,
+                ..raw(1, 1, 1, 1, 0)
+            }),
             Some(ParamError::MaxRestoreMs(0))
         );
         assert_eq!(
-            bad(RawParams { max_steps: 33, ..raw(1, 1, 1, 1, 0) }),
+            bad(RawParams {
+                max_steps: 33,
+                ..raw(1, 1, 1, 1, 0)
+            }),
             Some(ParamError::MaxSteps(33))
         );
         assert_eq!(
-            bad(RawParams { step_window_ms: 0, ..raw(1, 1, 1, 1, 0) }),
+            bad(RawParams {
+                step_window_ms: 0,
+                ..raw(1, 1, 1, 1, 0)
+            }),
             Some(ParamError::StepWindowMs(0))
         );
         let c = v(raw(60_000, 1, 2, 100_000, 2)).unwrap();

@@ -129,9 +129,7 @@ impl Tracker {
         if reported {
             return Decision::nothing(self.baseline, None, false);
         }
-        let allows = self
-            .steps
-            .allowance(now_ns, policy.rate, policy.limit_ns);
+        let allows = self.steps.allowance(now_ns, policy.rate, policy.limit_ns);
         let mut d = self.baseline.decide_within(s, policy, allows);
         let quiet = d.next == self.baseline && matches!(d.action, Action::Refuse(_));
         if quiet && !self.quiet.allows(now_ns, REFUSAL_BURST, REFUSAL_WINDOW_NS) {

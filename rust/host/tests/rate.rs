@@ -82,7 +82,14 @@ fn honest_live_migrations_are_not_rate_limited() {
     let p = defaults();
     let mut t = Tracker::new(Baseline::default());
     let ds: Vec<Decision> = (1..=32)
-        .map(|i| check(&mut t, &p, &snap(i, 0, 2 * SEC, i as i64 * 2 * SEC), i as i64 * 3 * SEC))
+        .map(|i| {
+            check(
+                &mut t,
+                &p,
+                &snap(i, 0, 2 * SEC, i as i64 * 2 * SEC),
+                i as i64 * 3 * SEC,
+            )
+        })
         .collect();
     assert_eq!(applied(&ds), 64 * SEC);
 }
@@ -113,12 +120,24 @@ fn restores_are_bounded_in_number() {
     let p = defaults();
     let mut t = Tracker::new(Baseline::default());
     let ds: Vec<Decision> = (1..=100)
-        .map(|i| check(&mut t, &p, &snap(i, FLAG_RESTORE, DAY, i as i64 * DAY), i as i64 * SEC))
+        .map(|i| {
+            check(
+                &mut t,
+                &p,
+                &snap(i, FLAG_RESTORE, DAY, i as i64 * DAY),
+                i as i64 * SEC,
+            )
+        })
         .collect();
     assert_eq!(applied(&ds), 32 * DAY);
     // A restore does not use the live budget: a live migration of 500 s still fits... once the
     // step count allows it again.
-    let d = check(&mut t, &p, &snap(101, 0, 500 * SEC, 100 * DAY + 500 * SEC), 700 * SEC);
+    let d = check(
+        &mut t,
+        &p,
+        &snap(101, 0, 500 * SEC, 100 * DAY + 500 * SEC),
+        700 * SEC,
+    );
     assert_eq!(applied(&[d]), 500 * SEC);
 }
 
@@ -165,7 +184,10 @@ fn many_distinct_backwards_pages_are_coalesced_per_window() {
     let refusals = (0..1000)
         .filter(|&i| {
             let s = snap((i % 50) as u64, 0, 0, 0);
-            matches!(check(&mut t, &p, &s, i as i64 * SEC / 10).action, Action::Refuse(_))
+            matches!(
+                check(&mut t, &p, &s, i as i64 * SEC / 10).action,
+                Action::Refuse(_)
+            )
         })
         .count();
     assert_eq!(refusals, 2 * REFUSAL_BURST as usize);

@@ -157,7 +157,9 @@ fn check_applied(
         prop_assert!(c.agent_after >> last & 1 == 1 || c.tick_ns > MAX_WINDOW_NS);
     }
     if no_agent && a.stop == Stop::Done && c.tick_ns <= MAX_WINDOW_NS {
-        prop_assert!(a.residual_ns.abs() <= CORRECTION_THRESHOLD_NS || a.sets == 1 + MAX_CORRECTIONS);
+        prop_assert!(
+            a.residual_ns.abs() <= CORRECTION_THRESHOLD_NS || a.sets == 1 + MAX_CORRECTIONS
+        );
     }
     Ok(())
 }
@@ -188,7 +190,10 @@ fn a_partial_step_is_never_applied_again() {
     // The host asks for +1 s once (seq 1). The first step's correction is rejected: the clock
     // moved +1 s - 20 µs. Later checks of the same page must not step again.
     let p = Policy::per_page(600 * SEC as u64, OnViolation::Refuse);
-    let mut t = Tracker::new(Baseline { seq: 0, total_ns: 0 });
+    let mut t = Tracker::new(Baseline {
+        seq: 0,
+        total_ns: 0,
+    });
     let mut c = clock(20 * US);
     c.reject = 0b10;
     let mut w = WindowEstimate::new();
@@ -197,5 +202,11 @@ fn a_partial_step_is_never_applied_again() {
         check(&mut t, &mut c, &mut w, &s, &p);
     }
     assert_eq!(c.ours_ns, i128::from(SEC - 20 * US));
-    assert_eq!(t.baseline(), Baseline { seq: 1, total_ns: SEC });
+    assert_eq!(
+        t.baseline(),
+        Baseline {
+            seq: 1,
+            total_ns: SEC
+        }
+    );
 }

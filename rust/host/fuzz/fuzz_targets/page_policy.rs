@@ -226,7 +226,10 @@ fn decide(g: &mut Guest, snap: &Snapshot, op: &Op<'_>) {
                 Some(step_ns),
                 snap.tai_delta_total_ns.checked_sub(baseline.total_ns)
             );
-            assert!(step_ns.unsigned_abs() <= policy.limit_ns.max(policy.restore_limit_ns) || d.warned.is_some());
+            assert!(
+                step_ns.unsigned_abs() <= policy.limit_ns.max(policy.restore_limit_ns)
+                    || d.warned.is_some()
+            );
             assert_eq!(d.next, Baseline::from_snapshot(snap));
             applied = step(g, snap, step_ns, d.warned.is_none(), op);
             g.refused_or_warned |= d.warned.is_some();
@@ -245,7 +248,11 @@ fn decide(g: &mut Guest, snap: &Snapshot, op: &Op<'_>) {
     g.tracker.settle(snap, &d, applied, g.now_ns);
     assert!(g.tracker.baseline().seq >= baseline.seq || policy.on_violation == OnViolation::Warn);
     if !applied && matches!(d.action, Action::Apply { .. }) {
-        assert_eq!(g.tracker.baseline(), baseline, "a failed step moved the baseline");
+        assert_eq!(
+            g.tracker.baseline(),
+            baseline,
+            "a failed step moved the baseline"
+        );
     }
 }
 
@@ -258,7 +265,11 @@ fn step(g: &mut Guest, snap: &Snapshot, step_ns: i64, checked: bool, op: &Op<'_>
         return false;
     };
     let moved = g.clock.ours_ns - ours + g.clock.foreign_ns - foreign;
-    assert_eq!(i128::from(a.applied_ns), moved, "the report is not what moved");
+    assert_eq!(
+        i128::from(a.applied_ns),
+        moved,
+        "the report is not what moved"
+    );
     assert_eq!(a.residual_ns, a.applied_ns.wrapping_sub(step_ns));
     if checked {
         if let Some(prev) = g.last_stepped {
