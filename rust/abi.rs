@@ -23,14 +23,6 @@ use core::mem::{
     size_of, //
 };
 
-// The `/dev/migtime` record is defined in `event.rs`; these paths from before the split keep
-// working.
-pub use crate::event::{
-    Event,
-    EVENT_BYTES,
-    EVENT_V1_BYTES, //
-};
-
 /// `magic`: the ASCII bytes "MIGT" read as a little-endian `u32`.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"MIGT");
 
@@ -44,9 +36,16 @@ pub const PAGE_BYTES: usize = 4096;
 /// guest must not step, but still resets NTP state and notifies waiters.
 pub const FLAG_COMPENSATED: u32 = 1 << 0;
 
+/// `flags` bit 1: the VM was brought back from saved state (a restore from a
+/// file or a snapshot) rather than live-migrated; Tout may be hours or days.
+/// The guest applies such a page under its restore limit instead of the live
+/// migration limit. An older guest ignores the bit and treats the page as a
+/// migration.
+pub const FLAG_RESTORE: u32 = 1 << 1;
+
 /// The flag bits ABI v1 defines. Hosts write the other bits as zero; guests
 /// ignore them (and report them in the event's `page_flags`).
-pub const FLAGS_KNOWN: u32 = FLAG_COMPENSATED;
+pub const FLAGS_KNOWN: u32 = FLAG_COMPENSATED | FLAG_RESTORE;
 
 /// Byte offset of the guest-written area: its own cache line, and room for the
 /// host area to grow in later versions.
@@ -68,7 +67,7 @@ pub struct HostArea {
     pub size: u16,
     /// Seqlock counter: odd while the host writes.
     pub seq_count: u32,
-    /// Flags, see [`FLAG_COMPENSATED`].
+    /// Flags, see [`FLAG_COMPENSATED`] and [`FLAG_RESTORE`].
     pub flags: u32,
     /// Incremented by one on every migration or restore.
     pub migration_seq: u64,
@@ -281,8 +280,15 @@ pub enum Outcome {
     /// Refused: `tai_delta_total_ns` changed while `migration_seq` did not, or
     /// the pending delta overflows.
     RefusedInconsistent = 5,
-    /// The step was attempted but the kernel rejected the new time.
+    /// The step was attempted but the kernel rejected the new time: nothing
+    /// was applied.
     Failed = 6,
+    /// Refused: the rate bound (steps per window, or live migration steps
+    /// adding up to more than the limit within the window) was reached.
+    RefusedRate = 7,
+    /// Stepped in part: a set after the first was rejected; `applied_ns` is
+    /// what moved, the residual is not re-applied.
+    Partial = 8,
 }
 
 impl Outcome {
@@ -295,6 +301,8 @@ impl Outcome {
             4 => Self::RefusedOverLimit,
             5 => Self::RefusedInconsistent,
             6 => Self::Failed,
+            7 => Self::RefusedRate,
+            8 => Self::Partial,
             _ => return None,
         })
     }
@@ -308,6 +316,8 @@ impl Outcome {
             Self::RefusedOverLimit => "refused-over-limit",
             Self::RefusedInconsistent => "refused-inconsistent",
             Self::Failed => "failed",
+            Self::RefusedRate => "refused-rate",
+            Self::Partial => "partial",
         }
     }
 
@@ -315,7 +325,10 @@ impl Outcome {
     pub const fn is_refusal(self) -> bool {
         matches!(
             self,
-            Self::RefusedSeqBackwards | Self::RefusedOverLimit | Self::RefusedInconsistent
+            Self::RefusedSeqBackwards
+                | Self::RefusedOverLimit
+                | Self::RefusedInconsistent
+                | Self::RefusedRate
         )
     }
 }

@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The "act" step of the engine: carry out what the policy decided — step the clock, refuse
-//! (with a log line), or panic the guest (`on_violation=2`).
+//! (with a log line, within the tracker's log budget), or panic the guest (`on_violation=2`).
 
 use crate::abi::Outcome;
+use crate::clock::Stepper;
 use crate::counters::Counters;
-use crate::engine::EngineState;
+use crate::fallback::Stop;
 use crate::policy::{
     Action,
+    Baseline,
     Decision, //
 };
 use crate::seqlock::Snapshot;
@@ -31,9 +33,11 @@ pub(crate) struct Acted {
     pub(crate) sets: u32,
 }
 
-/// Carries out the decision; `None` when there is nothing to record.
+/// Carries out the decision with `stepper`; `baseline` is what the clock is in step with (for
+/// the log). `None` when there is nothing to record.
 pub(crate) fn act(
-    st: &mut EngineState,
+    stepper: &mut Stepper,
+    baseline: Baseline,
     c: &Counters,
     snap: &Snapshot,
     d: &Decision,
@@ -43,14 +47,16 @@ pub(crate) fn act(
         Action::Nothing => None,
         Action::Panic(o) => die(reason(o)),
         Action::Refuse(o) => {
-            pr_warn!(
-                "refused seq={} baseline_seq={} pending_ns={}: {} ({})\n",
-                snap.migration_seq,
-                st.tracker.baseline().seq,
-                pending,
-                o.name(),
-                reason(o).to_str().unwrap_or("?")
-            );
+            if d.log {
+                pr_warn!(
+                    "refused seq={} baseline_seq={} pending_ns={}: {} ({})\n",
+                    snap.migration_seq,
+                    baseline.seq,
+                    pending,
+                    o.name(),
+                    reason(o).to_str().unwrap_or("?")
+                );
+            }
             Counters::inc(&c.refusals);
             Some(Acted {
                 outcome: o,
@@ -61,7 +67,7 @@ pub(crate) fn act(
             })
         }
         Action::Apply { step_ns, outcome } => {
-            if let Some(w) = d.warned {
+            if let (Some(w), true) = (d.warned, d.log) {
                 pr_warn!(
                     "violation {} at seq={} (on_violation=warn): stepping by {} ns anyway\n",
                     w.name(),
@@ -69,25 +75,49 @@ pub(crate) fn act(
                     step_ns
                 );
             }
-            Some(step(st, c, snap, step_ns, outcome))
+            Some(step(stepper, c, snap, step_ns, outcome))
         }
     }
 }
 
-/// Steps the clock for `snap`; a rejected step is [`Outcome::Failed`] with nothing applied.
+/// Steps the clock for `snap`. A step rejected before the clock moved is [`Outcome::Failed`]
+/// with nothing applied; one rejected after it moved is [`Outcome::Partial`] with what moved.
 fn step(
-    st: &mut EngineState,
+    stepper: &mut Stepper,
     c: &Counters,
     snap: &Snapshot,
     step_ns: i64,
     outcome: Outcome,
 ) -> Acted {
-    match st.stepper.step(step_ns) {
+    match stepper.step(step_ns) {
         Ok(r) => {
-            Counters::inc(if outcome == Outcome::Stepped {
-                &c.steps
-            } else {
-                &c.notifies
+            let outcome = match r.stop {
+                Stop::SetFailed(e) => {
+                    pr_err!(
+                        "step by {} ns at seq={}: a correcting set failed ({:?}); applied {} ns, residual {} ns kept\n",
+                        step_ns,
+                        snap.migration_seq,
+                        e,
+                        r.applied_ns,
+                        r.residual_ns
+                    );
+                    Outcome::Partial
+                }
+                Stop::Overflow => Outcome::Partial,
+                Stop::Interfered => {
+                    pr_warn!(
+                        "step at seq={}: the clock moved by {} ns, far from the set's {} ns: another agent stepped it; not corrected\n",
+                        snap.migration_seq,
+                        r.applied_ns,
+                        step_ns
+                    );
+                    outcome
+                }
+                Stop::Done => outcome,
+            };
+            Counters::inc(match outcome {
+                Outcome::Stepped | Outcome::Partial => &c.steps,
+                _ => &c.notifies,
             });
             c.last_residual_ns.store(r.residual_ns, Relaxed);
             Acted {
@@ -129,9 +159,14 @@ fn die(reason: &'static CStr) -> ! {
 fn reason(o: Outcome) -> &'static CStr {
     match o {
         Outcome::RefusedSeqBackwards => c"migration_seq went backwards (below the baseline)",
-        Outcome::RefusedOverLimit => c"pending delta beyond max_step_ms",
+        Outcome::RefusedOverLimit => {
+            c"pending delta beyond max_step_ms (max_restore_ms for a restore)"
+        }
         Outcome::RefusedInconsistent => {
             c"page inconsistent (total changed without seq, overflow, or seq+1 delta mismatch)"
+        }
+        Outcome::RefusedRate => {
+            c"rate bound: too many steps, or live steps beyond max_step_ms, within step_window_ms"
         }
         _ => c"page violation",
     }

@@ -12,7 +12,9 @@
 //!   in the target kernel's exports (`--cfg migtime_inject`). One update under the timekeeper
 //!   lock: the applied step is exactly the intended one.
 //! - **settimeofday** (stock kernels, or `step_method=2`): read, then `do_settimeofday64()`, with
-//!   the read→set window compensated and corrected as [`crate::fallback`] describes.
+//!   the read→set window compensated and corrected by [`fallback::read_then_set`], the pure loop
+//!   this file drives through [`RealtimeClock`] (the host tests drive the same loop with a model
+//!   clock).
 //!
 //! Either way the realtime offset must change for TFD_TIMER_CANCEL_ON_SET timerfds to fire
 //! (timerfd compares `offs_real`), so a zero step (compensated migration) is a 1 ns nudge.
@@ -20,20 +22,21 @@
 
 use crate::abi::StepMethod;
 use crate::fallback::{
-    needs_correction,
+    self,
+    Applied,
+    RealtimeClock,
+    StepError,
     WindowEstimate, //
 };
 use kernel::{bindings, error::to_result, prelude::*};
 
 const NSEC_PER_SEC: i64 = 1_000_000_000;
 
-/// Most clock updates a zero step makes to move the realtime offset by at least 1 ns.
-const MAX_NUDGES: u32 = 8;
-
 /// CLOCK_MONOTONIC now, nanoseconds. Not for NMI context.
 pub(crate) fn monotonic_ns() -> i64 {
     // SAFETY: `ktime_get()` may be called from any context but NMI, and the module never runs in
-    // NMI context (its code runs in process, softirq-free work and hard-IRQ context only).
+    // NMI context (only in process context: the interrupt thread, the poll work, probe and
+    // remove; and in hard-IRQ context).
     unsafe { bindings::ktime_get() }
 }
 
@@ -66,19 +69,30 @@ fn set_realtime_ns(ns: i64) -> Result {
     let ts = ns_to_timespec(ns);
     // SAFETY: `ts` is a valid, initialised `timespec64` that lives across the call;
     // `do_settimeofday64()` validates its value and only reads it. We are in process context
-    // (the only callers are `Stepper` methods, called from work items).
+    // (the only caller is `Stepper::step`, called from the interrupt thread or a work item).
     to_result(unsafe { bindings::do_settimeofday64(&ts) })
 }
 
-/// What [`Stepper::step`] did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct StepOutcome {
-    /// The change of the realtime offset, nanoseconds.
-    pub(crate) applied_ns: i64,
-    /// `applied_ns - step_ns`.
-    pub(crate) residual_ns: i64,
-    /// Clock updates made (1; more for corrections or a zero-step nudge).
-    pub(crate) sets: u32,
+/// What [`Stepper::step`] did once the clock moved: see [`fallback::Applied`].
+pub(crate) type StepOutcome = Applied<Error>;
+
+/// The kernel's timekeeping as the read-then-set loop drives it.
+struct KernelClock;
+
+impl RealtimeClock for KernelClock {
+    type Error = Error;
+
+    fn monotonic_ns(&mut self) -> i64 {
+        monotonic_ns()
+    }
+
+    fn offset_ns(&mut self) -> i64 {
+        realtime_offset_ns()
+    }
+
+    fn set_realtime_ns(&mut self, ns: i64) -> Result {
+        set_realtime_ns(ns)
+    }
 }
 
 /// Steps CLOCK_REALTIME by the chosen [`StepMethod`]. Lives in the engine's locked state: one
@@ -109,56 +123,18 @@ impl Stepper {
     }
 
     /// Steps CLOCK_REALTIME by `step_ns` (0: a 1 ns nudge so waiters fire), which resets NTP state
-    /// and wakes clock-was-set waiters. May sleep.
+    /// and wakes clock-was-set waiters. May sleep. An error means nothing was applied; once the
+    /// clock moved the result is `Ok`, partial or not ([`Applied::stop`]).
     pub(crate) fn step(&mut self, step_ns: i64) -> Result<StepOutcome> {
         match self.method {
             StepMethod::Inject => inject(step_ns),
-            StepMethod::SetTimeOfDay => self.read_then_set(step_ns),
-        }
-    }
-
-    /// One read-then-set aiming at "now + `delta_ns`"; returns the measured offset change and
-    /// records the window it lost.
-    fn set_once(&mut self, delta_ns: i64) -> Result<i64> {
-        let compensation = self.window.estimate();
-        let aim = delta_ns.checked_add(compensation).ok_or(ERANGE)?;
-        let off0 = realtime_offset_ns();
-        let target = monotonic_ns()
-            .checked_add(off0)
-            .and_then(|t| t.checked_add(aim))
-            .ok_or(ERANGE)?;
-        set_realtime_ns(target)?;
-        let applied = realtime_offset_ns().checked_sub(off0).ok_or(ERANGE)?;
-        if let Some(lost) = aim.checked_sub(applied) {
-            self.window.record(lost);
-        }
-        Ok(applied)
-    }
-
-    /// The settimeofday method: set, then correct a residual beyond the threshold (bounded).
-    fn read_then_set(&mut self, step_ns: i64) -> Result<StepOutcome> {
-        let mut applied = 0i64;
-        let mut sets = 0u32;
-        let mut corrections = 0u32;
-        let mut nudges = 0u32;
-        let mut want = step_ns;
-        loop {
-            applied = applied.checked_add(self.set_once(want)?).ok_or(ERANGE)?;
-            sets += 1;
-            let residual = applied.checked_sub(step_ns).ok_or(ERANGE)?;
-            if needs_correction(residual, corrections) {
-                corrections += 1;
-                want = residual.checked_neg().ok_or(ERANGE)?;
-            } else if applied == 0 && nudges < MAX_NUDGES {
-                // The offset did not move: waiters would not fire. Nudge it.
-                nudges += 1;
-                want = i64::from(nudges);
-            } else {
-                return Ok(StepOutcome {
-                    applied_ns: applied,
-                    residual_ns: residual,
-                    sets,
-                });
+            StepMethod::SetTimeOfDay => {
+                fallback::read_then_set(&mut KernelClock, &mut self.window, step_ns).map_err(|e| {
+                    match e {
+                        StepError::Overflow => ERANGE,
+                        StepError::Set(e) => e,
+                    }
+                })
             }
         }
     }
@@ -175,11 +151,12 @@ fn inject(step_ns: i64) -> Result<StepOutcome> {
     let off0 = realtime_offset_ns();
     inject_realtime_offset(Delta::from_nanos(delta))?;
     // Exact unless another agent set the clock in between, which the residual then shows.
-    let applied = realtime_offset_ns().checked_sub(off0).ok_or(ERANGE)?;
+    let applied = realtime_offset_ns().wrapping_sub(off0);
     Ok(StepOutcome {
         applied_ns: applied,
-        residual_ns: applied.checked_sub(step_ns).ok_or(ERANGE)?,
+        residual_ns: applied.wrapping_sub(step_ns),
         sets: 1,
+        stop: fallback::Stop::Done,
     })
 }
 

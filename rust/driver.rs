@@ -58,9 +58,6 @@ use kernel::{
     },
 };
 
-/// Safety-net poll period in doorbell mode, in ms (at least `poll_ms`).
-const DOORBELL_SAFETY_POLL_MS: u32 = 1000;
-
 /// The MSI-X vector and its handler.
 struct IrqParts<'bound> {
     /// Dropped (freeing the IRQ) before `vectors`, in `Drop`.
@@ -282,11 +279,9 @@ impl MigtimeDriver {
         pdev.set_master();
         let irq = match setup_doorbell(dev, &engine) {
             Ok(parts) => {
-                // Safety-net poll, slower than the doorbell and deferrable.
-                let p = cfg.poll_ms.max(DOORBELL_SAFETY_POLL_MS);
+                // Safety-net poll, slower than the doorbell.
+                let p = wake::poll_period_ms(cfg.poll_ms, true);
                 engine.poll_period_ms.store(p, Relaxed);
-                // SAFETY: The poll work is first queued by `arm_poll` below, after this.
-                unsafe { wake::make_poll_deferrable(&engine) };
                 Some(parts)
             }
             Err(e) => {

@@ -7,12 +7,12 @@
 //! [`Tracker::decide`] (pure policy), [`act`](crate::act) (step the clock, or refuse, or panic),
 //! [`Tracker::settle`] (move the baseline only as the policy allows) and
 //! [`record`](Engine::record) (counters, log line, guest area, `/dev/migtime` event). It runs
-//! under the state lock from start to end, so the doorbell work and the poll work, which may
-//! run at once on different CPUs, never decide on a stale snapshot after a newer one, and events
-//! reach readers in order.
+//! under the state lock from start to end, so the doorbell's interrupt thread and the poll work,
+//! which may run at once on different CPUs, never decide on a stale snapshot after a newer one,
+//! and events reach readers in order.
 //!
 //! Two contexts drive it ([`wake`](crate::wake)): the doorbell's interrupt thread, and the poll
-//! work (the primary mechanism without a doorbell; a deferrable safety net with one).
+//! work (the primary mechanism without a doorbell; a slower safety net with one).
 
 use crate::abi::{
     GuestArea,
@@ -41,14 +41,17 @@ use crate::page::{
 use crate::params::Config;
 use crate::policy::{
     self,
-    Decision,
-    Settled,
-    Tracker, //
+    Decision, //
 };
 use crate::seqlock::{
     self,
     ReadError,
     Snapshot, //
+};
+use crate::tracker::{
+    self,
+    Settled,
+    Tracker, //
 };
 use kernel::{
     new_mutex, pci,
@@ -70,10 +73,10 @@ use kernel::{
 
 /// Mutable state of a bound device, serialised by [`Engine::state`].
 pub(crate) struct EngineState {
-    /// The baseline, and which bad pages were already reported.
-    pub(crate) tracker: Tracker,
+    /// The baseline, the rate window, and which bad pages were already reported.
+    tracker: Tracker,
     /// How the clock is stepped.
-    pub(crate) stepper: Stepper,
+    stepper: Stepper,
     /// Events recorded since bind.
     events: u64,
     /// The guest area's seqlock count (even).
@@ -82,7 +85,7 @@ pub(crate) struct EngineState {
     header_reported: bool,
 }
 
-/// The engine of a bound device, shared by the driver data, the work items and the interrupt
+/// The engine of a bound device, shared by the driver data, the poll work and the interrupt
 /// handler.
 #[pin_data]
 pub(crate) struct Engine {
@@ -116,7 +119,7 @@ impl Engine {
         try_pin_init!(Self {
             bar,
             cfg,
-            poll_period_ms: Atomic::new(cfg.poll_ms),
+            poll_period_ms: Atomic::new(crate::wake::poll_period_ms(cfg.poll_ms, false)),
             stopping: Atomic::new(false),
             rang_mono_ns: Atomic::new(0),
             state <- new_mutex!(EngineState {
@@ -149,12 +152,15 @@ impl Engine {
         let Some(snap) = self.read_page(&mut st) else {
             return;
         };
-        let d = st.tracker.decide(&snap, &self.cfg.policy);
-        let Some(acted) = act::act(&mut st, &self.counters, &snap, &d) else {
+        let d = st.tracker.decide(&snap, &self.cfg.policy, work_ns);
+        let baseline = st.tracker.baseline();
+        let Some(acted) = act::act(&mut st.stepper, baseline, &self.counters, &snap, &d) else {
+            // A coalesced refusal is counted by the tracker.
+            st.tracker.settle(&snap, &d, false, work_ns);
             return;
         };
         let done_ns = clock::monotonic_ns();
-        self.settle(&mut st, &snap, &d, &acted);
+        self.settle(&mut st, &snap, &d, &acted, work_ns);
         let timing = Timing {
             wake_mono_ns: wake_ns,
             work_mono_ns: work_ns,
@@ -204,22 +210,22 @@ impl Engine {
     }
 
     /// Moves the baseline as the policy allows (not at all for a failed step) and logs retries.
-    fn settle(&self, st: &mut EngineState, snap: &Snapshot, d: &Decision, acted: &Acted) {
+    fn settle(&self, st: &mut EngineState, snap: &Snapshot, d: &Decision, acted: &Acted, now: i64) {
         let prev = st.tracker.baseline();
         match st
             .tracker
-            .settle(snap, d, acted.outcome != Outcome::Failed)
+            .settle(snap, d, acted.outcome != Outcome::Failed, now)
         {
             Settled::Failed { attempts } => pr_warn!(
                 "seq={} not applied (attempt {} of {}): retrying at the next check\n",
                 snap.migration_seq,
                 attempts,
-                policy::MAX_STEP_ATTEMPTS
+                tracker::MAX_STEP_ATTEMPTS
             ),
             Settled::GaveUp => pr_err!(
                 "seq={} not applied after {} attempts: giving up on this page (baseline stays at seq={})\n",
                 snap.migration_seq,
-                policy::MAX_STEP_ATTEMPTS,
+                tracker::MAX_STEP_ATTEMPTS,
                 prev.seq
             ),
             Settled::Nothing | Settled::Done => {}
@@ -300,10 +306,7 @@ mod tests {
 
     #[test]
     fn policy_in_kernel() {
-        let p = Policy {
-            limit_ns: 1_000_000_000,
-            on_violation: OnViolation::Refuse,
-        };
+        let p = Policy::per_page(1_000_000_000, OnViolation::Refuse);
         let snap = |seq, flags, delta, total| Snapshot {
             seq_count: 2,
             flags,
@@ -317,7 +320,7 @@ mod tests {
         });
         // Catch-up (two migrations): the total difference, once.
         let s = snap(7, 0, 10, 170);
-        let d = t.decide(&s, &p);
+        let d = t.decide(&s, &p, 0);
         assert_eq!(
             d.action,
             Action::Apply {
@@ -325,19 +328,19 @@ mod tests {
                 outcome: Outcome::Stepped
             }
         );
-        t.settle(&s, &d, true);
-        assert_eq!(t.decide(&s, &p).action, Action::Nothing);
+        t.settle(&s, &d, true, 0);
+        assert_eq!(t.decide(&s, &p, 0).action, Action::Nothing);
         // A replay of an older page: refused once, never stepped, baseline kept.
         let old = snap(6, 0, 60, 160);
-        let d = t.decide(&old, &p);
+        let d = t.decide(&old, &p, 0);
         assert_eq!(d.action, Action::Refuse(Outcome::RefusedSeqBackwards));
-        t.settle(&old, &d, true);
-        assert_eq!(t.decide(&old, &p).action, Action::Nothing);
+        t.settle(&old, &d, true, 0);
+        assert_eq!(t.decide(&old, &p, 0).action, Action::Nothing);
         assert_eq!(t.baseline().seq, 7);
         // Compensated: notify, no step.
         let s = snap(8, FLAG_COMPENSATED, 0, 170);
         assert_eq!(
-            t.decide(&s, &p).action,
+            t.decide(&s, &p, 0).action,
             Action::Apply {
                 step_ns: 0,
                 outcome: Outcome::Notified

@@ -39,8 +39,10 @@ mod kernel_id;
 mod page;
 mod params;
 pub mod policy;
+pub mod rate;
 pub mod seqlock;
 mod steplog;
+pub mod tracker;
 mod wake;
 
 kernel::static_assert!(abi::layout_is_v1());
@@ -59,7 +61,7 @@ module! {
         },
         max_step_ms: u64 {
             default: 600000,
-            description: "Largest step applied without a violation, in ms (1..=18446744073709)",
+            description: "Largest live migration step applied without a violation, and the live steps' sum allowed per step_window_ms, in ms (1..=18446744073709)",
         },
         on_violation: u32 {
             default: 1,
@@ -68,6 +70,18 @@ module! {
         read_attempts: u32 {
             default: 64,
             description: "Seqlock read attempts before giving up until the next check (1..=100000)",
+        },
+        max_restore_ms: u64 {
+            default: 315360000000,
+            description: "Largest step for a restore from saved state (page flag RESTORE), default 3650 days, in ms (1..=18446744073709)",
+        },
+        max_steps: u32 {
+            default: 32,
+            description: "Steps allowed per step_window_ms, of every kind (1..=32)",
+        },
+        step_window_ms: u32 {
+            default: 600000,
+            description: "Rate window in ms: at most max_steps steps, and live steps adding up to at most max_step_ms, per window (1..=86400000)",
         },
         step_method: u32 {
             default: 0,

@@ -7,6 +7,10 @@ use crate::policy::{
     OnViolation,
     Policy, //
 };
+use crate::rate::{
+    Rate,
+    MAX_RATE_STEPS, //
+};
 use core::ops::RangeInclusive;
 use kernel::prelude::*;
 
@@ -20,6 +24,13 @@ pub(crate) const POLL_MS: RangeInclusive<u32> = 1..=60_000;
 pub(crate) const MAX_STEP_MS: RangeInclusive<u64> = 1..=u64::MAX / 1_000_000;
 /// `read_attempts`: seqlock read attempts per check.
 pub(crate) const READ_ATTEMPTS: RangeInclusive<u32> = 1..=100_000;
+/// `max_restore_ms`: the largest restore step applied without a violation, ms.
+pub(crate) const MAX_RESTORE_MS: RangeInclusive<u64> = 1..=u64::MAX / 1_000_000;
+/// `max_steps`: steps allowed per `step_window_ms` (the rate bound's capacity).
+// CAST: `MAX_RATE_STEPS` is 32.
+pub(crate) const MAX_STEPS: RangeInclusive<u32> = 1..=MAX_RATE_STEPS as u32;
+/// `step_window_ms`: the rate bound's window, ms (at most a day).
+pub(crate) const STEP_WINDOW_MS: RangeInclusive<u32> = 1..=86_400_000;
 
 /// Validated module parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +53,9 @@ pub(crate) enum ParamError {
     OnViolation(u32),
     ReadAttempts(u32),
     StepMethod(u32),
+    MaxRestoreMs(u64),
+    MaxSteps(u32),
+    StepWindowMs(u32),
     /// `step_method=1` (inject) on a kernel without `timekeeping_inject_realtime_offset()`.
     InjectUnavailable,
 }
@@ -54,6 +68,14 @@ pub(crate) struct RawParams {
     pub(crate) on_violation: u32,
     pub(crate) read_attempts: u32,
     pub(crate) step_method: u32,
+    pub(crate) max_restore_ms: u64,
+    pub(crate) max_steps: u32,
+    pub(crate) step_window_ms: u32,
+}
+
+/// Nanoseconds of `ms` milliseconds, if `ms` is in `range` and the nanoseconds fit a `u64`.
+fn ms_to_ns(ms: u64, range: &RangeInclusive<u64>) -> Option<u64> {
+    ms.checked_mul(1_000_000).filter(|_| range.contains(&ms))
 }
 
 /// Whether this build can step with `timekeeping_inject_realtime_offset()` (set by `rust/Kbuild`
@@ -67,10 +89,15 @@ impl Config {
         if !POLL_MS.contains(&raw.poll_ms) {
             return Err(ParamError::PollMs(raw.poll_ms));
         }
-        let limit_ns = match raw.max_step_ms.checked_mul(1_000_000) {
-            Some(ns) if MAX_STEP_MS.contains(&raw.max_step_ms) => ns,
-            _ => return Err(ParamError::MaxStepMs(raw.max_step_ms)),
-        };
+        let limit_ns = ms_to_ns(raw.max_step_ms, &MAX_STEP_MS).ok_or(ParamError::MaxStepMs(raw.max_step_ms))?;
+        let restore_limit_ns =
+            ms_to_ns(raw.max_restore_ms, &MAX_RESTORE_MS).ok_or(ParamError::MaxRestoreMs(raw.max_restore_ms))?;
+        if !MAX_STEPS.contains(&raw.max_steps) {
+            return Err(ParamError::MaxSteps(raw.max_steps));
+        }
+        if !STEP_WINDOW_MS.contains(&raw.step_window_ms) {
+            return Err(ParamError::StepWindowMs(raw.step_window_ms));
+        }
         let on_violation = OnViolation::from_param(raw.on_violation)
             .ok_or(ParamError::OnViolation(raw.on_violation))?;
         if !READ_ATTEMPTS.contains(&raw.read_attempts) {
@@ -87,6 +114,11 @@ impl Config {
             poll_ms: raw.poll_ms,
             policy: Policy {
                 limit_ns,
+                restore_limit_ns,
+                rate: Rate {
+                    window_ns: u64::from(raw.step_window_ms) * 1_000_000,
+                    max_steps: raw.max_steps,
+                },
                 on_violation,
             },
             read_attempts: raw.read_attempts,
@@ -112,6 +144,9 @@ impl Config {
             on_violation: p::on_violation.value(),
             read_attempts: p::read_attempts.value(),
             step_method: p::step_method.value(),
+            max_restore_ms: p::max_restore_ms.value(),
+            max_steps: p::max_steps.value(),
+            step_window_ms: p::step_window_ms.value(),
         };
         Self::validate(raw, INJECT_AVAILABLE).map_err(|e| {
             match e {
@@ -135,6 +170,21 @@ impl Config {
                 ),
                 ParamError::StepMethod(v) => pr_err!(
                     "invalid step_method={v}: must be 0 (auto), 1 (inject) or 2 (settimeofday)\n"
+                ),
+                ParamError::MaxRestoreMs(v) => pr_err!(
+                    "invalid max_restore_ms={v}: must be {}..={}\n",
+                    MAX_RESTORE_MS.start(),
+                    MAX_RESTORE_MS.end()
+                ),
+                ParamError::MaxSteps(v) => pr_err!(
+                    "invalid max_steps={v}: must be {}..={}\n",
+                    MAX_STEPS.start(),
+                    MAX_STEPS.end()
+                ),
+                ParamError::StepWindowMs(v) => pr_err!(
+                    "invalid step_window_ms={v}: must be {}..={}\n",
+                    STEP_WINDOW_MS.start(),
+                    STEP_WINDOW_MS.end()
                 ),
                 ParamError::InjectUnavailable => pr_err!(
                     "invalid step_method=1: this kernel has no timekeeping_inject_realtime_offset()\n"
@@ -162,6 +212,9 @@ mod tests {
             on_violation,
             read_attempts,
             step_method,
+            max_restore_ms: 1,
+            max_steps: 1,
+            step_window_ms: 1,
         }
     }
 
@@ -183,6 +236,28 @@ mod tests {
             Err(ParamError::ReadAttempts(100_001))
         );
         assert_eq!(v(raw(1, 1, 1, 1, 3)), Err(ParamError::StepMethod(3)));
+        let bad = |r: RawParams| v(r).err();
+        assert_eq!(
+            bad(RawParams {
+                max_restore_ms: 0,
+                ..raw(1, 1, 1, 1, 0)
+            }),
+            Some(ParamError::MaxRestoreMs(0))
+        );
+        assert_eq!(
+            bad(RawParams {
+                max_steps: 33,
+                ..raw(1, 1, 1, 1, 0)
+            }),
+            Some(ParamError::MaxSteps(33))
+        );
+        assert_eq!(
+            bad(RawParams {
+                step_window_ms: 0,
+                ..raw(1, 1, 1, 1, 0)
+            }),
+            Some(ParamError::StepWindowMs(0))
+        );
         let c = v(raw(60_000, 1, 2, 100_000, 2)).unwrap();
         assert_eq!(c.policy.limit_ns, 1_000_000);
         assert_eq!(c.policy.on_violation, OnViolation::Panic);
@@ -212,10 +287,19 @@ mod tests {
         assert!(described("poll_ms: u32", s, e));
         let (s, e) = wide(&READ_ATTEMPTS);
         assert!(described("read_attempts: u32", s, e));
+        let (s, e) = wide(&MAX_STEPS);
+        assert!(described("max_steps: u32", s, e));
+        let (s, e) = wide(&STEP_WINDOW_MS);
+        assert!(described("step_window_ms: u32", s, e));
         assert!(described(
             "max_step_ms: u64",
             *MAX_STEP_MS.start(),
             *MAX_STEP_MS.end()
+        ));
+        assert!(described(
+            "max_restore_ms: u64",
+            *MAX_RESTORE_MS.start(),
+            *MAX_RESTORE_MS.end()
         ));
     }
 

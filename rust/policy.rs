@@ -26,16 +26,39 @@
 //! 2. the total changed while the sequence did not, or the pending delta
 //!    overflows, or (sequence +1) the pending delta disagrees with
 //!    `tai_delta_ns` / the compensated flag → [`Outcome::RefusedInconsistent`];
-//! 3. `|pending| > limit_ns` → [`Outcome::RefusedOverLimit`].
+//! 3. `|pending| > limit` → [`Outcome::RefusedOverLimit`], where the limit is
+//!    [`Policy::limit_ns`] (`max_step_ms`) for a live migration and
+//!    [`Policy::restore_limit_ns`] for a page with [`FLAG_RESTORE`] (the VM
+//!    was brought back from saved state: hours or days are normal);
+//! 4. the rate bound ([`crate::rate`]): more than [`Rate::max_steps`] steps in
+//!    [`Rate::window_ns`], or live migration steps adding up to more than
+//!    `limit_ns` in that window → [`Outcome::RefusedRate`].
 //!
-//! [`Tracker`] adds what the guest remembers between checks: a refused page
-//! that did not move the baseline is reported once, not at every poll, and a
-//! step the kernel rejected is retried a bounded number of times
-//! ([`MAX_STEP_ATTEMPTS`]) with the baseline left where it was.
+//! A newer page refused for any reason is adopted and its delta dropped. The
+//! rate bound thus caps what a host writing consistent pages quickly can do:
+//! within any window, live migrations move the clock by at most `limit_ns` in
+//! total, and restores at most `max_steps` times by at most
+//! `restore_limit_ns` each.
+//!
+//! [`Tracker`](crate::tracker::Tracker) adds what the guest remembers between
+//! checks: the steps of the rate window; refused pages that did not move the
+//! baseline (the last 8, each reported once, and at most 8 such reports per
+//! minute, the rest coalesced: a host alternating backwards pages gets a
+//! bounded number of events); a log budget for refusals (10 lines per 5 s, as
+//! the kernel's printk ratelimit); and a step the kernel
+//! rejected, retried a bounded number of times ([`MAX_STEP_ATTEMPTS`](crate::tracker::MAX_STEP_ATTEMPTS)) with
+//! the baseline left where it was. A step that moved the clock only partly
+//! (a later set rejected) counts as applied: the baseline moves, the
+//! remainder is reported as its residual and never re-applied.
 
 use crate::abi::{
     Outcome,
-    FLAG_COMPENSATED, //
+    FLAG_COMPENSATED,
+    FLAG_RESTORE, //
+};
+use crate::rate::{
+    Allowance,
+    Rate, //
 };
 use crate::seqlock::Snapshot;
 
@@ -66,10 +89,27 @@ impl OnViolation {
 /// The step policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
-    /// Largest step applied without a violation, in nanoseconds (absolute).
+    /// Largest live migration step applied without a violation, in nanoseconds (absolute); also
+    /// the live steps' budget per rate window.
     pub limit_ns: u64,
+    /// Largest step for a page with [`FLAG_RESTORE`], nanoseconds (absolute).
+    pub restore_limit_ns: u64,
+    /// The rate bound over all steps.
+    pub rate: Rate,
     /// What a violation does.
     pub on_violation: OnViolation,
+}
+
+impl Policy {
+    /// A policy with one limit for every page and no rate bound.
+    pub const fn per_page(limit_ns: u64, on_violation: OnViolation) -> Self {
+        Self {
+            limit_ns,
+            restore_limit_ns: limit_ns,
+            rate: Rate::UNLIMITED,
+            on_violation,
+        }
+    }
 }
 
 /// The page state the guest is in step with.
@@ -111,6 +151,24 @@ pub struct Decision {
     pub pending_ns: Option<i64>,
     /// The baseline to keep after acting.
     pub next: Baseline,
+    /// Whether a refusal or warning may be logged (the log budget allows it).
+    pub log: bool,
+    /// A refusal not reported because too many were reported lately ([`Action::Nothing`]).
+    pub coalesced: bool,
+}
+
+impl Decision {
+    /// Nothing to do; the baseline stays `b`.
+    pub const fn nothing(b: Baseline, pending_ns: Option<i64>, coalesced: bool) -> Self {
+        Self {
+            action: Action::Nothing,
+            warned: None,
+            pending_ns,
+            next: b,
+            log: false,
+            coalesced,
+        }
+    }
 }
 
 impl Baseline {
@@ -124,18 +182,18 @@ impl Baseline {
         }
     }
 
-    /// Decides what a new snapshot asks for.
+    /// Decides what a new snapshot asks for, with no rate bound.
     pub fn decide(&self, s: &Snapshot, policy: &Policy) -> Decision {
+        self.decide_within(s, policy, Allowance::UNLIMITED)
+    }
+
+    /// Decides what a new snapshot asks for, given what the rate window still `allows`.
+    pub fn decide_within(&self, s: &Snapshot, policy: &Policy, allows: Allowance) -> Decision {
         let next = Baseline::from_snapshot(s);
         let pending = s.tai_delta_total_ns.checked_sub(self.total_ns);
 
         if s.migration_seq == self.seq && s.tai_delta_total_ns == self.total_ns {
-            return Decision {
-                action: Action::Nothing,
-                warned: None,
-                pending_ns: Some(0),
-                next: *self,
-            };
+            return Decision::nothing(*self, Some(0), false);
         }
 
         // Only a newer page may move the baseline (a warned apply adopts the page too).
@@ -160,6 +218,8 @@ impl Baseline {
                 warned,
                 pending_ns: pending,
                 next: if adopt { next } else { *self },
+                log: true,
+                coalesced: false,
             }
         };
 
@@ -182,8 +242,17 @@ impl Baseline {
                 return violation(Outcome::RefusedInconsistent, None);
             }
         }
-        if pending.unsigned_abs() > policy.limit_ns {
+        let restore = s.flags & FLAG_RESTORE != 0;
+        let limit = if restore {
+            policy.restore_limit_ns
+        } else {
+            policy.limit_ns
+        };
+        if pending.unsigned_abs() > limit {
             return violation(Outcome::RefusedOverLimit, Some(pending));
+        }
+        if allows.steps == 0 || (!restore && pending.unsigned_abs() > allows.live_ns) {
+            return violation(Outcome::RefusedRate, Some(pending));
         }
         let outcome = if pending == 0 {
             Outcome::Notified
@@ -198,119 +267,8 @@ impl Baseline {
             warned: None,
             pending_ns: Some(pending),
             next,
-        }
-    }
-}
-
-/// How many times the step for one page is attempted when the kernel rejects it.
-pub const MAX_STEP_ATTEMPTS: u32 = 3;
-
-/// The page content a decision was about (everything but the seqlock count).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct PageKey {
-    flags: u32,
-    migration_seq: u64,
-    tai_delta_ns: i64,
-    tai_delta_total_ns: i64,
-}
-
-impl PageKey {
-    const fn of(s: &Snapshot) -> Self {
-        Self {
-            flags: s.flags,
-            migration_seq: s.migration_seq,
-            tai_delta_ns: s.tai_delta_ns,
-            tai_delta_total_ns: s.tai_delta_total_ns,
-        }
-    }
-}
-
-/// How acting on a [`Decision`] went, for [`Tracker::settle`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Settled {
-    /// Nothing was to be done.
-    Nothing,
-    /// The step was applied (or the page refused): the baseline moved as decided.
-    Done,
-    /// The step failed; it will be tried again at the next check (`attempts` so far).
-    Failed {
-        /// Attempts made for this page, `1..MAX_STEP_ATTEMPTS`.
-        attempts: u32,
-    },
-    /// The step failed [`MAX_STEP_ATTEMPTS`] times: the page is given up on (not retried,
-    /// baseline unchanged) until the host writes a different page.
-    GaveUp,
-}
-
-/// What the guest remembers between checks: the baseline, a refused page that did not move it
-/// (reported once), and the failed attempts at the current newer page.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Tracker {
-    baseline: Baseline,
-    /// A refused page that left the baseline where it was: not reported again while the page
-    /// stays the same.
-    refused: Option<PageKey>,
-    /// A newer page whose step the kernel rejected, and how many times.
-    failed: Option<(PageKey, u32)>,
-}
-
-impl Tracker {
-    /// A tracker in step with `baseline`.
-    pub const fn new(baseline: Baseline) -> Self {
-        Self {
-            baseline,
-            refused: None,
-            failed: None,
-        }
-    }
-
-    /// What the clock is in step with.
-    pub const fn baseline(&self) -> Baseline {
-        self.baseline
-    }
-
-    /// Decides what `s` asks for. A page already refused without moving the baseline, or given
-    /// up on after [`MAX_STEP_ATTEMPTS`] failed steps, is [`Action::Nothing`]: it was reported.
-    pub fn decide(&self, s: &Snapshot, policy: &Policy) -> Decision {
-        let key = PageKey::of(s);
-        let reported = self.refused == Some(key)
-            || matches!(self.failed, Some((k, n)) if k == key && n >= MAX_STEP_ATTEMPTS);
-        if reported {
-            return Decision {
-                action: Action::Nothing,
-                warned: None,
-                pending_ns: None,
-                next: self.baseline,
-            };
-        }
-        self.baseline.decide(s, policy)
-    }
-
-    /// Records what came of acting on `d` (decided by [`Tracker::decide`] for `s`); `applied`
-    /// is false when the kernel rejected the step. A failed step leaves the baseline alone.
-    pub fn settle(&mut self, s: &Snapshot, d: &Decision, applied: bool) -> Settled {
-        let key = PageKey::of(s);
-        match d.action {
-            Action::Nothing => Settled::Nothing,
-            Action::Apply { .. } if !applied => {
-                let attempts = match self.failed {
-                    Some((k, n)) if k == key => n.saturating_add(1),
-                    _ => 1,
-                };
-                self.failed = Some((key, attempts));
-                if attempts >= MAX_STEP_ATTEMPTS {
-                    Settled::GaveUp
-                } else {
-                    Settled::Failed { attempts }
-                }
-            }
-            Action::Apply { .. } | Action::Refuse(_) | Action::Panic(_) => {
-                self.refused = (d.next == self.baseline && matches!(d.action, Action::Refuse(_)))
-                    .then_some(key);
-                self.failed = None;
-                self.baseline = d.next;
-                Settled::Done
-            }
+            log: true,
+            coalesced: false,
         }
     }
 }

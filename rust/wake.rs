@@ -6,10 +6,13 @@
 //!   handler's own kernel thread (SCHED_FIFO) then runs the check, so nothing but the page check
 //!   stands between the interrupt and the step (no work queue, no kworker to wake). Rings that
 //!   arrive while the thread runs coalesce into one more run.
-//! - Without a doorbell the poll work is the mechanism: a normal timer every `poll_ms`.
-//! - With a doorbell it is only a safety net (a ring lost, or rung before the guest resumed):
-//!   its timer is **deferrable**, so it never wakes an idle guest; a missed ring is caught at the
-//!   guest's next wakeup, before anything runs for long on stale time.
+//! - Without a doorbell the poll work is the mechanism: a timer every `poll_ms`.
+//! - With a doorbell it is only a safety net (a ring lost, or rung before the guest resumed),
+//!   every [`DOORBELL_SAFETY_POLL_MS`] (or `poll_ms`, if longer). Its timer is a normal one,
+//!   not deferrable, and not pinned (the system work queue queues delayed work on no CPU in
+//!   particular): a deferrable timer would only fire when the CPU that armed it next wakes, which
+//!   can be never on a guest whose other CPUs are busy. So a lost ring is caught within that
+//!   period, at the cost of waking an idle guest once per period.
 //!
 //! The poll work holds an `Arc<Engine>` reference while queued; [`stop`] cancels it and gives
 //! back the reference of an item cancelled before it ran.
@@ -70,27 +73,24 @@ impl irq::ThreadedHandler for Doorbell {
     }
 }
 
+/// Safety-net poll period in doorbell mode, ms (at least `poll_ms`).
+const DOORBELL_SAFETY_POLL_MS: u32 = 1000;
+
+/// The poll period: `poll_ms` without a doorbell, the safety-net period with one.
+pub(crate) fn poll_period_ms(poll_ms: u32, doorbell: bool) -> u32 {
+    if doorbell {
+        poll_ms.max(DOORBELL_SAFETY_POLL_MS)
+    } else {
+        poll_ms
+    }
+}
+
 /// Queues the next poll.
 pub(crate) fn arm_poll(this: &Arc<Engine>) {
     if !this.stopping.load(Relaxed) {
         let j = msecs_to_jiffies(this.poll_period_ms.load(Relaxed));
         let _ = workqueue::system().enqueue_delayed::<Arc<Engine>, 2>(this.clone(), j);
     }
-}
-
-/// Makes the poll's timer deferrable (doorbell mode: a safety net that must not wake an idle
-/// guest).
-///
-/// # Safety
-///
-/// The poll work must never have been queued, and must not be queued concurrently.
-pub(crate) unsafe fn make_poll_deferrable(this: &Engine) {
-    let dwork = delayed_work_ptr(&this.poll_work);
-    // SAFETY: `dwork` points at the initialised `delayed_work` (see `delayed_work_ptr`). Its
-    // timer was set up by `DelayedWork::new` with `TIMER_IRQSAFE` and, by this function's
-    // contract, was never queued and cannot be queued while we write: adding
-    // `TIMER_DEFERRABLE` now is what `INIT_DEFERRABLE_WORK()` would have done at init.
-    unsafe { (*dwork).timer.flags |= bindings::TIMER_DEFERRABLE };
 }
 
 /// Stops the poll work and waits for a running instance; reclaims the reference of a cancelled

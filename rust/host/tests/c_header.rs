@@ -30,6 +30,9 @@ int main(void)
 	P("OUTCOME_REFUSED_OVER_LIMIT", MIGTIME_OUTCOME_REFUSED_OVER_LIMIT);
 	P("OUTCOME_REFUSED_INCONSISTENT", MIGTIME_OUTCOME_REFUSED_INCONSISTENT);
 	P("OUTCOME_FAILED", MIGTIME_OUTCOME_FAILED);
+	P("FLAG_RESTORE", MIGTIME_FLAG_RESTORE);
+	P("OUTCOME_REFUSED_RATE", MIGTIME_OUTCOME_REFUSED_RATE);
+	P("OUTCOME_PARTIAL", MIGTIME_OUTCOME_PARTIAL);
 	P("sizeof.host", sizeof(struct migtime_host_area));
 	P("sizeof.guest", sizeof(struct migtime_guest_area));
 	P("sizeof.event", sizeof(struct migtime_event));
@@ -85,6 +88,9 @@ fn expected() -> BTreeMap<String, u64> {
         Outcome::RefusedInconsistent as u64,
     );
     p("OUTCOME_FAILED", Outcome::Failed as u64);
+    p("FLAG_RESTORE", abi::FLAG_RESTORE.into());
+    p("OUTCOME_REFUSED_RATE", Outcome::RefusedRate as u64);
+    p("OUTCOME_PARTIAL", Outcome::Partial as u64);
     p("sizeof.host", size_of::<HostArea>() as u64);
     p("sizeof.guest", size_of::<GuestArea>() as u64);
     p("sizeof.event", size_of::<Event>() as u64);

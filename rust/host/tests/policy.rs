@@ -1,50 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The step policy: unit tests and properties.
+//! The step policy: unit tests (the properties are in `policy_props.rs`).
 
 use migtime_abi::abi::{Outcome, FLAG_COMPENSATED};
-use migtime_abi::policy::{
-    Action, Baseline, OnViolation, Policy, Settled, Tracker, MAX_STEP_ATTEMPTS,
-};
+use migtime_abi::policy::{Action, Baseline, OnViolation, Policy};
 use migtime_abi::seqlock::Snapshot;
-use proptest::prelude::*;
+use migtime_abi::tracker::{Settled, Tracker, MAX_STEP_ATTEMPTS, REFUSAL_BURST};
 
-const SEC: i64 = 1_000_000_000;
+mod common;
 
-fn pol(v: OnViolation) -> Policy {
-    Policy {
-        limit_ns: 600 * SEC as u64,
-        on_violation: v,
-    }
-}
-
-fn snap(seq: u64, flags: u32, delta: i64, total: i64) -> Snapshot {
-    Snapshot {
-        seq_count: 2,
-        flags,
-        migration_seq: seq,
-        tai_delta_ns: delta,
-        tai_delta_total_ns: total,
-    }
-}
-
-fn base(seq: u64, total: i64) -> Baseline {
-    Baseline {
-        seq,
-        total_ns: total,
-    }
-}
-
-fn apply(step_ns: i64) -> Action {
-    Action::Apply {
-        step_ns,
-        outcome: if step_ns == 0 {
-            Outcome::Notified
-        } else {
-            Outcome::Stepped
-        },
-    }
-}
+use common::{apply, at, base, play, pol, snap, SEC};
 
 #[test]
 fn baseline_from_snapshot_means_no_step_at_bind() {
@@ -126,7 +91,7 @@ fn backwards_refused_warned_refused_panics() {
 
 #[test]
 fn replayed_page_steps_once() {
-    // issue 9: seq 1 (+1 s), then seq 0 (total 0), then seq 1 (+1 s) again.
+    // seq 1 (+1 s), then seq 0 (total 0), then seq 1 (+1 s) again.
     let p = pol(OnViolation::Refuse);
     let mut t = Tracker::new(base(0, 0));
     let mut stepped = 0;
@@ -134,14 +99,14 @@ fn replayed_page_steps_once() {
     for s in [snap(1, 0, SEC, SEC), snap(0, 0, 0, 0), snap(1, 0, SEC, SEC)] {
         // Each page is looked at several times (polls), as the module does.
         for _ in 0..3 {
-            let d = t.decide(&s, &p);
+            let d = t.decide(&s, &p, 0);
             match d.action {
                 Action::Apply { step_ns, .. } => stepped += step_ns,
                 Action::Refuse(_) => refusals += 1,
                 Action::Nothing => {}
                 Action::Panic(_) => unreachable!(),
             }
-            t.settle(&s, &d, true);
+            t.settle(&s, &d, true, 0);
         }
     }
     assert_eq!(stepped, SEC);
@@ -152,46 +117,33 @@ fn replayed_page_steps_once() {
 
 #[test]
 fn reset_host_is_refused_until_rebaseline() {
-    // A host that restarts counting at 0: every distinct page below the baseline is refused
-    // once, none is stepped, and the baseline stays at 10 until the module re-baselines.
+    // A host that restarts counting at 0: distinct pages below the baseline are refused once
+    // each, up to REFUSAL_BURST in a minute (the rest coalesced, counted), none is stepped, and
+    // the baseline stays at 10 until the module re-baselines.
     let p = pol(OnViolation::Refuse);
     let mut t = Tracker::new(base(10, 0));
     let mut refused = 0;
+    let mut i = 0;
     for seq in 0..10 {
         let s = snap(seq, 0, SEC, (seq as i64 + 1) * SEC);
         for _ in 0..2 {
-            let d = t.decide(&s, &p);
+            let now = at(i, SEC / 10);
+            i += 1;
+            let d = t.decide(&s, &p, now);
             assert!(!matches!(d.action, Action::Apply { .. }), "{d:?}");
             if matches!(d.action, Action::Refuse(_)) {
                 refused += 1;
             }
-            t.settle(&s, &d, true);
+            t.settle(&s, &d, true, now);
         }
     }
-    assert_eq!(refused, 10);
+    assert_eq!(refused, REFUSAL_BURST);
+    // Each read of a page beyond the burst is one coalesced refusal.
+    assert_eq!(t.coalesced(), 2 * (10 - u64::from(REFUSAL_BURST)));
     assert_eq!(t.baseline(), base(10, 0));
     // The next real migration after the old baseline is applied normally.
     let s = snap(11, 0, 2 * SEC, 2 * SEC);
-    assert_eq!(t.decide(&s, &p).action, apply(2 * SEC));
-}
-
-/// Feeds `pages` to `t` as the module does (each page read `reads` times, every step
-/// succeeding) and returns, per page, the actions that were not [`Action::Nothing`].
-fn play(t: &mut Tracker, p: &Policy, pages: &[Snapshot], reads: usize) -> Vec<Vec<Action>> {
-    pages
-        .iter()
-        .map(|s| {
-            let mut acted = Vec::new();
-            for _ in 0..reads {
-                let d = t.decide(s, p);
-                if d.action != Action::Nothing {
-                    acted.push(d.action);
-                }
-                t.settle(s, &d, true);
-            }
-            acted
-        })
-        .collect()
+    assert_eq!(t.decide(&s, &p, at(i, SEC / 10)).action, apply(2 * SEC));
 }
 
 #[test]
@@ -233,9 +185,9 @@ fn failed_step_keeps_baseline_and_is_retried_a_bounded_number_of_times() {
     let mut t = Tracker::new(base(1, 0));
     let s = snap(2, 0, SEC, SEC);
     for attempt in 1..=MAX_STEP_ATTEMPTS {
-        let d = t.decide(&s, &p);
+        let d = t.decide(&s, &p, 0);
         assert_eq!(d.action, apply(SEC));
-        let settled = t.settle(&s, &d, false);
+        let settled = t.settle(&s, &d, false, 0);
         if attempt < MAX_STEP_ATTEMPTS {
             assert_eq!(settled, Settled::Failed { attempts: attempt });
         } else {
@@ -248,12 +200,12 @@ fn failed_step_keeps_baseline_and_is_retried_a_bounded_number_of_times() {
         );
     }
     // Given up: no more attempts at this page.
-    assert_eq!(t.decide(&s, &p).action, Action::Nothing);
+    assert_eq!(t.decide(&s, &p, 0).action, Action::Nothing);
     // A new page includes the delta that was never applied.
     let s = snap(3, 0, SEC, 2 * SEC);
-    let d = t.decide(&s, &p);
+    let d = t.decide(&s, &p, 0);
     assert_eq!(d.action, apply(2 * SEC));
-    assert_eq!(t.settle(&s, &d, true), Settled::Done);
+    assert_eq!(t.settle(&s, &d, true, 0), Settled::Done);
     assert_eq!(t.baseline(), base(3, 2 * SEC));
 }
 
@@ -324,263 +276,10 @@ fn overflow_is_refused_not_a_panic() {
         assert_eq!(d.action, Action::Refuse(Outcome::RefusedInconsistent));
     }
     // limit u64::MAX and |i64::MIN|.
-    let p = Policy {
-        limit_ns: u64::MAX,
-        on_violation: OnViolation::Refuse,
-    };
+    let p = Policy::per_page(u64::MAX, OnViolation::Refuse);
     let d = base(1, 0).decide(&snap(3, 0, 0, i64::MIN), &p);
     assert_eq!(d.action, apply(i64::MIN));
     // seq wrap-around: u64::MAX -> 0 is backwards, not +1.
     let d = base(u64::MAX, 0).decide(&snap(0, 0, 0, 0), &pol(OnViolation::Refuse));
     assert_eq!(d.action, Action::Refuse(Outcome::RefusedSeqBackwards));
-}
-
-/// One host update: a migration with a delta (0 and compensated if `comp`), seen or not.
-#[derive(Clone, Debug)]
-struct Update {
-    delta: i64,
-    comp: bool,
-    seen: bool,
-}
-
-fn update() -> impl Strategy<Value = Update> {
-    (-3600 * SEC..3600 * SEC, any::<bool>(), any::<bool>()).prop_map(|(delta, comp, seen)| Update {
-        delta: if comp { 0 } else { delta },
-        comp,
-        seen,
-    })
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
-
-    /// For any sequence of valid host updates, whichever of them the guest observes, the sum
-    /// of the applied steps equals final total - initial total (the final page is observed).
-    #[test]
-    fn applied_steps_sum_to_total(
-        seq0 in 0u64..1_000_000,
-        total0 in -1_000_000 * SEC..1_000_000 * SEC,
-        ups in proptest::collection::vec(update(), 1..20),
-    ) {
-        let p = Policy { limit_ns: u64::MAX, on_violation: OnViolation::Refuse };
-        let mut b = Baseline { seq: seq0, total_ns: total0 };
-        let (mut seq, mut total) = (seq0, total0);
-        let mut applied: i64 = 0;
-        let n = ups.len();
-        for (i, u) in ups.iter().enumerate() {
-            seq += 1;
-            total += u.delta;
-            if !(u.seen || i + 1 == n) {
-                continue;
-            }
-            let flags = if u.comp { FLAG_COMPENSATED } else { 0 };
-            let d = b.decide(&snap(seq, flags, u.delta, total), &p);
-            match d.action {
-                Action::Apply { step_ns, .. } => applied += step_ns,
-                Action::Nothing => prop_assert!(false, "a new seq must not be Nothing"),
-                other => prop_assert!(false, "valid update refused: {:?}", other),
-            }
-            b = d.next;
-        }
-        prop_assert_eq!(applied, total - total0);
-        prop_assert_eq!(b, Baseline { seq, total_ns: total });
-    }
-
-    /// decide never panics, and its actions are coherent with the policy.
-    #[test]
-    fn decide_total(
-        bseq in any::<u64>(), btotal in any::<i64>(),
-        seq in any::<u64>(), flags in any::<u32>(), delta in any::<i64>(), total in any::<i64>(),
-        limit in any::<u64>(), v in 0u32..3,
-    ) {
-        let p = Policy { limit_ns: limit, on_violation: OnViolation::from_param(v).unwrap() };
-        let b = Baseline { seq: bseq, total_ns: btotal };
-        let d = b.decide(&snap(seq, flags, delta, total), &p);
-        match d.action {
-            Action::Nothing => prop_assert_eq!((seq, total), (bseq, btotal)),
-            Action::Apply { step_ns, .. } => {
-                prop_assert_eq!(Some(step_ns), total.checked_sub(btotal));
-                if d.warned.is_none() {
-                    prop_assert!(step_ns.unsigned_abs() <= limit);
-                }
-                prop_assert!(seq >= bseq);
-            }
-            Action::Refuse(o) => {
-                prop_assert!(o.is_refusal());
-                prop_assert!(v != 2);
-            }
-            Action::Panic(o) => {
-                prop_assert!(o.is_refusal());
-                prop_assert_eq!(v, 2);
-            }
-        }
-        // The baseline only moves forward (or, warned, to the same sequence).
-        prop_assert!(d.next.seq >= bseq);
-        if d.action != Action::Nothing && (seq > bseq || d.warned.is_some()) {
-            prop_assert_eq!(d.next, Baseline { seq, total_ns: total });
-        } else {
-            prop_assert_eq!(d.next, b);
-        }
-    }
-
-    /// The invariant against an adversarial host: whatever the page says, in whatever order
-    /// (replays, backwards, jumps, resets, wraparound, repeated reads), and whichever steps the
-    /// kernel rejects, the guest (on_violation=refuse) acts on each `migration_seq` at most
-    /// once, the sequences it acts on strictly increase, and every applied step is
-    /// total(page) - total(baseline) with the page's sequence above the baseline's.
-    #[test]
-    fn never_steps_twice_for_one_seq(
-        seq0 in any::<u64>(),
-        total0 in any::<i64>(),
-        pages in proptest::collection::vec(adversarial_page(), 1..60),
-    ) {
-        let p = Policy { limit_ns: 600 * SEC as u64, on_violation: OnViolation::Refuse };
-        let mut t = Tracker::new(Baseline { seq: seq0, total_ns: total0 });
-        let mut last_applied: Option<u64> = None;
-        for (pg, ok, reads) in pages {
-            let s = pg.resolve(t.baseline());
-            for _ in 0..reads {
-                let before = t.baseline();
-                let d = t.decide(&s, &p);
-                if let Action::Apply { step_ns, .. } = d.action {
-                    prop_assert!(s.migration_seq > before.seq);
-                    prop_assert_eq!(Some(step_ns), s.tai_delta_total_ns.checked_sub(before.total_ns));
-                    if ok {
-                        if let Some(prev) = last_applied {
-                            prop_assert!(s.migration_seq > prev, "seq {} acted on after {}", s.migration_seq, prev);
-                        }
-                        last_applied = Some(s.migration_seq);
-                    }
-                }
-                t.settle(&s, &d, ok);
-                prop_assert!(t.baseline().seq >= before.seq);
-            }
-        }
-    }
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
-
-    /// A host that resets its `migration_seq` to any `reset` below the guest's baseline (S, T)
-    /// and counts up by one per migration, past S, with any deltas and any total it restarts
-    /// from: nothing at or below S is applied; from S+1 on every sequence is acted on exactly
-    /// once (later reads of the page: nothing), S+2 and later are stepped by exactly their own
-    /// delta, and S+1 is stepped by its delta when the page agrees with the baseline (the host's
-    /// total at S was T: it replayed its history), else refused as inconsistent and adopted.
-    #[test]
-    fn reset_host_counting_past_the_baseline_steps_each_new_seq_once(
-        bseq in prop_oneof![1u64..100, 1u64..u64::MAX - 8],
-        btotal in -1_000_000 * SEC..1_000_000 * SEC,
-        reset_back in 1u64..64,
-        total_at_reset in -1_000_000 * SEC..1_000_000 * SEC,
-        replays_history in any::<bool>(),
-        deltas in proptest::collection::vec(-3600 * SEC..3600 * SEC, 72),
-        past in 1usize..8,
-        reads in 1usize..4,
-    ) {
-        let p = Policy { limit_ns: u64::MAX, on_violation: OnViolation::Refuse };
-        let reset = bseq.saturating_sub(reset_back);
-        // The host's pages: seq reset..=bseq+past, the total a running sum of the deltas.
-        let n = usize::try_from(bseq + past as u64 - reset).unwrap() + 1;
-        let mut totals = Vec::with_capacity(n);
-        let mut total = total_at_reset;
-        for (i, d) in deltas[..n].iter().enumerate() {
-            if i > 0 {
-                total += d;
-            }
-            totals.push(total);
-        }
-        let at_base = usize::try_from(bseq - reset).unwrap();
-        if replays_history {
-            let shift = btotal - totals[at_base];
-            totals.iter_mut().for_each(|t| *t += shift);
-        }
-        let pages: Vec<Snapshot> = (0..n)
-            .map(|i| snap(reset + i as u64, 0, if i > 0 { deltas[i] } else { 0 }, totals[i]))
-            .collect();
-        let mut t = Tracker::new(Baseline { seq: bseq, total_ns: btotal });
-        let acted = play(&mut t, &p, &pages, reads);
-        for (i, a) in acted.iter().enumerate() {
-            let seq = reset + i as u64;
-            if seq < bseq {
-                prop_assert_eq!(a, &vec![Action::Refuse(Outcome::RefusedSeqBackwards)], "seq {}", seq);
-            } else if seq == bseq {
-                let want = if totals[i] == btotal {
-                    vec![]
-                } else {
-                    vec![Action::Refuse(Outcome::RefusedInconsistent)]
-                };
-                prop_assert_eq!(a, &want, "seq {} (the baseline's)", seq);
-            } else if seq == bseq + 1 {
-                let want = if totals[i] - btotal == deltas[i] {
-                    apply(deltas[i])
-                } else {
-                    Action::Refuse(Outcome::RefusedInconsistent)
-                };
-                prop_assert!(!replays_history || want == apply(deltas[i]));
-                prop_assert_eq!(a, &vec![want], "seq {} (the first past the baseline)", seq);
-            } else {
-                prop_assert_eq!(a, &vec![apply(deltas[i])], "seq {}", seq);
-            }
-        }
-        prop_assert_eq!(t.baseline(), Baseline { seq: bseq + past as u64, total_ns: totals[n - 1] });
-    }
-}
-
-/// A page an adversarial host may write, relative to the guest's current baseline (so that
-/// interesting pages — replays of the baseline, one behind, one ahead — are common).
-#[derive(Clone, Copy, Debug)]
-enum AdvPage {
-    /// Baseline's sequence + `ahead` (may wrap), total baseline + `delta`.
-    Relative { ahead: i8, delta: i64, flags: u32 },
-    /// Anything at all.
-    Absolute {
-        seq: u64,
-        delta: i64,
-        total: i64,
-        flags: u32,
-    },
-}
-
-impl AdvPage {
-    fn resolve(self, b: Baseline) -> Snapshot {
-        match self {
-            AdvPage::Relative {
-                ahead,
-                delta,
-                flags,
-            } => snap(
-                b.seq.wrapping_add_signed(i64::from(ahead)),
-                flags,
-                delta,
-                b.total_ns.wrapping_add(delta),
-            ),
-            AdvPage::Absolute {
-                seq,
-                delta,
-                total,
-                flags,
-            } => snap(seq, flags, delta, total),
-        }
-    }
-}
-
-fn adversarial_page() -> impl Strategy<Value = (AdvPage, bool, u8)> {
-    let small = prop_oneof![
-        Just(0i64),
-        Just(SEC),
-        Just(-SEC),
-        -10 * SEC..10 * SEC,
-        any::<i64>()
-    ];
-    let flags = prop_oneof![Just(0u32), Just(FLAG_COMPENSATED), any::<u32>()];
-    let page = prop_oneof![
-        4 => (-3i8..=3, small.clone(), flags.clone())
-            .prop_map(|(ahead, delta, flags)| AdvPage::Relative { ahead, delta, flags }),
-        1 => (any::<u64>(), small, any::<i64>(), flags)
-            .prop_map(|(seq, delta, total, flags)| AdvPage::Absolute { seq, delta, total, flags }),
-    ];
-    // The step succeeds most of the time; the guest reads each page 1-3 times.
-    (page, prop::bool::weighted(0.8), 1u8..4)
 }

@@ -17,15 +17,26 @@
 //!   the limit unless the policy is `Warn`; a sequence going backwards is
 //!   never applied;
 //! - with an honest host and a limit no step reaches, the steps applied add
-//!   up to exactly the host's final total minus its initial total.
+//!   up to exactly the host's final total minus its initial total;
+//! - each step runs the module's read-then-set loop on a model clock whose
+//!   sets the input rejects (the first: nothing applied, retried; a later
+//!   one: a partial step, never re-applied) and on which another agent may
+//!   step between a set and its read-back: a step that fails moved nothing,
+//!   the clock moves for each `migration_seq` at most once, and the total
+//!   clock movement equals the sum of what the steps reported as applied
+//!   (the intended deltas, once per sequence, plus their residuals).
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use migtime_abi::abi::{host_off, HOST_AREA_V1_SIZE, MAGIC, VERSION};
+use migtime_abi::fallback::{read_then_set, WindowEstimate};
+use migtime_abi::model_clock::ModelClock;
 use migtime_abi::page::{host_area, snapshot_of, End, Interleaved, MemPage, Store, Update};
-use migtime_abi::policy::{Action, Baseline, OnViolation, Policy, Tracker};
+use migtime_abi::policy::{Action, Baseline, OnViolation, Policy};
+use migtime_abi::rate::Rate;
 use migtime_abi::seqlock::{read_snapshot, Snapshot};
+use migtime_abi::tracker::Tracker;
 
 const OP_BYTES: usize = 18;
 
@@ -115,10 +126,32 @@ impl<'a> Op<'a> {
         } else {
             self.extra >> (self.bytes[16] % 64)
         };
+        // Half the reads have a rate bound (a window of 0.25-64 s, 1-4 steps).
+        let rate = if self.bytes[15] & 1 == 0 {
+            Rate::UNLIMITED
+        } else {
+            Rate {
+                window_ns: u64::from(self.bytes[15] >> 2) * 1_000_000_000 + 250_000_000,
+                max_steps: u32::from(self.bytes[15] >> 1 & 3) + 1,
+            }
+        };
         Policy {
             limit_ns,
+            restore_limit_ns: limit_ns.rotate_left(u32::from(self.bytes[14] % 64)),
+            rate,
             on_violation,
         }
+    }
+
+    /// How the kernel treats the sets of a step this read asks for: `bytes[10]` the rejected
+    /// sets (bit n: the n-th), `bytes[11]` the time per call, `bytes[12]` the sets another
+    /// agent steps after, `val` (scaled) its step.
+    fn fault(&self, clock: &mut ModelClock) {
+        clock.reject = u64::from(self.bytes[10]) * u64::from(self.bytes[10] & 0x81 == 0x81);
+        clock.tick_ns = i64::from(self.bytes[11]) * 500;
+        clock.agent_after = u64::from(self.bytes[12] & 0x0f) * u64::from(self.bytes[12] >= 0xf0);
+        clock.agent_ns = self.val >> 24;
+        clock.set_calls = 0;
     }
 }
 
@@ -128,8 +161,15 @@ struct Guest {
     /// The invariant: with on_violation=refuse, each migration_seq is stepped
     /// at most once and the stepped sequences strictly increase.
     last_stepped: Option<u64>,
+    /// Intended steps whose loop moved the clock (each counted once).
     applied_sum: i128,
+    /// What the steps reported as applied.
+    reported_sum: i128,
     refused_or_warned: bool,
+    clock: ModelClock,
+    window: WindowEstimate,
+    /// Guest CLOCK_MONOTONIC for the policy, advanced by each read.
+    now_ns: i64,
 }
 
 /// Guest read (interleaved with an honest update for kind 4: the host
@@ -168,10 +208,13 @@ fn guest_read(host: &mut Host, op: &Op<'_>) -> Option<Snapshot> {
     Some(ok.snapshot)
 }
 
-/// Decides on `snap` and checks the decision's invariants.
-fn decide(g: &mut Guest, snap: &Snapshot, policy: &Policy) {
+/// Decides on `snap`, steps the model clock as the engine would, and checks the invariants.
+fn decide(g: &mut Guest, snap: &Snapshot, op: &Op<'_>) {
+    let policy = op.policy();
+    g.now_ns = g.now_ns.saturating_add(i64::from(op.arg) * 10_000_000);
     let baseline = g.tracker.baseline();
-    let d = g.tracker.decide(snap, policy);
+    let d = g.tracker.decide(snap, &policy, g.now_ns);
+    let mut applied = false;
     match d.action {
         Action::Nothing => assert_eq!(d.next, baseline),
         Action::Apply { step_ns, .. } => {
@@ -183,16 +226,12 @@ fn decide(g: &mut Guest, snap: &Snapshot, policy: &Policy) {
                 Some(step_ns),
                 snap.tai_delta_total_ns.checked_sub(baseline.total_ns)
             );
-            assert!(step_ns.unsigned_abs() <= policy.limit_ns || d.warned.is_some());
+            assert!(
+                step_ns.unsigned_abs() <= policy.limit_ns.max(policy.restore_limit_ns)
+                    || d.warned.is_some()
+            );
             assert_eq!(d.next, Baseline::from_snapshot(snap));
-            if d.warned.is_none() {
-                assert!(snap.migration_seq > baseline.seq);
-                if let Some(prev) = g.last_stepped {
-                    assert!(snap.migration_seq > prev, "seq {} stepped twice", prev);
-                }
-                g.last_stepped = Some(snap.migration_seq);
-            }
-            g.applied_sum += i128::from(step_ns);
+            applied = step(g, snap, step_ns, d.warned.is_none(), op);
             g.refused_or_warned |= d.warned.is_some();
         }
         Action::Refuse(o) | Action::Panic(o) => {
@@ -206,8 +245,41 @@ fn decide(g: &mut Guest, snap: &Snapshot, policy: &Policy) {
             g.refused_or_warned = true;
         }
     }
-    g.tracker.settle(snap, &d, true);
+    g.tracker.settle(snap, &d, applied, g.now_ns);
     assert!(g.tracker.baseline().seq >= baseline.seq || policy.on_violation == OnViolation::Warn);
+    if !applied && matches!(d.action, Action::Apply { .. }) {
+        assert_eq!(
+            g.tracker.baseline(),
+            baseline,
+            "a failed step moved the baseline"
+        );
+    }
+}
+
+/// Runs the read-then-set loop for one step; whether it moved the clock.
+fn step(g: &mut Guest, snap: &Snapshot, step_ns: i64, checked: bool, op: &Op<'_>) -> bool {
+    op.fault(&mut g.clock);
+    let (ours, foreign) = (g.clock.ours_ns, g.clock.foreign_ns);
+    let Ok(a) = read_then_set(&mut g.clock, &mut g.window, step_ns) else {
+        assert_eq!(g.clock.ours_ns, ours, "a failed step moved the clock");
+        return false;
+    };
+    let moved = g.clock.ours_ns - ours + g.clock.foreign_ns - foreign;
+    assert_eq!(
+        i128::from(a.applied_ns),
+        moved,
+        "the report is not what moved"
+    );
+    assert_eq!(a.residual_ns, a.applied_ns.wrapping_sub(step_ns));
+    if checked {
+        if let Some(prev) = g.last_stepped {
+            assert!(snap.migration_seq > prev, "seq {} stepped twice", prev);
+        }
+        g.last_stepped = Some(snap.migration_seq);
+    }
+    g.applied_sum += i128::from(step_ns);
+    g.reported_sum += i128::from(a.applied_ns);
+    true
 }
 
 /// Performs one operation.
@@ -236,7 +308,7 @@ fn run_op(host: &mut Host, g: &mut Guest, op: &Op<'_>) {
         // Guest read (possibly interleaved with an honest update) + decide.
         _ => {
             if let Some(snap) = guest_read(host, op) {
-                decide(g, &snap, &op.policy());
+                decide(g, &snap, op);
             }
         }
     }
@@ -252,11 +324,22 @@ fuzz_target!(|data: &[u8]| {
         tracker: Tracker::new(Baseline::from_snapshot(&initial)),
         last_stepped: None,
         applied_sum: 0,
+        reported_sum: 0,
         refused_or_warned: false,
+        clock: ModelClock::new(1_000_000_000, 1_700_000_000_000_000_000, 0),
+        window: WindowEstimate::new(),
+        now_ns: 0,
     };
     for bytes in data[HOST_AREA_V1_SIZE..].chunks_exact(OP_BYTES) {
         run_op(&mut host, &mut g, &Op::parse(bytes));
     }
+    // The clock moved by what the steps reported, no more: the sets' movement
+    // plus the other agent's.
+    assert_eq!(
+        g.clock.ours_ns + g.clock.foreign_ns,
+        g.reported_sum,
+        "clock movement differs from the steps' reports"
+    );
     // Honest host, nothing refused: every delta applied exactly once, up to
     // what the guest has seen (its baseline).
     if host.honest && !g.refused_or_warned {
