@@ -24,10 +24,13 @@ deb_subst() {
 	sed "${expr[@]}" "$file"
 }
 
-# deb_docs STAGE PKG VERSION: the copyright file and a one-entry changelog
-# (native package: changelog.gz) in /usr/share/doc/PKG, dated like the commit.
+# deb_docs STAGE PKG VERSION: the copyright file and a one-entry changelog in
+# /usr/share/doc/PKG, dated like the commit: changelog.Debian.gz when VERSION
+# has a Debian revision (the module's ends in the kernel's -1~bpo13+1 as
+# -1.bpo13+1), changelog.gz for a native version.
 deb_docs() {
-	local stage=$1 pkg=$2 ver=$3 doc date commit
+	local stage=$1 pkg=$2 ver=$3 doc date commit log=changelog.gz
+	case "$ver" in *-*) log=changelog.Debian.gz ;; esac
 	doc="$stage/usr/share/doc/$pkg"
 	install -D -m 0644 "$DEB_DIR/copyright" "$doc/copyright"
 	date=$(git -C "$MIGTIME_ROOT" log -1 --format=%cD 2>/dev/null || date -R)
@@ -36,8 +39,8 @@ deb_docs() {
 		printf '%s (%s) unstable; urgency=medium\n\n' "$pkg" "$ver"
 		printf '  * Built from migtime commit %s.\n\n' "$commit"
 		printf ' -- %s  %s\n' "$DEB_MAINTAINER" "$date"
-	} | gzip -9n >"$doc/changelog.gz"
-	chmod 0644 "$doc/changelog.gz"
+	} | gzip -9n >"$doc/$log"
+	chmod 0644 "$doc/$log"
 }
 
 # deb_script STAGE NAME TEMPLATE KEY=VALUE...: a maintainer script from a
