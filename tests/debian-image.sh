@@ -59,11 +59,11 @@ grep -q '^listening' "$RUN/ntp.log" || die "the NTP server did not start: $(cat 
 
 QEMU_ARGS=(
 	-accel "$MIGTIME_ACCEL" -smp 2 -m 1024 -nodefaults -display none -no-reboot
-	-object memory-backend-ram,id=ram0,size=1024M -machine q35,memory-backend=ram0
+	-object "memory-backend-ram,id=ram0,size=1024M" -machine "q35,memory-backend=ram0"
 	-object "memory-backend-file,id=pv,size=1M,mem-path=$PAGE,share=on"
-	-device ivshmem-plain,memdev=pv,master=on
+	-device "ivshmem-plain,memdev=pv,master=on"
 	-drive "file=$IMG/disk.raw,if=virtio,format=raw,snapshot=on"
-	-netdev user,id=n0 -device virtio-net-pci,netdev=n0
+	-netdev "user,id=n0" -device "virtio-net-pci,netdev=n0"
 	-kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.img" -append "$(cat "$IMG/cmdline")"
 	-chardev "socket,id=con,path=$RUN/console.sock,server=on,wait=off,logfile=$RUN/console.log"
 	-serial chardev:con
@@ -108,7 +108,9 @@ QEMU_PID=$!
 	else
 		cat <<-'EOF'
 			# systemd-timesyncd synchronised to the host (10.0.2.2)
-			for i in $(seq 30); do timedatectl show -P NTPSynchronized | grep -qx yes && break; sleep 2; done; timedatectl timesync-status; timedatectl show -P NTPSynchronized
+			for i in $(seq 30); do [ -e /run/systemd/timesync/synchronized ] && break; sleep 2; done; ls /run/systemd/timesync/
+			systemctl status --no-pager systemd-timesyncd.service | head -n 12
+			timedatectl timesync-status
 		EOF
 	fi
 	cat <<-EOF
