@@ -54,7 +54,7 @@ deb_script() {
 }
 
 # deb_build STAGE DEB: md5sums, conffiles (everything under /etc), the
-# control file's Installed-Size, then dpkg-deb (root-owned, xz).
+# control file's Installed-Size, then dpkg-deb (root-owned, xz, reproducible).
 deb_build() {
 	local stage=$1 deb=$2 size
 	(cd "$stage" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z |
@@ -68,5 +68,9 @@ deb_build() {
 	sed -i "s/@INSTALLED_SIZE@/$size/" "$stage/DEBIAN/control"
 	chmod 0644 "$stage/DEBIAN/control"
 	find "$stage" -type d -exec chmod 0755 {} +
-	run_logged "$LOGS/dpkg-deb-$(basename "$deb").log" dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb"
+	# The commit's time for the archive and as the files' latest mtime: the
+	# same commit gives the same bytes (the image cache keys on them).
+	run_logged "$LOGS/dpkg-deb-$(basename "$deb").log" env \
+		SOURCE_DATE_EPOCH="$(git -C "$MIGTIME_ROOT" log -1 --format=%ct 2>/dev/null || date +%s)" \
+		dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb"
 }
