@@ -89,7 +89,7 @@ QEMU_PID=$!
 		lsmod | grep -w migtime
 		for d in /sys/bus/pci/devices/*; do echo "$(basename "$d") $(cat "$d/vendor"):$(cat "$d/device") $(basename "$(readlink "$d/driver" 2>/dev/null)")"; done | grep 0x1af4:0x1110
 		modprobe -c | grep '^install migtime'
-		journalctl -b -o short-monotonic --no-pager -t kernel | grep -i migtime | head -n 5
+		journalctl -b -o short-monotonic --no-pager -k | grep -E 'kernel: migtime[ :]' | head -n 5
 		journalctl -b -o short-monotonic --no-pager -u systemd-udevd | grep -i migtime | head -n 5
 		ls -l /dev/migtime /dev/vmclock* 2>&1
 		# the companion under its unit
@@ -117,7 +117,7 @@ QEMU_PID=$!
 		# a migration as the guest sees it: the "new host" is 50 ms ahead (the NTP server now serves +50 ms) and writes migration_seq 1 with Tout +50 ms
 		!host echo "set 50000000 0" >$RUN/ntp.in && python3 $MIGTIME_ROOT/tests/debian-page.py $PAGE 1 50000000 50000000 && echo "NTP server +50 ms; page: migration_seq 1, tai_delta_ns 50000000"
 		sleep 4
-		journalctl -b -o short-monotonic --no-pager -t kernel | grep -i migtime | tail -n 3
+		journalctl -b -o short-monotonic --no-pager -k | grep -E 'kernel: migtime[ :]' | tail -n 2
 		journalctl -b -o short-monotonic --no-pager -u migtime-companion.service | tail -n 6
 	EOF
 	if [ "$DAEMON" = chrony ]; then
