@@ -167,7 +167,7 @@ if [ "$DAEMON" = chrony ]; then
 	expect "it runs as _chrony (the generator's drop-in: chrony is installed)" '^User=_chrony$'
 	expect "chronyc reached chronyd from the sandbox" 'chronyd: reset sources.* -> .*200 OK'
 	expect "chronyd synchronised to 10.0.2.2" '^\^\* 10\.0\.2\.2'
-	expect "the companion acted once through chronyc" 'migration_seq=1'
+	expect "the companion acted on migration_seq 1" 'action 1: migration_seq=1: migtime event 1 outcome=stepped'
 	expect "chronyd normal after the step" '^Leap status *: Normal$'
 else
 	expect "it runs as _migtime (no chrony)" '^User=_migtime$'
