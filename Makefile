@@ -32,7 +32,7 @@ help:
 	@echo "  check-debug    the same on a lockdep + KASAN + debug-objects guest kernel"
 	@echo "  check-debian   only the scenarios on Debian 13's stock cloud kernel"
 	@echo "  debian-module  migtime.ko + .deb for Debian 13's cloud kernel (build/debian/)"
-	@echo "  deb            the same (the .deb is the last line printed)"
+	@echo "  deb            the module and companion packages, lintian-checked (their paths: last two lines)"
 	@echo "  demo           the main job: migrate a guest with and without migtime"
 	@echo "  bench          measure migrations per configuration (JSON + markdown)"
 	@echo "  fuzz           cargo-fuzz the pure logic from the seed corpus (FUZZ_SECONDS=300)"
@@ -74,8 +74,11 @@ check:
 check-debian: setup
 	@scripts/check --kernel debian
 
-debian-module deb: setup
+debian-module: setup
 	@scripts/build-debian-module
+
+deb: setup
+	@scripts/build-debian-packages
 
 check-debug:
 	@scripts/check --debug
