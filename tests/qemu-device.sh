@@ -16,6 +16,7 @@
 #   C        plain stop/cont, then a save to a file that is never loaded
 #   file -> D  the same file restored again, D's clock 3 days ahead
 #              (x-clock-offset-ns)
+#   file -> F  and again with compensated=on: Tout 0, COMPENSATED set
 #   E        snapshot-save, then the snapshot loaded twice (HMP savevm and
 #            loadvm; needs qemu-img for the qcow2 disk)
 #
@@ -159,7 +160,7 @@ guest_stepped() {
 }
 
 echo "TAP version 13"
-echo "1..11"
+echo "1..12"
 
 start A -device migtime,id=mt
 if [ -n "$BZIMAGE" ]; then
@@ -180,6 +181,7 @@ qmp B '{"execute":"cont"}' >/dev/null
 resume_us=$(event_us "$(wait_event B '"RESUME"')")
 if check_resume B 1 0 "$stop_us" "$resume_us" 0; then ok 0 "live_migration_page_tout_matches_stop_to_resume"; else ok 1 "live_migration_page_tout_matches_stop_to_resume"; fi
 if guest_stepped B 1 && { [ -z "$BZIMAGE" ] || [ "$(page B | cut -d' ' -f5)" = 1 ]; }; then ok 0 "live_migration_guest_stepped_on_the_doorbell"; else ok 1 "live_migration_guest_stepped_on_the_doorbell"; fi
+total_b=$(page B | cut -d' ' -f4)
 qmp A '{"execute":"quit"}' >/dev/null || true
 
 # B -> file -> C after a pause: a restore.
@@ -230,6 +232,17 @@ fi
 compensated=$(qmp D '{"execute":"qom-get","arguments":{"path":"/machine/peripheral/mt","property":"compensated"}}')
 if [[ $compensated == *'"return": false'* ]]; then ok 0 "compensated_is_off_by_default"; else ok 1 "compensated_is_off_by_default"; fi
 qmp D '{"execute":"quit"}' >/dev/null || true
+
+# F: the same file on a destination whose VMM compensates: Tout 0 with the flag.
+start F -device migtime,id=mt,compensated=on -incoming defer -S
+qmp F "{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"file:$RUN/vm.img\"}}" >/dev/null
+wait_event F '"status": *"completed"' >/dev/null
+qmp F '{"execute":"cont"}' >/dev/null
+wait_event F '"RESUME"' >/dev/null
+page_f=$(page F | cut -d' ' -f1-4)
+echo "# F: $page_f (B's total was $total_b)"
+if [ "$page_f" = "2 3 0 $total_b" ]; then ok 0 "compensated_reports_zero_with_flag"; else ok 1 "compensated_reports_zero_with_flag"; fi
+qmp F '{"execute":"quit"}' >/dev/null || true
 
 # E: one snapshot, loaded twice; each load counts from the snapshot's stop.
 if command -v qemu-img >/dev/null; then
