@@ -12,7 +12,7 @@ SHELL := /bin/bash
 export KDIR
 export MIGTIME_CACHE
 
-.PHONY: clean-module-objects help setup kernel module companion clippy lint rust-analyzer initramfs host-test check check-debug check-debian debian-module deb demo bench fuzz fmt clean
+.PHONY: clean-module-objects help setup kernel qemu module companion clippy lint rust-analyzer initramfs host-test check check-debug check-debian debian-module deb demo bench fuzz fmt clean
 
 help:
 	@sed -n '2,9s/^# \{0,1\}//p' Makefile
@@ -20,6 +20,7 @@ help:
 	@echo "Targets:"
 	@echo "  setup          install packages, bindgen and the kernel source (idempotent)"
 	@echo "  kernel         build or reuse the cached Rust-enabled guest kernel"
+	@echo "  qemu           build or reuse the cached QEMU with -device migtime (prints its path)"
 	@echo "  module         build migtime.ko into build/module/<tree>/ (KDIR= to choose the tree)"
 	@echo "  companion      build the static guest companion (target/.../migtime-companion)"
 	@echo "  clippy         build the module with CLIPPY=1 (kernel lint set); fails on any warning"
@@ -44,6 +45,9 @@ setup:
 
 kernel: setup
 	@scripts/build-kernel >/dev/null
+
+qemu: setup
+	@scripts/build-qemu
 
 module: setup
 	@scripts/build-module $(KDIR)
