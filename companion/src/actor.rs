@@ -5,9 +5,9 @@
 
 use crate::clock;
 use crate::daemon::{Action, TimeDaemon};
-use crate::dedup::Trigger;
+use crate::dedup::{EventKey, Trigger};
 use crate::logger::warn_failed;
-use crate::migtime::{outcome_name, stepped, MigtimeEvent};
+use crate::migtime::{outcome_name, MigtimeEvent};
 use log::info;
 
 /// The configured actions.
@@ -24,19 +24,31 @@ pub struct Actor {
 /// neither stepped nor was told the host compensated).
 fn describe(trigger: Trigger, ev: Option<&MigtimeEvent>, window_ms: u64) -> (String, bool) {
     match (trigger, ev) {
-        (Trigger::Migtime { covers_marker, .. }, Some(ev)) => {
-            let acted = stepped(ev) || outcome_name(ev) == "notified";
-            let what = format!(
-                "migtime event {} outcome={} applied_ns={} residual_ns={}{}",
+        (
+            Trigger::Migtime {
+                covers_marker,
+                after_marker,
+                ..
+            },
+            Some(ev),
+        ) => {
+            let key = EventKey::of(ev);
+            let mut what = format!(
+                "migtime event {} outcome={} applied_ns={} residual_ns={}",
                 ev.event,
                 outcome_name(ev),
                 ev.applied_ns,
                 ev.residual_ns,
-                covers_marker.map_or(String::new(), |m| format!(
-                    " (also covers VMClock marker {m:#x})"
-                )),
             );
-            (what, !acted)
+            if let Some(m) = covers_marker {
+                what += &format!(" (also covers VMClock marker {m:#x})");
+            }
+            if let Some(m) = after_marker {
+                what += &format!(
+                    " (re-sync after the kernel's step: VMClock marker {m:#x} was acted on alone before it)"
+                );
+            }
+            (what, key.left_alone())
         }
         (Trigger::Migtime { migration_seq, .. }, None) => {
             (format!("migtime event for {migration_seq}"), true)

@@ -73,11 +73,27 @@ DE-DUPLICATION
     /dev/migtime open, a marker change therefore waits up to --window-ms
     (default 1500: the 1000 ms safety poll plus scheduling slack) for the
     migtime event, which then acts once for both. If none comes, the
-    companion acts alone at the deadline, and a migtime event within
-    --window-ms after that is the same migration: logged, not acted on again.
-    A marker change within --window-ms after a migtime action is dropped
-    likewise. Without /dev/migtime (no module bound) a marker change acts at
-    once. Each action pairs with at most one signal of the other kind.
+    companion acts alone at the deadline. A migtime event that follows is
+    the same migration: if the module stepped the clock, the companion acts
+    again, as a re-sync, because chronyd's samples since the first action
+    span the kernel's step (every step the module applies reaches chronyd);
+    if the module left the clock alone, the event is logged and not acted on.
+    A marker change within --window-ms after a migtime action is dropped.
+    Without /dev/migtime (no module bound) a marker change acts at once.
+    Each action pairs with at most one signal of the other kind. A record is
+    known by its migration_seq, outcome and applied step together, so a
+    failed check followed by a stepped one for the same migration_seq is
+    acted on twice.
+
+REFUSALS
+    An event whose outcome left the clock alone (refused-*, failed with
+    nothing applied) makes the companion reset the kernel's NTP state, nudge
+    cancel-on-set timers and re-sync chronyd. A host writing a stream of
+    bad pages would keep chronyd unsynchronised that way, so such an event
+    is acted on at most once per --refusal-holdoff-s (default 60 s); the
+    ones within the hold-off are logged (the first at info, the rest at
+    debug) and not acted on. Steps and VMClock disruptions are never held
+    off.
 
 DEVICE LIFETIME
     A missing or vanished device (module not loaded, device unbound: read
@@ -145,6 +161,10 @@ pub struct Opts {
     /// How long a VMClock disruption waits for the matching migtime event, ms (see DE-DUPLICATION).
     #[arg(long, default_value_t = 1500, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub window_ms: u64,
+    /// React to migtime events that left the clock alone (refused, failed) at most once per
+    /// this many seconds (see REFUSALS); 0: every time.
+    #[arg(long, default_value_t = 60, value_name = "S")]
+    pub refusal_holdoff_s: u64,
     /// At start, act on an earlier migtime event only if at most this old, s.
     #[arg(long, default_value_t = 60, value_name = "S")]
     pub catch_up_s: u64,

@@ -8,12 +8,12 @@ use crate::actor::Actor;
 use crate::cli::Opts;
 use crate::clock::monotonic_ms;
 use crate::daemon;
-use crate::dedup::{Dedup, Verdict};
+use crate::dedup::{Dedup, EventKey, Verdict};
 use crate::migtime::{outcome_name, MigtimeDev, MigtimeEvent, MigtimeRead};
 use crate::slot::Slot;
 use crate::vmclock::{VmclockDev, VmclockPage};
 use anyhow::{bail, Result};
-use log::{debug, info, trace, warn};
+use log::{debug, info, log, trace, warn, Level};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 /// With notifications, how long (at most) the VMClock descriptor stays out of `poll()` after a
@@ -47,6 +47,8 @@ struct Watcher {
     /// With notifications: the VMClock descriptor is left out of poll() until then.
     vmc_poll_after: u64,
     notify_recheck_ms: u64,
+    /// The end of the refusal hold-off last logged at info.
+    suppressed_until: Option<u64>,
 }
 
 impl Watcher {
@@ -55,12 +57,14 @@ impl Watcher {
         let (rmin, rmax) = (o.reopen_min_ms, o.reopen_max_ms);
         Self {
             actor: Actor::new(daemon::from_opts(&o), !o.no_clock_actions),
-            dedup: Dedup::new(o.window_ms, o.catch_up_s.saturating_mul(1000), start),
+            dedup: Dedup::new(o.window_ms, o.catch_up_s.saturating_mul(1000), start)
+                .with_refusal_holdoff(o.refusal_holdoff_s.saturating_mul(1000)),
             mig: Slot::new(o.no_migtime, rmin, rmax, start),
             vmc: Slot::new(o.no_vmclock, rmin, rmax, start),
             vmc_next_read: start,
             vmc_poll_after: start,
             notify_recheck_ms: o.vmclock_poll_ms.min(NOTIFY_RECHECK_MS),
+            suppressed_until: None,
             o,
         }
     }
@@ -181,8 +185,20 @@ impl Watcher {
     fn on_migtime_event(&mut self, ev: &MigtimeEvent) {
         let now = monotonic_ms();
         let ev_ms = u64::try_from(ev.monotonic_ns / 1_000_000).unwrap_or(0);
-        let v = self.dedup.on_migtime(ev.migration_seq, ev_ms, now);
-        if !matches!(v, Verdict::Act(_)) {
+        let v = self.dedup.on_migtime(EventKey::of(ev), ev_ms, now);
+        if let Verdict::Suppressed { until_ms } = v {
+            // One line per hold-off at info: a refusal storm does not flood the journal.
+            let first = self.suppressed_until.replace(until_ms) != Some(until_ms);
+            let level = if first { Level::Info } else { Level::Debug };
+            log!(
+                level,
+                "migration_seq={}: migtime event {} outcome={}: {}",
+                ev.migration_seq,
+                ev.event,
+                outcome_name(ev),
+                v.describe()
+            );
+        } else if !matches!(v, Verdict::Act(_)) {
             info!(
                 "migration_seq={}: migtime event {} outcome={}: {}",
                 ev.migration_seq,

@@ -156,6 +156,59 @@ fn marker_without_event_acts_alone_after_the_window() {
     assert_eq!(f.hook_log(), ["vmclock seq= marker=101"]);
 }
 
+/// The VMClock signal wins the race: the companion acts alone when its wait runs out, then the
+/// module steps (a module polling every 5 s). The step must reach chronyd: a second chronyc
+/// run, a re-sync, not a dropped duplicate.
+#[test]
+fn kernel_step_after_acting_alone_reaches_chronyd() {
+    let mut f = Fixture::new("race", true, &["--window-ms=1000"]);
+    let mut w = f.writer();
+    f.expect("migtime: opened");
+    f.expect("VMClock: opened");
+    f.set_marker(4, 101);
+    f.expect("action 1: migration_seq=none: VMClock disruption marker=0x65, no migtime event");
+    f.expect("--on-event ran");
+    w.write_all(&event(1, 1)).unwrap();
+    let l = f.expect("action 2: migration_seq=1: migtime event 1 outcome=stepped");
+    assert!(l.contains("re-sync after the kernel's step"), "{l}");
+    f.expect("--on-event ran");
+    assert_eq!(
+        f.hook_log(),
+        ["vmclock seq= marker=101", "migtime seq=1 marker=101"]
+    );
+    assert_eq!(f.chronyc_log().len(), 2);
+}
+
+/// A storm of refused pages: one reaction (NTP reset, nudge, chronyc) per hold-off, every
+/// step still acted on.
+#[test]
+fn refusal_storm_gets_one_reaction() {
+    let mut f = Fixture::new("storm", true, &["--no-vmclock"]);
+    let mut w = f.writer();
+    f.expect("migtime: opened");
+    for i in 1..=20 {
+        w.write_all(&event_with(i, i, 3, 0)).unwrap();
+    }
+    f.expect("action 1: migration_seq=1: migtime event 1 outcome=refused-seq-backwards");
+    f.expect(
+        "migration_seq=2: migtime event 2 outcome=refused-seq-backwards: the clock was left alone",
+    );
+    w.write_all(&event(21, 21)).unwrap();
+    f.expect("action 2: migration_seq=21: migtime event 21 outcome=stepped");
+    f.expect("--on-event ran");
+    assert_eq!(
+        f.hook_log(),
+        ["migtime seq=1 marker=", "migtime seq=21 marker="]
+    );
+    assert!(
+        !f.seen
+            .iter()
+            .any(|l| l.contains("migration_seq=3: migtime event 3")),
+        "a suppressed refusal after the first is logged at debug only:\n{}",
+        f.seen.join("\n")
+    );
+}
+
 #[test]
 fn survives_the_device_going_away_and_coming_back() {
     let mut f = Fixture::new("reopen", true, &["--no-vmclock"]);

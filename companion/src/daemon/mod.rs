@@ -36,7 +36,11 @@ impl Action<'_> {
     /// The VMClock `disruption_marker` this action covers, if any.
     pub fn marker(&self) -> Option<u64> {
         match self.trigger {
-            Trigger::Migtime { covers_marker, .. } => covers_marker,
+            Trigger::Migtime {
+                covers_marker,
+                after_marker,
+                ..
+            } => covers_marker.or(after_marker),
             Trigger::Vmclock { marker, .. } => Some(marker),
         }
     }

@@ -7,6 +7,44 @@
 #[cfg(test)]
 mod tests;
 
+use migtime_abi::abi::Outcome;
+
+/// What de-duplication needs of a `/dev/migtime` event. Two records with the same key are the
+/// same record read twice (after reopening the device); the same `migration_seq` with another
+/// outcome or applied step is news (a `failed` check followed by a `stepped` one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventKey {
+    /// `migration_seq`.
+    pub migration_seq: u64,
+    /// `outcome` (`MIGTIME_OUTCOME_*`).
+    pub outcome: u32,
+    /// `applied_ns`: what the module moved the clock by.
+    pub applied_ns: i64,
+}
+
+impl EventKey {
+    /// The key of `ev`.
+    pub fn of(ev: &migtime_abi::event::Event) -> Self {
+        Self {
+            migration_seq: ev.migration_seq,
+            outcome: ev.outcome,
+            applied_ns: ev.applied_ns,
+        }
+    }
+
+    /// The module moved the clock (stepped, or a failed step that moved it part of the way):
+    /// the time daemon must hear of it whatever was done before.
+    pub fn applied(&self) -> bool {
+        Outcome::from_u32(self.outcome) == Some(Outcome::Stepped) || self.applied_ns != 0
+    }
+
+    /// The clock was left alone although the host reported a migration (refused, failed, or
+    /// unknown): the companion's reaction to these is bounded by the refusal hold-off.
+    pub fn left_alone(&self) -> bool {
+        !self.applied() && Outcome::from_u32(self.outcome) != Some(Outcome::Notified)
+    }
+}
+
 /// Where an action came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trigger {
@@ -16,6 +54,9 @@ pub enum Trigger {
         migration_seq: u64,
         /// The VMClock disruption this event also covers, if one was waiting for it.
         covers_marker: Option<u64>,
+        /// The VMClock disruption the companion already acted on alone (its wait ran out
+        /// before this event came): this action re-syncs after the kernel's step.
+        after_marker: Option<u64>,
     },
     /// A VMClock disruption with no migtime event for it.
     Vmclock {
@@ -49,6 +90,13 @@ pub enum Verdict {
     },
     /// A migtime event recorded before the companion started, older than the catch-up limit.
     Stale,
+    /// An event that left the clock alone (refused, failed) within the refusal hold-off of
+    /// the last reaction to one: not acted on, so that a host cannot keep the time daemon
+    /// unsynchronised by a storm of refused pages.
+    Suppressed {
+        /// When the hold-off ends.
+        until_ms: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -69,8 +117,12 @@ struct LastAction {
 ///   within it acts once (it also covers the marker); at the deadline the companion acts alone;
 /// - a migtime event acts at once; a marker change seen within `window_ms` after it is the same
 ///   migration and is dropped;
-/// - a migtime event within `window_ms` after acting alone on a marker is the same migration and
-///   is dropped (logged: it arrived later than the window was meant to allow);
+/// - a migtime event within `window_ms` after acting alone on a marker is the same migration:
+///   if the module left the clock alone it is dropped (logged: it arrived later than the window
+///   was meant to allow); if it applied a step it is acted on again, as a re-sync, because the
+///   time daemon's samples since the first action span the kernel's step;
+/// - an event that left the clock alone (refused, failed) is acted on at most once per
+///   refusal hold-off, unless it covers a pending marker;
 /// - without `/dev/migtime` open, a marker change acts at once.
 ///
 /// Each action pairs with at most one signal of the other kind, so two real migrations close
@@ -82,8 +134,10 @@ pub struct Dedup {
     started_ms: u64,
     marker: Option<(u64, u64)>,
     pending: Option<(u64, u64)>,
-    last_seq: Option<u64>,
+    last_event: Option<EventKey>,
     last_action: Option<LastAction>,
+    refusal_holdoff_ms: u64,
+    last_refusal_reaction_ms: Option<u64>,
 }
 
 impl Dedup {
@@ -97,9 +151,17 @@ impl Dedup {
             started_ms,
             marker: None,
             pending: None,
-            last_seq: None,
+            last_event: None,
             last_action: None,
+            refusal_holdoff_ms: 0,
+            last_refusal_reaction_ms: None,
         }
+    }
+
+    /// Reacts to events that left the clock alone at most once per `ms` (0: every time).
+    pub fn with_refusal_holdoff(mut self, ms: u64) -> Self {
+        self.refusal_holdoff_ms = ms;
+        self
     }
 
     /// The pairing window, ms.
@@ -127,12 +189,16 @@ impl Dedup {
         })
     }
 
-    /// A `/dev/migtime` event with `migration_seq`, recorded at guest monotonic `event_ms`.
-    pub fn on_migtime(&mut self, migration_seq: u64, event_ms: u64, now_ms: u64) -> Verdict {
-        if self.last_seq == Some(migration_seq) {
+    /// A `/dev/migtime` event, recorded at guest monotonic `event_ms`.
+    ///
+    /// An event that applied a step is always acted on: after a marker the companion acted on
+    /// alone it is a re-sync ([`Trigger::Migtime::after_marker`]), since the time daemon's
+    /// samples now span the kernel's step. Only events that left the clock alone can be
+    /// duplicates or suppressed.
+    pub fn on_migtime(&mut self, key: EventKey, event_ms: u64, now_ms: u64) -> Verdict {
+        if self.last_event.replace(key) == Some(key) {
             return Verdict::Unchanged;
         }
-        self.last_seq = Some(migration_seq);
         if self.last_action.is_none()
             && self.pending.is_none()
             && event_ms < self.started_ms
@@ -140,22 +206,54 @@ impl Dedup {
         {
             return Verdict::Stale;
         }
+        let migration_seq = key.migration_seq;
+        let mut t = Trigger::Migtime {
+            migration_seq,
+            covers_marker: None,
+            after_marker: None,
+        };
         if let Some((marker, _)) = self.pending.take() {
-            let t = Trigger::Migtime {
-                migration_seq,
-                covers_marker: Some(marker),
-            };
-            return self.act(t, now_ms, true);
+            if let Trigger::Migtime { covers_marker, .. } = &mut t {
+                *covers_marker = Some(marker);
+            }
+            return self.react(t, key, now_ms, true);
         }
         if let Some(a) = self.unpaired_recent(now_ms, true) {
             a.paired = true;
-            return Verdict::Duplicate { acted: a.trigger };
+            let acted = a.trigger;
+            if !key.applied() {
+                return Verdict::Duplicate { acted };
+            }
+            if let (Trigger::Migtime { after_marker, .. }, Trigger::Vmclock { marker, .. }) =
+                (&mut t, acted)
+            {
+                *after_marker = Some(marker);
+            }
+            return self.act(t, now_ms, true);
         }
-        let t = Trigger::Migtime {
-            migration_seq,
-            covers_marker: None,
-        };
-        self.act(t, now_ms, false)
+        if key.left_alone() {
+            if let Some(until_ms) = self.refusal_holdoff(now_ms) {
+                return Verdict::Suppressed { until_ms };
+            }
+        }
+        self.react(t, key, now_ms, false)
+    }
+
+    /// Acts on an event, remembering when the companion last reacted to one that left the
+    /// clock alone.
+    fn react(&mut self, t: Trigger, key: EventKey, now_ms: u64, paired: bool) -> Verdict {
+        if key.left_alone() {
+            self.last_refusal_reaction_ms = Some(now_ms);
+        }
+        self.act(t, now_ms, paired)
+    }
+
+    /// The end of the refusal hold-off, if `now_ms` is within it.
+    fn refusal_holdoff(&self, now_ms: u64) -> Option<u64> {
+        let until = self
+            .last_refusal_reaction_ms?
+            .saturating_add(self.refusal_holdoff_ms);
+        (now_ms < until).then_some(until)
     }
 
     /// A consistent VMClock read: `key` is [`VmclockPage::disruption_key`], `marker` the
@@ -239,6 +337,11 @@ impl Verdict {
                 "recorded before this companion started and older than --catch-up-s: not acted on"
                     .into()
             }
+            Verdict::Suppressed { until_ms } => format!(
+                "the clock was left alone and the companion reacted to such an event less than --refusal-holdoff-s ago: not acting again before t={}.{:03}",
+                until_ms / 1000,
+                until_ms % 1000
+            ),
         }
     }
 }

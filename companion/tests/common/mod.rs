@@ -58,13 +58,18 @@ pub fn vmclock_page_flags(seq: u32, marker: u64, flags: u64) -> Vec<u8> {
 
 /// The 64-byte ABI v1 prefix of an event record: what the companion's 64-byte read gets.
 pub fn event(n: u64, seq: u64) -> Vec<u8> {
+    event_with(n, seq, 1, 2_000_000_050)
+}
+
+/// An event record with `outcome` (`MIGTIME_OUTCOME_*`) having applied `applied_ns`.
+pub fn event_with(n: u64, seq: u64, outcome: u32, applied_ns: i64) -> Vec<u8> {
     MigtimeEvent {
         event: n,
         migration_seq: seq,
-        outcome: 1,
+        outcome,
         intended_ns: 2_000_000_000,
-        applied_ns: 2_000_000_050,
-        residual_ns: 50,
+        applied_ns,
+        residual_ns: applied_ns - 2_000_000_000,
         monotonic_ns: i64::try_from(now_monotonic_ns()).unwrap(),
         ..Default::default()
     }
