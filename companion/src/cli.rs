@@ -58,7 +58,17 @@ ACTIONS
     after boot) so that the first update from the new host steps instead of
     slewing for a minute; `burst 4/4' takes those samples at once.
     Every action is logged with the event's migration_seq (or the VMClock
-    marker) and is taken once per migration.
+    marker) and is taken once per migration (a step the module applies
+    after the companion acted alone is a second, re-sync action).
+
+    `makestep 0.1 1' replaces the admin's makestep. After chronyd's next
+    clock update it leaves the step limit at 0, which is what a positive
+    limit (`makestep 1 3') is once used up after boot. A negative limit
+    (`makestep 1 -1': step whenever the error is over 1 s) would be lost:
+    the companion reads it from --chrony-conf (following include and
+    confdir; the last makestep wins) and gives it back with chronyc once
+    `chronyc -c tracking' shows a clock update after the re-sync (read
+    every second; given back anyway after 120 s).
 
     chronyd is driven by running its own client, chronyc, over the unix
     command socket (`chronyc -n -m -h /run/chrony/chronyd.sock ...'). chronyc
@@ -116,7 +126,8 @@ EXIT STATUS
     Runs until killed. 1 on a usage error or an unexpected I/O error.
 
 FILES
-    /dev/migtime, /dev/vmclock0, /run/chrony/chronyd.sock
+    /dev/migtime, /dev/vmclock0, /run/chrony/chronyd.sock,
+    /etc/chrony/chrony.conf
     migtime-companion.service (systemd unit shipped beside the source)
 
 EXAMPLES
@@ -183,6 +194,9 @@ pub struct Opts {
     /// chronyd's command socket.
     #[arg(long, default_value = "/run/chrony/chronyd.sock", value_name = "PATH")]
     pub chrony_socket: PathBuf,
+    /// chronyd's configuration: the admin's `makestep` in it is given back after a re-sync.
+    #[arg(long, default_value = "/etc/chrony/chrony.conf", value_name = "PATH")]
+    pub chrony_conf: PathBuf,
     /// Arguments of chronyd's `makestep` (re-armed step allowance); "" to skip.
     #[arg(long, default_value = "0.1 1", value_name = "THRESHOLD LIMIT")]
     pub makestep: String,

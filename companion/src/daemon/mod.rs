@@ -6,6 +6,7 @@
 //! is a new file here and one line in [`from_opts`].
 
 pub mod chrony;
+pub mod chrony_conf;
 pub mod hook;
 
 use crate::cli::Opts;

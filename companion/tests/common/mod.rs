@@ -123,6 +123,10 @@ impl Fixture {
         cmd.arg("--reopen-min-ms=20")
             .arg("--reopen-max-ms=200")
             .arg("--no-clock-actions");
+        if !extra.contains(&"--chrony-conf") {
+            // Not the host's /etc/chrony: no makestep to give back unless a test sets one.
+            cmd.arg("--chrony-conf").arg(dir.join("chrony.conf"));
+        }
         if !extra.contains(&"--chronyc") {
             cmd.arg("--chronyc")
                 .arg(&chronyc)
