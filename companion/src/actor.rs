@@ -106,7 +106,7 @@ impl Actor {
             return;
         }
         match clock::ntp_reset() {
-            Ok(old) => info!("{label}: kernel NTP state reset (STA_UNSYNC, maxerror/esterror at limit; old status {old:#x})"),
+            Ok(st) => info!("{label}: kernel NTP state reset (maxerror/esterror at limit, STA_UNSYNC by the kernel within 1 s; status {st:#x} kept)"),
             Err(e) => warn_failed("NTP state reset", &e),
         }
         match clock::cancel_on_set_nudge() {

@@ -27,21 +27,27 @@ fn clock_adjtime(tx: &mut libc::timex) -> Result<libc::c_int> {
     Ok(r)
 }
 
-/// Resets the kernel's NTP state as `ntp_clear()` does on a step: `STA_UNSYNC`, maximum and
-/// estimated error at the limit. Returns the old status.
-pub fn ntp_reset() -> Result<i32> {
-    // SAFETY: all-zero is a valid `struct timex` (modes 0: read only).
+/// The `adjtimex` request of [`ntp_reset`]: maximum and estimated error at `NTP_PHASE_LIMIT`,
+/// nothing else. The status word is not written (`ADJ_STATUS` replaces it whole), so a leap
+/// second chronyd has armed (`STA_INS`, `STA_DEL`) or any flag it sets meanwhile stays; the
+/// kernel sets `STA_UNSYNC` itself at its next second overflow, when `time_maxerror` passes the
+/// limit (kernel/time/ntp.c, `second_overflow`).
+pub fn ntp_reset_request() -> libc::timex {
+    // SAFETY: all-zero is a valid `struct timex`.
     let mut tx: libc::timex = unsafe { std::mem::zeroed() };
-    clock_adjtime(&mut tx).context("adjtimex (read)")?;
-    let old = tx.status;
-    // SAFETY: as above.
-    let mut set: libc::timex = unsafe { std::mem::zeroed() };
-    set.modes = libc::ADJ_STATUS | libc::ADJ_MAXERROR | libc::ADJ_ESTERROR;
-    set.status = old | libc::STA_UNSYNC;
-    set.maxerror = NTP_PHASE_LIMIT_US;
-    set.esterror = NTP_PHASE_LIMIT_US;
-    clock_adjtime(&mut set).context("adjtimex (STA_UNSYNC, maxerror, esterror)")?;
-    Ok(old)
+    tx.modes = libc::ADJ_MAXERROR | libc::ADJ_ESTERROR;
+    tx.maxerror = NTP_PHASE_LIMIT_US;
+    tx.esterror = NTP_PHASE_LIMIT_US;
+    tx
+}
+
+/// Resets the kernel's NTP state as `ntp_clear()` does on a step, without touching the status
+/// word ([`ntp_reset_request`]): maximum and estimated error at the limit, `STA_UNSYNC` within
+/// a second. Returns the status at the time of the call.
+pub fn ntp_reset() -> Result<i32> {
+    let mut tx = ntp_reset_request();
+    clock_adjtime(&mut tx).context("adjtimex (maxerror, esterror)")?;
+    Ok(tx.status)
 }
 
 /// Steps CLOCK_REALTIME by +1 ns with `ADJ_SETOFFSET`: the kernel's `clock_was_set()` wakes
@@ -54,4 +60,23 @@ pub fn cancel_on_set_nudge() -> Result<()> {
     tx.time.tv_usec = 1; // nanoseconds with ADJ_NANO
     clock_adjtime(&mut tx).context("clock_adjtime(ADJ_SETOFFSET, 1 ns)")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ntp_reset_leaves_the_status_word_alone() {
+        let tx = ntp_reset_request();
+        assert_eq!(
+            tx.modes & libc::ADJ_STATUS,
+            0,
+            "ADJ_STATUS rewrites STA_INS/STA_DEL"
+        );
+        assert_eq!(tx.modes, libc::ADJ_MAXERROR | libc::ADJ_ESTERROR);
+        // Exactly the limit: the kernel's next second overflow adds to it, clamps it and sets
+        // STA_UNSYNC.
+        assert_eq!((tx.maxerror, tx.esterror), (16_000_000, 16_000_000));
+    }
 }
