@@ -26,9 +26,18 @@
  * reference time moved on), leap status Normal and that update's offset
  * within 5 ms of the server (a correctness bound: before the fix the guest is
  * seconds off). expect=none (chrony alone, the baseline) only reports.
- * Options: expect=none|vmclock|migtime, hops=K, sync=SECS (default 60),
- * hold=SECS (keep sampling this long after chronyd is synchronised, default 3;
- * measurements use 100 so that the host sees the error stay within 5 ms).
+ *
+ * race=1 (with expect=migtime: a module polling slowly, poll_ms=5000, plus
+ * VMClock, so that the VMClock signal usually wins the race and the
+ * companion acts alone before the kernel steps): the companion acted on the
+ * migtime event exactly once, after at most one VMClock action of its own
+ * (it reports which came first), chronyc accepted every action, and chronyd
+ * made no step of its own after the migration: the module's step is the
+ * only correction.
+ * Options: expect=none|vmclock|migtime, race=0|1, hops=K, sync=SECS (default
+ * 60), hold=SECS (keep sampling this long after chronyd is synchronised,
+ * default 3; measurements use 100 so that the host sees the error stay
+ * within 5 ms).
  */
 #define _GNU_SOURCE
 #include <signal.h>
@@ -44,6 +53,7 @@ static enum expect expect = EXPECT_MIGTIME;
 static int hops = 1;
 static int sync_s = 60;
 static int hold_s = 3;
+static int race;
 static pid_t chronyd_pid, companion_pid, probe_pid;
 
 struct tracking {
@@ -172,14 +182,67 @@ static uint64_t page_seq(void)
 	return mt_read_host(&h, 1000) ? (uint64_t)-1 : h.seq;
 }
 
+#define STEPPED "System clock was stepped"
+
+/* race=1: the companion's actions of hop n; 1 if they were right. At most one VMClock action
+ * of its own (when its wait ran out before the module stepped), then exactly one on the
+ * migtime event, each accepted by chronyd. */
+static int race_actions_ok(int n, uint64_t seq)
+{
+	char want[96];
+	int acts = count_in("/tmp/companion.log", "info: action ");
+	int alone = count_in("/tmp/companion.log", "migration_seq=none: VMClock disruption");
+
+	snprintf(want, sizeof(want), "migration_seq=%llu: migtime event", (unsigned long long)seq);
+	ksft_print_msg("hop %d: %s (%d companion actions)\n", n,
+		       alone ? "VMClock won the race: the companion acted alone, then re-synced after the kernel's step"
+			     : "the migtime event came within the companion's window", acts);
+	return alone <= 1 && acts == alone + 1 &&
+	       count_in("/tmp/companion.log", "info: action ") == count_in("/tmp/companion.log", want) + alone &&
+	       count_in("/tmp/companion.log", "-> 200 OK | 200 OK | 200 OK") == acts;
+}
+
+static void check_hop(int n, uint64_t seq, double ok_at, double worst, int steps0)
+{
+	char want[64];
+	int acts = count_in("/tmp/companion.log", "info: action ");
+
+	if (expect == EXPECT_MIGTIME)
+		snprintf(want, sizeof(want), "info: action %d: migration_seq=%llu:", n,
+			 (unsigned long long)seq);
+	else
+		snprintf(want, sizeof(want), "info: action %d: migration_seq=none:", n);
+	if (race) {
+		ksft_test_result(race_actions_ok(n, seq),
+				 "hop%d companion acted once on the migtime event (after at most one VMClock action), chronyd accepted each\n",
+				 n);
+		ksft_test_result(count_in("/tmp/chronyd.log", STEPPED) == steps0,
+				 "hop%d chronyd made no step after the migration (the module's step is the only one)\n", n);
+	} else {
+		ksft_test_result(acts == n && count_in("/tmp/companion.log", want) == 1,
+				 "hop%d companion acted once, on the %s signal\n", n,
+				 expect == EXPECT_MIGTIME ? "migtime" : "VMClock");
+		ksft_test_result(count_in("/tmp/companion.log", "-> 200 OK | 200 OK | 200 OK") == n,
+				 "hop%d chronyd accepted reset sources, makestep 0.1 1, burst 4/4\n", n);
+	}
+	ksft_test_result(ok_at >= 0, "hop%d chronyd synchronised to the new host within %d s (after %.1f s)\n",
+			 n, sync_s, ok_at);
+	if (expect == EXPECT_MIGTIME)
+		/* The module stepped by Tout (skew included): chronyd's samples of the new host
+		 * must agree, with no second correction (5 ms: bound of a right step vs a
+		 * missing or doubled one, which are 0.5 s and more here). */
+		ksft_test_result(ok_at >= 0 && worst < 0.005,
+				 "hop%d no correction after the module's step: every update within 5 ms (worst %.6f s)\n",
+				 n, worst);
+}
+
 static void hop(int n)
 {
 	struct tracking t, t0;
 	uint64_t seq0 = page_seq(), seq = seq0;
-	int moved = 0, acts;
+	int moved = 0, steps0;
 	double worst = 0, a, ok_at = -1;
 	int64_t m0;
-	char want[64];
 
 	/* 3 s in sync: the host's probe sees the guest synchronised before the migration. */
 	sleep(3);
@@ -194,6 +257,7 @@ static void hop(int n)
 		usleep(100000);
 	}
 	t0 = tracking();
+	steps0 = count_in("/tmp/chronyd.log", STEPPED);
 	m0 = mt_clock_ns(CLOCK_MONOTONIC);
 	ksft_test_result(moved, "hop%d migration seen (page migration_seq moved)\n", n);
 	/* Once a second, in seconds since the migration was seen (guest monotonic). */
@@ -216,29 +280,35 @@ static void hop(int n)
 	}
 	printf("# MIGTIME-CHRONY-RESULT hop=%d expect=%s synced_after_s=%.1f worst_update_offset_s=%.6f steps=%d\n",
 	       n, expect == EXPECT_NONE ? "none" : expect == EXPECT_VMCLOCK ? "vmclock" : "migtime", ok_at,
-	       worst, count_in("/tmp/chronyd.log", "System clock was stepped"));
-	if (expect == EXPECT_NONE)
-		return;
-	acts = count_in("/tmp/companion.log", "info: action ");
-	if (expect == EXPECT_MIGTIME)
-		snprintf(want, sizeof(want), "info: action %d: migration_seq=%llu:", n,
-			 (unsigned long long)seq);
-	else
-		snprintf(want, sizeof(want), "info: action %d: migration_seq=none:", n);
-	ksft_test_result(acts == n && count_in("/tmp/companion.log", want) == 1,
-			 "hop%d companion acted once, on the %s signal\n", n,
-			 expect == EXPECT_MIGTIME ? "migtime" : "VMClock");
-	ksft_test_result(count_in("/tmp/companion.log", "-> 200 OK | 200 OK | 200 OK") == n,
-			 "hop%d chronyd accepted reset sources, makestep 0.1 1, burst 4/4\n", n);
-	ksft_test_result(ok_at >= 0, "hop%d chronyd synchronised to the new host within %d s (after %.1f s)\n",
-			 n, sync_s, ok_at);
-	if (expect == EXPECT_MIGTIME)
-		/* The module stepped by Tout (skew included): chronyd's samples of the new host
-		 * must agree, with no second correction (5 ms: bound of a right step vs a
-		 * missing or doubled one, which are 0.5 s and more here). */
-		ksft_test_result(ok_at >= 0 && worst < 0.005,
-				 "hop%d no correction after the module's step: every update within 5 ms (worst %.6f s)\n",
-				 n, worst);
+	       worst, count_in("/tmp/chronyd.log", STEPPED));
+	if (expect != EXPECT_NONE)
+		check_hop(n, seq, ok_at, worst, steps0);
+}
+
+static void parse_args(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "expect=none"))
+			expect = EXPECT_NONE;
+		else if (!strcmp(a, "expect=vmclock"))
+			expect = EXPECT_VMCLOCK;
+		else if (!strcmp(a, "expect=migtime"))
+			expect = EXPECT_MIGTIME;
+		else if (!strncmp(a, "race=", 5))
+			race = atoi(a + 5);
+		else if (!strncmp(a, "hops=", 5))
+			hops = atoi(a + 5);
+		else if (!strncmp(a, "sync=", 5))
+			sync_s = atoi(a + 5);
+		else if (!strncmp(a, "hold=", 5))
+			hold_s = atoi(a + 5);
+		else
+			ksft_exit_fail_msg("unknown argument '%s'\n", a);
+	}
+	if (race && expect != EXPECT_MIGTIME)
+		ksft_exit_fail_msg("race=1 needs expect=migtime\n");
 }
 
 int main(int argc, char **argv)
@@ -254,24 +324,7 @@ int main(int argc, char **argv)
 	FILE *f;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-
-		if (!strcmp(a, "expect=none"))
-			expect = EXPECT_NONE;
-		else if (!strcmp(a, "expect=vmclock"))
-			expect = EXPECT_VMCLOCK;
-		else if (!strcmp(a, "expect=migtime"))
-			expect = EXPECT_MIGTIME;
-		else if (!strncmp(a, "hops=", 5))
-			hops = atoi(a + 5);
-		else if (!strncmp(a, "sync=", 5))
-			sync_s = atoi(a + 5);
-		else if (!strncmp(a, "hold=", 5))
-			hold_s = atoi(a + 5);
-		else
-			ksft_exit_fail_msg("unknown argument '%s'\n", a);
-	}
+	parse_args(argc, argv);
 	ksft_print_header();
 	if (access("/usr/sbin/chronyd", X_OK) || !port)
 		ksft_exit_skip("no chronyd in the initramfs or no mt.ntp= port\n");

@@ -9,20 +9,22 @@
  * arguments to /tmp/chronyc.log; /tmp/chronyd.sock stands for chronyd's
  * socket) and an --on-event hook appending "TRIGGER SEQ MARKER" to /tmp/acts.
  * For each hop it arms a TFD_TIMER_CANCEL_ON_SET timerfd, marks NTP
- * synchronised, prints "# MIGTIME-READY mt_companion" and waits until the
- * companion has acted. Then:
+ * synchronised with a leap second armed (STA_INS), prints "# MIGTIME-READY
+ * mt_companion" and waits until the companion has acted. Then:
  *
  *   expect=vmclock  (QEMU -device vmclock, module not loaded) the action came
  *                   from the VMClock disruption marker; the companion reset
- *                   NTP state (STA_UNSYNC, maxerror at the limit) and woke the
- *                   cancel-on-set timer (its 1 ns ADJ_SETOFFSET nudge)
+ *                   NTP state (maxerror at the limit, so STA_UNSYNC within a
+ *                   second) and woke the cancel-on-set timer (its 1 ns
+ *                   ADJ_SETOFFSET nudge)
  *   expect=migtime  (module loaded, VMClock present too) the action came from
  *                   the migtime event with migration_seq = hop, and the
  *                   companion saw the VMClock marker of the same migration and
  *                   did not act on it again
  *
- * In both, chronyc was run once per hop with `reset sources', `makestep 0.1
- * 1', `burst 4/4', and after the last hop no further action comes within
+ * In both, STA_INS survived (neither the companion nor the module's step
+ * clears it), chronyc was run once per hop with `reset sources', `makestep
+ * 0.1 1', `burst 4/4', and after the last hop no further action comes within
  * settle=SECS (default 5: the 1.5 s de-duplication window plus margin).
  * Options: expect=vmclock|migtime, hops=K, wait=SECS (default 60).
  */
@@ -132,6 +134,16 @@ static void start_companion(void)
 	}
 }
 
+/* Writes the NTP status word (and nothing else). */
+static int set_status(int status)
+{
+	struct timex tx = { 0 };
+
+	tx.modes = ADJ_STATUS;
+	tx.status = status;
+	return adjtimex(&tx) < 0 ? -1 : 0;
+}
+
 static void hop(int n)
 {
 	struct timex tx = { 0 };
@@ -142,8 +154,8 @@ static void hop(int n)
 	tfd = mt_arm_cancel_on_set();
 	if (tfd < 0)
 		ksft_exit_fail_msg("cancel-on-set timerfd: %s\n", strerror(errno));
-	if (mt_set_ntp_synced())
-		ksft_exit_fail_msg("adjtimex(set synced): %s\n", strerror(errno));
+	if (mt_set_ntp_synced() || set_status(STA_INS))
+		ksft_exit_fail_msg("adjtimex(set synced, STA_INS): %s\n", strerror(errno));
 	printf("# MIGTIME-READY mt_companion hop %d\n", n);
 	fflush(stdout);
 
@@ -151,8 +163,15 @@ static void hop(int n)
 	count_lines("/tmp/acts", NULL, last, sizeof(last));
 	cancelled = read(tfd, &ticks, sizeof(ticks)) < 0 && errno == ECANCELED;
 	close(tfd);
-	if (adjtimex(&tx) < 0)
-		ksft_exit_fail_msg("adjtimex(read): %s\n", strerror(errno));
+	/* The companion leaves the status word alone: the kernel sets STA_UNSYNC at its next
+	 * second overflow once maxerror is at the limit. */
+	for (int i = 0; i < 60; i++) {
+		if (adjtimex(&tx) < 0)
+			ksft_exit_fail_msg("adjtimex(read): %s\n", strerror(errno));
+		if (tx.status & STA_UNSYNC)
+			break;
+		usleep(50000);
+	}
 	ksft_print_msg("hop %d: action \"%s\"; adjtimex status %#x maxerror %ld\n", n, last,
 		       tx.status, tx.maxerror);
 
@@ -168,6 +187,8 @@ static void hop(int n)
 	ksft_test_result(cancelled, "hop%d cancel-on-set timerfd ECANCELED\n", n);
 	ksft_test_result((tx.status & STA_UNSYNC) && tx.maxerror >= NTP_PHASE_LIMIT_US,
 			 "hop%d NTP state reset (STA_UNSYNC, maxerror at the limit)\n", n);
+	ksft_test_result(tx.status & STA_INS, "hop%d leap-second flag STA_INS kept\n", n);
+	set_status(0);
 	ksft_test_result(count_lines("/tmp/chronyc.log", NULL, chrony, sizeof(chrony)) == n &&
 				 !strcmp(chrony, "-n -m -h /tmp/chronyd.sock reset sources makestep 0.1 1 burst 4/4"),
 			 "hop%d chronyc ran once: reset sources, makestep 0.1 1, burst 4/4\n", n);
@@ -176,7 +197,7 @@ static void hop(int n)
 int main(int argc, char **argv)
 {
 	struct stat st;
-	int per_hop = 5, dups;
+	int per_hop = 6, dups;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	for (int i = 1; i < argc; i++) {
