@@ -71,6 +71,7 @@ pub fn table() -> Vec<Scenario> {
         row("companion-migtime", "module and VMClock, two hops: migtime-companion acts once per migration on the migtime event, the marker of the same migration is paired and dropped", "mt_companion:expect=migtime:hops=2").vmclock().sim(SimSettings { migrations: 2, ..hop(1000, E::Stepped) }),
         row("chrony-vmclock", "(b) real chronyd 4.3 synced over the network to the simulated host, VMClock, no module; 2 s blackout, +0.5 s skew, rate change: the companion acts once and chronyd re-syncs to the new host", "mt_chrony:expect=vmclock:hops=1:sync=60").no_module().vmclock().net(&[ProbeSettles]).sim(SimSettings { skew_ns: 500_000_000, ..hop(2000, E::None) }),
         row("chrony-migtime", "(c) real chronyd 4.3 as in chrony-vmclock, with the migtime module stepping: the companion acts once on the event and chronyd re-syncs to the new host", "mt_chrony:expect=migtime:hops=1:sync=60").net(&[ProbeSettles, ProbeOneStep]).sim(SimSettings { skew_ns: 500_000_000, ..hop(2000, E::Stepped) }),
+        row("chrony-migtime-race", "(c) with the module polling every 5 s (ivshmem-plain, poll_ms=5000) and VMClock: the VMClock signal usually wins and the companion acts alone first; the kernel's later step still reaches chronyd, which makes no correction of its own", "mt_chrony:expect=migtime:race=1:hops=1:sync=60").params("poll_ms=5000").vmclock().net(&[ProbeSettles, ProbeOneStep]).sim(SimSettings { skew_ns: 500_000_000, ..hop(2000, E::Stepped) }),
     ]
 }
 
