@@ -89,9 +89,10 @@ impl Config {
         if !POLL_MS.contains(&raw.poll_ms) {
             return Err(ParamError::PollMs(raw.poll_ms));
         }
-        let limit_ns = ms_to_ns(raw.max_step_ms, &MAX_STEP_MS).ok_or(ParamError::MaxStepMs(raw.max_step_ms))?;
-        let restore_limit_ns =
-            ms_to_ns(raw.max_restore_ms, &MAX_RESTORE_MS).ok_or(ParamError::MaxRestoreMs(raw.max_restore_ms))?;
+        let limit_ns = ms_to_ns(raw.max_step_ms, &MAX_STEP_MS)
+            .ok_or(ParamError::MaxStepMs(raw.max_step_ms))?;
+        let restore_limit_ns = ms_to_ns(raw.max_restore_ms, &MAX_RESTORE_MS)
+            .ok_or(ParamError::MaxRestoreMs(raw.max_restore_ms))?;
         if !MAX_STEPS.contains(&raw.max_steps) {
             return Err(ParamError::MaxSteps(raw.max_steps));
         }
