@@ -191,7 +191,9 @@ impl<'a> Chain<'a> {
         };
         let hammer = (self.fault(last) == Some(BadPage::PageHammer))
             .then(|| faults::Hammer::start(self.out, d.g.page.path(), w.u));
-        self.report_written(&h, &w);
+        if self.o.settings.vmm == Vmm::Simulator {
+            self.report_written(&h, &w);
+        }
         if let Some(t_cont) = t_cont {
             let storm = self.fault(last) == Some(BadPage::DoorbellStorm);
             self.ring(&d, storm)?;
