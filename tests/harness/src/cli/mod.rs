@@ -98,6 +98,7 @@ fn sim(a: SimArgs) -> Result<bool> {
             expect: a.expect_outcome,
             vmm,
             restore: None,
+            stop_cont: false,
         },
         ack_timeout: Duration::from_secs_f64(a.ack_timeout),
         network,

@@ -132,6 +132,10 @@ impl<'a> Chain<'a> {
                 return Ok(());
             }
             self.sum.boot_s = self.boot;
+            if self.o.settings.stop_cont {
+                self.stop_cont()?;
+                break;
+            }
             let mut h = Hop {
                 from: self.cur.name.clone(),
                 host_minus_guest_before_ns: self.clock,

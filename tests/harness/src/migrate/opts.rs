@@ -61,6 +61,8 @@ pub struct SimSettings {
     /// A restore from saved state instead of a live migration (the device only). With the
     /// device, `skew_ns` is the destination's `x-clock-offset-ns`.
     pub restore: Option<Restore>,
+    /// No migration: a plain `stop`, the blackout, `cont` (the device only): no event.
+    pub stop_cont: bool,
 }
 
 /// Options of `sim`.
@@ -123,7 +125,7 @@ impl SimSettings {
         if device && (self.bad_page.is_some() || self.cancel || self.no_guest_run_between) {
             bail!("the device publishes honest pages: no --bad-page, --cancel or catch-up");
         }
-        if self.restore.is_some() && !device {
+        if (self.restore.is_some() || self.stop_cont) && !device {
             bail!("a restore from saved state needs the migtime device");
         }
         Ok(())

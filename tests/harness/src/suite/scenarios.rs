@@ -87,9 +87,11 @@ pub fn table() -> Vec<Scenario> {
         row("chrony-migtime-race", "(c) with the module polling every 5 s (ivshmem-plain, poll_ms=5000) and VMClock: the VMClock signal usually wins and the companion acts alone first; the kernel's later step still reaches chronyd, which makes no correction of its own", "mt_chrony:expect=migtime:race=1:hops=1:sync=60").params("poll_ms=5000").vmclock().net(&[ProbeSettles, ProbeOneStep]).sim(SimSettings { skew_ns: 500_000_000, ..hop(2000, E::Stepped) }),
         // The patched QEMU's -device migtime writes the page; the harness only reads it back
         // from guest memory and checks it against QMP's STOP -> RESUME. The project kernel only.
-        row("device-live", "-device migtime, live migration, destination held 1 s: QEMU publishes Tout = STOP->RESUME and rings the doorbell, the guest steps (2 vCPUs)", step).device().sim(device(1000, false, 0)),
+        row("device-live", "-device migtime, live migration: QEMU publishes Tout = STOP->RESUME (the downtime) and rings the doorbell, the guest steps (2 vCPUs)", step).device().sim(device(0, false, 0)),
+        row("device-paused-dest", "-device migtime, live migration, destination held paused 3 s before cont: Tout counts to the resume, not to the load", step).device().sim(device(3000, false, 0)),
         row("device-restore-file", "-device migtime: stop, migrate file:, quit; 3 s later -incoming defer + migrate-incoming file:: RESTORE flag, Tout the whole saved span, the guest steps", step).device().sim(device(3000, true, 0)),
         row("device-restore-3days", "as device-restore-file, the restoring host's clock 3 days ahead (x-clock-offset-ns): RESTORE, the guest steps by 3 days + the pause", step).device().sim(device(3000, true, DAYS3_NS)),
+        row("device-stop-cont", "-device migtime, a plain stop, 2 s, cont: no migration, the device publishes nothing, no event", "mt_migrate:expect=none:wait=5").device().sim(SimSettings { stop_cont: true, expect: Some(E::None), ..device(2000, false, 0) }),
     ]
 }
 
