@@ -63,7 +63,10 @@ static inline int mt_read_hex(const char *dir, const char *name, unsigned long *
 	return 0;
 }
 
-/* Map the first ivshmem device's BAR2; returns 0, or -1 with a message. */
+/*
+ * Map the BAR2 of the first page device, ivshmem (1af4:1110) or QEMU's
+ * -device migtime (1b36:0016); returns 0, or -1 with a message.
+ */
 static inline int mt_map_page(int writable)
 {
 	glob_t g;
@@ -78,7 +81,9 @@ static inline int mt_map_page(int writable)
 		char p[512];
 
 		if (mt_read_hex(g.gl_pathv[i], "vendor", &v) ||
-		    mt_read_hex(g.gl_pathv[i], "device", &d) || v != 0x1af4 || d != 0x1110)
+		    mt_read_hex(g.gl_pathv[i], "device", &d))
+			continue;
+		if (!(v == 0x1af4 && d == 0x1110) && !(v == 0x1b36 && d == 0x0016))
 			continue;
 		snprintf(p, sizeof(p), "%s/resource2", g.gl_pathv[i]);
 		fd = open(p, writable ? O_RDWR | O_SYNC : O_RDONLY | O_SYNC);
@@ -90,7 +95,7 @@ static inline int mt_map_page(int writable)
 	}
 	globfree(&g);
 	if (fd < 0) {
-		fprintf(stderr, "no ivshmem device (1af4:1110)\n");
+		fprintf(stderr, "no page device (1af4:1110 or 1b36:0016)\n");
 		return -1;
 	}
 	mt_page = mmap(NULL, MIGTIME_PAGE_BYTES, PROT_READ | (writable ? PROT_WRITE : 0),

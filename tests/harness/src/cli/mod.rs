@@ -47,6 +47,7 @@ fn guest_config(
         devices: Devices {
             vmclock: g.vmclock,
             net: network.as_ref().map(|n| n.ports()),
+            migtime_offset_ns: 0,
         },
         run_dir: g.run_dir.clone().unwrap_or_else(|| default_run_dir(cmd)),
         memory_mb: g.memory,
@@ -76,6 +77,11 @@ fn boot(a: BootArgs) -> Result<bool> {
 fn sim(a: SimArgs) -> Result<bool> {
     let append = append_for(&a.guest_run, &a.params, &a.append_extra);
     let (guest, network) = guest_config(&a.g, a.mode, append, "sim")?;
+    let vmm = if guest.mode == Mode::Device {
+        Vmm::QemuDevice
+    } else {
+        Vmm::Simulator
+    };
     let o = SimOpts {
         scenario: a.scenario,
         guest,
@@ -90,7 +96,9 @@ fn sim(a: SimArgs) -> Result<bool> {
             cancel: a.cancel,
             bad_page: a.bad_page,
             expect: a.expect_outcome,
-            vmm: Vmm::Simulator,
+            vmm,
+            restore: None,
+            stop_cont: false,
         },
         ack_timeout: Duration::from_secs_f64(a.ack_timeout),
         network,

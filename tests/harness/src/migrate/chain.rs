@@ -17,8 +17,8 @@ use crate::base::clock::{realtime_ns, tai_ns};
 use crate::base::output::Reporter;
 use crate::base::results::Tail;
 use crate::migrate::ack::wait_ack;
-use crate::migrate::faults;
 use crate::migrate::opts::{SimOpts, Vmm};
+use crate::migrate::{device, faults};
 use crate::record::ack::{Ack, ExpectOutcome};
 use crate::record::hop::{Hop, SimSummary};
 use crate::vm::page::{shm_path, BadPage, PageFile};
@@ -132,19 +132,32 @@ impl<'a> Chain<'a> {
                 return Ok(());
             }
             self.sum.boot_s = self.boot;
-            let mut d = self.start_destination(hop)?;
+            if self.o.settings.stop_cont {
+                self.stop_cont()?;
+                break;
+            }
             let mut h = Hop {
                 from: self.cur.name.clone(),
-                to: d.g.name.clone(),
                 host_minus_guest_before_ns: self.clock,
                 ..Default::default()
             };
-            if self.o.settings.cancel {
-                faults::cancel(&mut self, d, h)?;
-                break;
-            }
-            self.migrate(&mut d, &mut h)?;
-            let events_before = self.check_migrated_page(&d);
+            let mut d = if self.o.settings.restore.is_some() {
+                self.restore_file(hop, &mut h)?
+            } else {
+                let mut d = self.start_destination(hop, None)?;
+                h.to = d.g.name.clone();
+                if self.o.settings.cancel {
+                    faults::cancel(&mut self, d, h)?;
+                    break;
+                }
+                self.migrate(&mut d, &mut h)?;
+                d
+            };
+            h.to = d.g.name.clone();
+            let events_before = match self.o.settings.vmm {
+                Vmm::Simulator => self.check_migrated_page(&d),
+                Vmm::QemuDevice => self.device_page_before(&mut d)?,
+            };
             if self.fault(last) == Some(BadPage::DestKilled) {
                 faults::kill_destination(&mut self, d, h)?;
                 break;
@@ -178,14 +191,17 @@ impl<'a> Chain<'a> {
         };
         let w = match self.o.settings.vmm {
             Vmm::Simulator => self.write_page(&mut d, &mut h, last)?,
+            Vmm::QemuDevice => self.check_device_page(&mut d, &mut h)?,
         };
         let hammer = (self.fault(last) == Some(BadPage::PageHammer))
             .then(|| faults::Hammer::start(self.out, d.g.page.path(), w.u));
-        self.report_written(&h, &w);
+        if self.o.settings.vmm == Vmm::Simulator {
+            self.report_written(&h, &w);
+        }
         if let Some(t_cont) = t_cont {
             let storm = self.fault(last) == Some(BadPage::DoorbellStorm);
             self.ring(&d, storm)?;
-            self.await_ack(&d, &mut h, &w, t_cont, at);
+            self.await_ack(&mut d, &mut h, &w, t_cont, at);
         } else {
             let name = &d.g.name;
             self.out.stage(&format!(
@@ -205,14 +221,20 @@ impl<'a> Chain<'a> {
         Ok(())
     }
 
-    /// Starts the paused incoming destination of hop `hop` on a fresh page.
-    fn start_destination(&mut self, hop: u32) -> Result<Dest> {
+    /// Starts the paused incoming destination of hop `hop` on a fresh page, incoming from
+    /// `uri` (default: a unix socket of its own). A device destination gets the skew as its
+    /// `x-clock-offset-ns`.
+    pub(crate) fn start_destination(&mut self, hop: u32, uri: Option<String>) -> Result<Dest> {
         let dname = ((b'a' + hop as u8 + 1) as char).to_string();
         let dpage = PageFile::create(&shm_path(&dname))?;
-        let (g, mut q) = Guest::start_with_qmp(&self.o.guest, &dname, dpage, true, self.deadline)?;
+        let mut cfg = self.o.guest.clone();
+        if self.o.settings.vmm == Vmm::QemuDevice {
+            cfg.devices.migtime_offset_ns = self.o.settings.skew_ns;
+        }
+        let (g, mut q) = Guest::start_with_qmp(&cfg, &dname, dpage, true, self.deadline)?;
         self.names.push(dname.clone());
         let sock = self.o.guest.run_dir.join(format!("mig-{dname}.sock"));
-        let uri = format!("unix:{}", sock.display());
+        let uri = uri.unwrap_or_else(|| format!("unix:{}", sock.display()));
         q.execute(
             "migrate-incoming",
             Some(json!({ "uri": uri })),
@@ -272,7 +294,9 @@ impl<'a> Chain<'a> {
     /// for the hop after one kept paused).
     fn blackout(&mut self, h: &mut Hop, hop: u32) {
         let s = &self.o.settings;
-        if !s.compensated && s.blackout_ms > 0 && !(s.no_guest_run_between && hop == 1) {
+        // A restore already waited, with no VM at all.
+        let skip = s.restore.is_some() || s.compensated || (s.no_guest_run_between && hop == 1);
+        if !skip && s.blackout_ms > 0 {
             self.out.stage(&format!("blackout {} ms", s.blackout_ms));
             std::thread::sleep(Duration::from_millis(s.blackout_ms));
             h.blackout_ms = s.blackout_ms;
@@ -305,7 +329,7 @@ impl<'a> Chain<'a> {
 
     /// Polls the destination's guest area for the ack and checks it against
     /// the page written.
-    fn await_ack(&mut self, d: &Dest, h: &mut Hop, w: &Written, t_cont: Instant, at: &At) {
+    fn await_ack(&mut self, d: &mut Dest, h: &mut Hop, w: &Written, t_cont: Instant, at: &At) {
         let ack_timeout = if w.end == End::LeaveOdd {
             self.o.ack_timeout.min(Duration::from_secs(3))
         } else {
@@ -313,7 +337,11 @@ impl<'a> Chain<'a> {
         };
         let expect = self.o.settings.expect;
         let expect = expect.filter(|e| *e != ExpectOutcome::None && !at.last);
-        let Some(a) = wait_ack(&d.g.page, at.events_before, t_cont, ack_timeout) else {
+        let a = match self.o.settings.vmm {
+            Vmm::Simulator => wait_ack(&d.g.page, at.events_before, t_cont, ack_timeout),
+            Vmm::QemuDevice => device::wait_ack(d, at.events_before, t_cont, ack_timeout),
+        };
+        let Some(a) = a else {
             let secs = ack_timeout.as_secs_f64();
             self.out.stage(&format!("no guest ack within {secs:.1} s"));
             if expect.is_some() {

@@ -5,6 +5,7 @@
 
 pub mod ack;
 pub mod chain;
+pub mod device;
 pub mod faults;
 pub mod follow;
 pub mod observe;

@@ -19,6 +19,18 @@ pub enum Vmm {
     /// destination's page (seqlock) right after `cont`.
     #[default]
     Simulator,
+    /// The patched QEMU's `-device migtime` ([`Mode::Device`]) on every guest: QEMU
+    /// publishes the page and rings the doorbell itself; the harness only reads the page
+    /// back from guest memory and checks it against QMP's STOP -> RESUME times.
+    QemuDevice,
+}
+
+/// How a destination is brought back from saved state instead of a live migration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restore {
+    /// The source is stopped and saved with `migrate file:` and quits; after the blackout
+    /// the destination (`-incoming defer`) loads it with `migrate-incoming file:`.
+    File,
 }
 
 /// How long the simulator waits for the guest's ack after `cont`: without the module
@@ -46,6 +58,11 @@ pub struct SimSettings {
     pub expect: Option<ExpectOutcome>,
     /// Who publishes the page.
     pub vmm: Vmm,
+    /// A restore from saved state instead of a live migration (the device only). With the
+    /// device, `skew_ns` is the destination's `x-clock-offset-ns`.
+    pub restore: Option<Restore>,
+    /// No migration: a plain `stop`, the blackout, `cont` (the device only): no event.
+    pub stop_cont: bool,
 }
 
 /// Options of `sim`.
@@ -96,6 +113,20 @@ impl SimSettings {
         }
         if self.bad_page == Some(BadPage::PublishStorm) && mode != Mode::Doorbell {
             bail!("--bad-page publish-storm needs --mode doorbell");
+        }
+        self.validate_vmm(mode)
+    }
+
+    fn validate_vmm(&self, mode: Mode) -> Result<()> {
+        if (self.vmm == Vmm::QemuDevice) != (mode == Mode::Device) {
+            bail!("the migtime device VMM and --mode device go together");
+        }
+        let device = self.vmm == Vmm::QemuDevice;
+        if device && (self.bad_page.is_some() || self.cancel || self.no_guest_run_between) {
+            bail!("the device publishes honest pages: no --bad-page, --cancel or catch-up");
+        }
+        if (self.restore.is_some() || self.stop_cont) && !device {
+            bail!("a restore from saved state needs the migtime device");
         }
         Ok(())
     }

@@ -247,6 +247,7 @@ pub fn run_case(
             devices: Devices {
                 vmclock: case.vmclock(),
                 net: Some(network.ports()),
+                migtime_offset_ns: 0,
             },
             run_dir: dir.to_path_buf(),
             memory_mb: o.memory_mb,

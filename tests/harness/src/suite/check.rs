@@ -249,6 +249,7 @@ fn guest_of(o: &CheckOpts, sc: &Scenario, dir: &Path, net: Option<&Network>) -> 
         devices: Devices {
             vmclock: sc.vmclock,
             net: net.map(Network::ports),
+            migtime_offset_ns: 0,
         },
         run_dir: dir.to_path_buf(),
         memory_mb: o.memory_mb,

@@ -133,6 +133,15 @@ impl Scenario {
         }
     }
 
+    /// With `-device migtime` (the patched QEMU): the page is QEMU's own, it rings the
+    /// doorbell itself.
+    pub fn device(self) -> Self {
+        Self {
+            mode: Mode::Device,
+            ..self
+        }
+    }
+
     /// With module parameters.
     pub fn params(self, params: &'static str) -> Self {
         Self { params, ..self }

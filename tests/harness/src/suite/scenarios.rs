@@ -3,7 +3,7 @@
 //! The suite's scenarios: the data table `check` runs (`--list` prints it).
 //! One row per scenario, built from [`row`] (see `scenario.rs` for the fields).
 
-use crate::migrate::opts::SimSettings;
+use crate::migrate::opts::{Restore, SimSettings, Vmm};
 use crate::record::ack::ExpectOutcome as E;
 use crate::suite::scenario::{hop, row, HostCheck, Kernel, Scenario};
 use crate::vm::page::BadPage as B;
@@ -17,6 +17,19 @@ const ALL: &[Kernel] = &[Project, Debian, Debug];
 const DISTRO: &[Kernel] = &[Project, Debian];
 /// The project's and the debug kernel.
 const DEBUG: &[Kernel] = &[Project, Debug];
+
+/// Three days, in nanoseconds: the destination's clock offset of `device-restore-3days`.
+const DAYS3_NS: i64 = 3 * 86_400 * 1_000_000_000;
+
+/// A hop on the migtime device: a restore from a file if `restore`, else live.
+fn device(blackout_ms: u64, restore: bool, offset_ns: i64) -> SimSettings {
+    SimSettings {
+        vmm: Vmm::QemuDevice,
+        restore: restore.then_some(Restore::File),
+        skew_ns: offset_ns,
+        ..hop(blackout_ms, E::Stepped)
+    }
+}
 
 fn bad(blackout_ms: u64, expect: E, b: B) -> SimSettings {
     SimSettings {
@@ -72,6 +85,13 @@ pub fn table() -> Vec<Scenario> {
         row("chrony-vmclock", "(b) real chronyd 4.3 synced over the network to the simulated host, VMClock, no module; 2 s blackout, +0.5 s skew, rate change: the companion acts once and chronyd re-syncs to the new host", "mt_chrony:expect=vmclock:hops=1:sync=60").no_module().vmclock().net(&[ProbeSettles]).sim(SimSettings { skew_ns: 500_000_000, ..hop(2000, E::None) }),
         row("chrony-migtime", "(c) real chronyd 4.3 as in chrony-vmclock, with the migtime module stepping: the companion acts once on the event and chronyd re-syncs to the new host", "mt_chrony:expect=migtime:hops=1:sync=60").net(&[ProbeSettles, ProbeOneStep]).sim(SimSettings { skew_ns: 500_000_000, ..hop(2000, E::Stepped) }),
         row("chrony-migtime-race", "(c) with the module polling every 5 s (ivshmem-plain, poll_ms=5000) and VMClock: the VMClock signal usually wins and the companion acts alone first; the kernel's later step still reaches chronyd, which makes no correction of its own", "mt_chrony:expect=migtime:race=1:hops=1:sync=60").params("poll_ms=5000").vmclock().net(&[ProbeSettles, ProbeOneStep]).sim(SimSettings { skew_ns: 500_000_000, ..hop(2000, E::Stepped) }),
+        // The patched QEMU's -device migtime writes the page; the harness only reads it back
+        // from guest memory and checks it against QMP's STOP -> RESUME. The project kernel only.
+        row("device-live", "-device migtime, live migration: QEMU publishes Tout = STOP->RESUME (the downtime) and rings the doorbell, the guest steps (2 vCPUs)", step).device().sim(device(0, false, 0)),
+        row("device-paused-dest", "-device migtime, live migration, destination held paused 3 s before cont: Tout counts to the resume, not to the load", step).device().sim(device(3000, false, 0)),
+        row("device-restore-file", "-device migtime: stop, migrate file:, quit; 3 s later -incoming defer + migrate-incoming file:: RESTORE flag, Tout the whole saved span, the guest steps", step).device().sim(device(3000, true, 0)),
+        row("device-restore-3days", "as device-restore-file, the restoring host's clock 3 days ahead (x-clock-offset-ns): RESTORE, the guest steps by 3 days + the pause", step).device().sim(device(3000, true, DAYS3_NS)),
+        row("device-stop-cont", "-device migtime, a plain stop, 2 s, cont: no migration, the device publishes nothing, no event", "mt_migrate:expect=none:wait=5").device().sim(SimSettings { stop_cont: true, expect: Some(E::None), ..device(2000, false, 0) }),
     ]
 }
 

@@ -15,6 +15,8 @@
 use std::net::UdpSocket;
 use std::sync::{Arc, Mutex};
 
+use anyhow::{bail, Result};
+
 /// The guest's UDP port of `mt_probe`.
 pub const PROBE_GUEST_PORT: u16 = 5123;
 
@@ -48,6 +50,9 @@ pub struct Devices {
     pub vmclock: bool,
     /// User-mode networking, with the forwarded probe ports recorded here.
     pub net: Option<ProbePorts>,
+    /// `x-clock-offset-ns` of `-device migtime` ([`crate::vm::qemu::Mode::Device`]): the
+    /// device's clock reading offset, as a host whose clock differs from the source's.
+    pub migtime_offset_ns: i64,
 }
 
 impl Devices {
@@ -71,9 +76,39 @@ impl Devices {
     }
 }
 
+/// The patched QEMU with `-device migtime`: `MIGTIME_QEMU_DEVICE` (scripts/check sets it
+/// from scripts/build-qemu). Without it a device guest fails to start, loudly.
+pub fn device_qemu() -> Result<String> {
+    match std::env::var("MIGTIME_QEMU_DEVICE") {
+        Ok(q) if !q.is_empty() => Ok(q),
+        _ => bail!(
+            "device scenarios need the patched QEMU: set MIGTIME_QEMU_DEVICE to the binary \
+             scripts/build-qemu prints (scripts/check does)"
+        ),
+    }
+}
+
+impl Devices {
+    /// The `-device migtime` argument (with this guest's clock offset).
+    pub fn migtime_arg(&self) -> String {
+        match self.migtime_offset_ns {
+            0 => "migtime,id=mt".into(),
+            off => format!("migtime,id=mt,x-clock-offset-ns={off}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn migtime_device_gets_its_clock_offset() {
+        let mut d = Devices::default();
+        assert_eq!(d.migtime_arg(), "migtime,id=mt");
+        d.migtime_offset_ns = -7;
+        assert_eq!(d.migtime_arg(), "migtime,id=mt,x-clock-offset-ns=-7");
+    }
 
     #[test]
     fn devices_give_their_qemu_arguments() {

@@ -219,6 +219,14 @@ impl PageFile {
         layer::read_guest_area(self, GUEST_READ_ATTEMPTS)
     }
 
+    /// Overwrites the start of the page with `words` (little-endian): the page as read
+    /// from a guest's memory, for a page device the harness does not write.
+    pub fn load(&mut self, words: &[u64]) {
+        for (i, w) in words.iter().enumerate().take(self.len / 8) {
+            self.write_u64(i * 8, *w);
+        }
+    }
+
     /// A copy of the first ABI page (for the run folder).
     pub fn page_bytes(&self) -> Vec<u8> {
         (0..abi::PAGE_BYTES)

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::vm::devices::Devices;
+use crate::vm::devices::{device_qemu, Devices};
 use crate::vm::ivshmem::DoorbellServer;
 use crate::vm::page::PageFile;
 use crate::vm::qmp::Qmp;
@@ -25,6 +25,9 @@ pub enum Mode {
     Plain,
     /// `ivshmem-doorbell,master=on,vectors=1` with our own server: interrupts.
     Doorbell,
+    /// `-device migtime` (the patched QEMU, [`device_qemu`]): QEMU itself writes the page in
+    /// the device's BAR2 and rings its MSI-X vector; no ivshmem, no page file.
+    Device,
 }
 
 /// What a guest is started with.
@@ -120,6 +123,7 @@ pub fn qemu_args(
         "q35,memory-backend=ram0".into(),
     ];
     match (cfg.mode, doorbell_sock) {
+        (Mode::Device, _) => a.extend(["-device".into(), cfg.devices.migtime_arg()]),
         (Mode::Doorbell, Some(sock)) => {
             a.push("-chardev".into());
             a.push(format!("socket,id=ivsh,path={}", sock.display()));
@@ -182,7 +186,7 @@ impl Guest {
                 page.path(),
                 1,
             )?),
-            Mode::Plain => None,
+            Mode::Plain | Mode::Device => None,
         };
         let sock = run.join(format!("ivshmem-{name}.sock"));
         let args = qemu_args(
@@ -192,7 +196,11 @@ impl Guest {
             server.as_ref().map(|_| sock.as_path()),
             incoming,
         );
-        let qemu = std::env::var("MIGTIME_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into());
+        let qemu = if cfg.mode == Mode::Device {
+            device_qemu()?
+        } else {
+            std::env::var("MIGTIME_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into())
+        };
         let line = std::iter::once(qemu.clone())
             .chain(args.iter().cloned())
             .map(|s| shell_quote(&s))
@@ -377,5 +385,14 @@ mod tests {
         assert!(a.contains("-chardev socket,id=ivsh,path=/run/s -device ivshmem-doorbell,chardev=ivsh,vectors=1,master=on"));
         assert!(!a.contains("memory-backend-file"));
         assert!(a.ends_with("-incoming defer -S"));
+        let cfg = GuestConfig {
+            mode: Mode::Device,
+            ..cfg
+        };
+        let a = qemu_args(&cfg, "c", Path::new("/p"), None, true).join(" ");
+        assert!(
+            a.contains(" -device migtime,id=mt -") && !a.contains("ivsh"),
+            "{a}"
+        );
     }
 }
