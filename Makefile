@@ -36,7 +36,7 @@ help:
 	@echo "  deb            the module and companion packages, lintian-checked (their paths: last two lines)"
 	@echo "  demo           the main job: migrate a guest with and without migtime"
 	@echo "  bench          measure migrations per configuration (JSON + markdown)"
-	@echo "  fuzz           cargo-fuzz the pure logic from the seed corpus (FUZZ_SECONDS=300)"
+	@echo "  fuzz           cargo-fuzz the pure logic: 10M executions (FUZZ_RUNS, FUZZ_SECONDS)"
 	@echo "  fmt            rustfmt the module (kernel config) and the host crates"
 	@echo "  clean          remove build outputs in the clone (not the cache)"
 
@@ -93,9 +93,9 @@ demo:
 bench:
 	@scripts/bench
 
-# FUZZ_SECONDS=N for a longer or shorter run (default 300).
+# FUZZ_RUNS=N executions (default 10 million), FUZZ_SECONDS=S to stop sooner.
 fuzz:
-	@scripts/fuzz $(FUZZ_SECONDS)
+	@scripts/fuzz --runs $(or $(FUZZ_RUNS),10000000) $(or $(FUZZ_SECONDS),0)
 
 # The same rustfmt as the lint gate (Debian's 1.85, $RUSTFMT).
 fmt:

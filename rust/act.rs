@@ -89,7 +89,9 @@ fn step(
     step_ns: i64,
     outcome: Outcome,
 ) -> Acted {
-    match stepper.step(step_ns) {
+    // The fault knob is consumed by the step it applies to, whatever the method.
+    let fault = c.fault_partial_step.xchg(0, Relaxed) != 0;
+    match stepper.step(step_ns, fault) {
         Ok(r) => {
             let outcome = match r.stop {
                 Stop::SetFailed(e) => {

@@ -76,8 +76,19 @@ fn set_realtime_ns(ns: i64) -> Result {
 /// What [`Stepper::step`] did once the clock moved: see [`fallback::Applied`].
 pub(crate) type StepOutcome = Applied<Error>;
 
+/// How far the first set of a faulted step falls short: far beyond
+/// [`fallback::CORRECTION_THRESHOLD_NS`], so a correction always follows, and within
+/// [`fallback::MAX_WINDOW_NS`], so it looks like a slow set, not another agent's step.
+const FAULT_SHORTFALL_NS: i64 = 1_000_000;
+
 /// The kernel's timekeeping as the read-then-set loop drives it.
-struct KernelClock;
+struct KernelClock {
+    /// Fault injection (debugfs `fault_partial_step`): the first set lands
+    /// [`FAULT_SHORTFALL_NS`] short and the second is rejected with `EINVAL`.
+    fault: bool,
+    /// Sets attempted so far in this step.
+    sets: u32,
+}
 
 impl RealtimeClock for KernelClock {
     type Error = Error;
@@ -91,7 +102,12 @@ impl RealtimeClock for KernelClock {
     }
 
     fn set_realtime_ns(&mut self, ns: i64) -> Result {
-        set_realtime_ns(ns)
+        self.sets += 1;
+        match (self.fault, self.sets) {
+            (true, 1) => set_realtime_ns(ns.saturating_sub(FAULT_SHORTFALL_NS)),
+            (true, 2) => Err(EINVAL),
+            _ => set_realtime_ns(ns),
+        }
     }
 }
 
@@ -124,16 +140,23 @@ impl Stepper {
 
     /// Steps CLOCK_REALTIME by `step_ns` (0: a 1 ns nudge so waiters fire), which resets NTP state
     /// and wakes clock-was-set waiters. May sleep. An error means nothing was applied; once the
-    /// clock moved the result is `Ok`, partial or not ([`Applied::stop`]).
-    pub(crate) fn step(&mut self, step_ns: i64) -> Result<StepOutcome> {
+    /// clock moved the result is `Ok`, partial or not ([`Applied::stop`]). `fault` injects a
+    /// rejected correction into a read-then-set step (see [`KernelClock`]).
+    pub(crate) fn step(&mut self, step_ns: i64, fault: bool) -> Result<StepOutcome> {
         match self.method {
             StepMethod::Inject => inject(step_ns),
             StepMethod::SetTimeOfDay => {
-                fallback::read_then_set(&mut KernelClock, &mut self.window, step_ns).map_err(|e| {
-                    match e {
-                        StepError::Overflow => ERANGE,
-                        StepError::Set(e) => e,
-                    }
+                let mut clock = KernelClock { fault, sets: 0 };
+                // A faulted step's windows are not the kernel's: measure them on a copy.
+                let mut scratch = self.window;
+                let window = if fault {
+                    &mut scratch
+                } else {
+                    &mut self.window
+                };
+                fallback::read_then_set(&mut clock, window, step_ns).map_err(|e| match e {
+                    StepError::Overflow => ERANGE,
+                    StepError::Set(e) => e,
                 })
             }
         }
@@ -200,10 +223,10 @@ mod tests {
         for method in [StepMethod::Inject, StepMethod::SetTimeOfDay] {
             let mut s = Stepper::new(method);
             let before = realtime_offset_ns();
-            assert!(s.step(i64::MAX).is_err());
+            assert!(s.step(i64::MAX, false).is_err());
             // A target before the epoch is rejected by the kernel, and the clock is left alone
             // (these tests never move the clock: the guest tests' NTP state must survive them).
-            assert!(s.step(i64::MIN).is_err());
+            assert!(s.step(i64::MIN, false).is_err());
             assert_eq!(realtime_offset_ns(), before);
         }
     }

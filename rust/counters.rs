@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Statistics of a bound device, exported read-only in debugfs under `migtime/`.
+//! Statistics of a bound device, exported read-only in debugfs under `migtime/`, and the one
+//! fault-injection knob the guest tests use (read-write, root only like all of debugfs).
 
 use kernel::{
     debugfs::Scope,
@@ -34,6 +35,12 @@ pub(crate) struct Counters {
     pub(crate) last_residual_ns: Atomic<i64>,
     /// `migration_seq` of the latest event.
     pub(crate) last_seq: Atomic<u64>,
+    /// Fault injection (`fault_partial_step`, read-write): when non-zero, the next
+    /// read-then-set step makes its first set 1 ms short and has its first correcting set
+    /// rejected with `EINVAL`, as `do_settimeofday64()` rejects a time near its validity limits.
+    /// The step is then partial: the tests check that what moved is recorded and never applied
+    /// again. Cleared by the step that consumes it; the inject method ignores it.
+    pub(crate) fault_partial_step: Atomic<u32>,
 }
 
 impl Counters {
@@ -49,6 +56,7 @@ impl Counters {
             read_busy: Atomic::new(0),
             last_residual_ns: Atomic::new(0),
             last_seq: Atomic::new(0),
+            fault_partial_step: Atomic::new(0),
         }
     }
 
@@ -58,8 +66,8 @@ impl Counters {
     }
 }
 
-/// Creates the debugfs directory `migtime/` with one read-only file per counter. The directory
-/// is removed when the returned scope is dropped.
+/// Creates the debugfs directory `migtime/` with one read-only file per counter and the
+/// read-write fault knob. The directory is removed when the returned scope is dropped.
 pub(crate) fn debugfs(counters: Arc<Counters>) -> impl PinInit<Scope<Arc<Counters>>> {
     Scope::dir(counters, c"migtime", |c, dir| {
         dir.read_only_file(c"events", &c.events);
@@ -71,5 +79,6 @@ pub(crate) fn debugfs(counters: Arc<Counters>) -> impl PinInit<Scope<Arc<Counter
         dir.read_only_file(c"read_busy", &c.read_busy);
         dir.read_only_file(c"last_residual_ns", &c.last_residual_ns);
         dir.read_only_file(c"last_seq", &c.last_seq);
+        dir.read_write_file(c"fault_partial_step", &c.fault_partial_step);
     })
 }

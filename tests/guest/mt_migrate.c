@@ -22,7 +22,10 @@
  *
  * Options (key=value): expect=..., hops=K (default 1), wait=SECS (default
  * 120; guest time, which does not run during the blackout), tol_us=N
- * (default 100000), outcome=NAME (expect=refuse: the exact refusal),
+ * (default 100000), outcome=NAME (the exact outcome: a refusal's name, or
+ * partial for expect=step), fault=partial (debugfs fault_partial_step: the
+ * module's next read-then-set step lands short and its correction is
+ * rejected; with once=, that partial step must not be applied again),
  * self=NS[/c] (write the page ourselves: +NS uncompensated, /c compensated),
  * once=SECS (expect=step|notify: after the event, no further event may come
  * within SECS; for host storms), retries=1 (then debugfs read_retries must
@@ -54,7 +57,7 @@ static long long tol_ns = 100000000;
 static const char *want_outcome;
 static long long self_ns;
 static int self_write, self_compensated;
-static int once_s, want_retries;
+static int once_s, want_retries, fault_partial;
 
 /*
  * The host area, or (expect=none only: a host that leaves the count odd is
@@ -102,6 +105,8 @@ static void parse_args(int argc, char **argv)
 			once_s = atoi(a + 5);
 		else if (!strcmp(a, "retries=1"))
 			want_retries = 1;
+		else if (!strcmp(a, "fault=partial"))
+			fault_partial = 1;
 		else if (!strncmp(a, "outcome=", 8))
 			want_outcome = a + 8;
 		else if (!strncmp(a, "self=", 5)) {
@@ -126,6 +131,8 @@ static const char *outcome_name(uint32_t o)
 	case MIGTIME_OUTCOME_REFUSED_OVER_LIMIT: return "refused-over-limit";
 	case MIGTIME_OUTCOME_REFUSED_INCONSISTENT: return "refused-inconsistent";
 	case MIGTIME_OUTCOME_FAILED: return "failed";
+	case MIGTIME_OUTCOME_REFUSED_RATE: return "refused-rate";
+	case MIGTIME_OUTCOME_PARTIAL: return "partial";
 	default: return "unknown";
 	}
 }
@@ -134,7 +141,7 @@ static int is_refusal(uint32_t o)
 {
 	return o == MIGTIME_OUTCOME_REFUSED_SEQ_BACKWARDS ||
 	       o == MIGTIME_OUTCOME_REFUSED_OVER_LIMIT ||
-	       o == MIGTIME_OUTCOME_REFUSED_INCONSISTENT;
+	       o == MIGTIME_OUTCOME_REFUSED_INCONSISTENT || o == MIGTIME_OUTCOME_REFUSED_RATE;
 }
 
 /* Drain events already queued for this fd (non-blocking). */
@@ -229,6 +236,8 @@ static void observe_hop(int dev, int n, struct hop_view *v)
 	printf("# MIGTIME-READY mt_migrate hop %d seq %llu total %lld\n", n,
 	       (unsigned long long)v->before.seq, (long long)v->before.total);
 	fflush(stdout);
+	if (fault_partial && mt_debugfs_write("fault_partial_step", "1"))
+		ksft_exit_fail_msg("debugfs fault_partial_step: %s\n", strerror(errno));
 	if (self_write)
 		write_host(self_ns, self_compensated);
 
@@ -294,9 +303,12 @@ static void check_acted(int dev, int n, const struct hop_view *v)
 	ksft_test_result(got && ev->migration_seq == v->after.seq && v->after.seq > v->before.seq,
 			 "hop%d event seq matches the page (%llu)\n", n,
 			 (unsigned long long)v->after.seq);
-	ksft_test_result(got && ev->outcome == (expect == EXPECT_STEP ? MIGTIME_OUTCOME_STEPPED
-								       : MIGTIME_OUTCOME_NOTIFIED),
-			 "hop%d outcome is %s\n", n, expect == EXPECT_STEP ? "stepped" : "notified");
+	const char *want_name = want_outcome ? want_outcome
+					     : expect == EXPECT_STEP ? "stepped" : "notified";
+
+	ksft_test_result(got && !strcmp(outcome_name(ev->outcome), want_name),
+			 "hop%d outcome is %s (got %s)\n", n, want_name,
+			 got ? outcome_name(ev->outcome) : "no event");
 	ksft_test_result(got && ev->intended_ns == want,
 			 "hop%d intended step equals the page's pending total (%lld ns)\n", n,
 			 (long long)want);

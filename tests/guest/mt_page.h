@@ -211,7 +211,23 @@ static inline int mt_set_ntp_synced(void)
 	return adjtimex(&tx) < 0 ? -1 : 0;
 }
 
-/* insmod MT_KO with PARAMS ("" for none): 0 or -errno. */
+/* Writes `val` to debugfs migtime/NAME (a test knob); 0, or -1 with errno. */
+static inline int mt_debugfs_write(const char *name, const char *val)
+{
+	char p[128];
+	FILE *f;
+	int rc;
+
+	snprintf(p, sizeof(p), "/sys/kernel/debug/migtime/%s", name);
+	f = fopen(p, "w");
+	if (!f)
+		return -1;
+	rc = fputs(val, f) < 0 ? -1 : 0;
+	if (fclose(f))
+		rc = -1;
+	return rc;
+}
+
 /* A debugfs counter of the bound device (/sys/kernel/debug/migtime/NAME), or -1. */
 static inline long long mt_debugfs_counter(const char *name)
 {
@@ -260,6 +276,7 @@ static inline unsigned int mt_expected_step_method(void)
 	return has_inject ? MIGTIME_STEP_INJECT : MIGTIME_STEP_SETTIMEOFDAY;
 }
 
+/* insmod MT_KO with PARAMS ("" for none): 0 or -errno. */
 static inline int mt_insmod(const char *params)
 {
 	int fd = open(MT_KO, O_RDONLY | O_CLOEXEC), r;

@@ -73,6 +73,7 @@ pub fn table() -> Vec<Scenario> {
         row("doorbell-fallback", "as step-doorbell, step_method=2", step).doorbell().params("step_method=2").sim(hop(1000, E::Stepped)),
         row("compensated-fallback", "as compensated, step_method=2: the zero step still moves the offset so waiters fire", "mt_migrate:expect=notify").params("step_method=2").sim(SimSettings { compensated: true, ..hop(0, E::Notified) }),
         row("chain-fallback", "as chain, step_method=2: the window estimate carries over from hop to hop", "mt_migrate:expect=step:hops=2").params("step_method=2").sim(SimSettings { migrations: 2, ..hop(1000, E::Stepped) }),
+        row("partial-step", "step_method=2, debugfs fault_partial_step: the first set lands 1 ms short, its correction is rejected; the event says partial with what moved, never applied again", "mt_migrate:expect=step:self=5000000000:outcome=partial:fault=partial:once=5").params("step_method=2").on(DEBUG),
         // wrap=refuse: docs/abi.md, the sequence does not wrap.
         row("replay", "hostile host (the guest plays it): seq replayed, rewound, jumped, reset to 0 (then counting up past the old baseline: applied from there), wrapped at 2^64: each migration_seq acted on at most once, refusals visible", "mt_replay:wrap=refuse").params("poll_ms=5").on(ALL),
         // The kernel's timer selftests sleep for minutes by design (nsleep-lat alone 6 clocks x
@@ -134,7 +135,7 @@ mod tests {
         );
         assert_eq!(get("step").timeout_with(suite), suite);
         let on = |k| t.iter().filter(|s| s.runs_on(k)).count();
-        assert_eq!((on(Project), on(Debian), on(Debug)), (t.len() - 1, 15, 15));
+        assert_eq!((on(Project), on(Debian), on(Debug)), (t.len() - 1, 15, 16));
         assert!(!get("timers-peer").runs_on(Project));
         let c = get("chrony-vmclock");
         assert!(c.net && c.vmclock && !c.module);
