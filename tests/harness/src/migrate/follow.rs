@@ -109,6 +109,7 @@ impl Chain<'_> {
         let limit = remaining(self.deadline).unwrap_or(Duration::from_secs(1));
         let st = self.cur.wait_exit(limit.min(Duration::from_secs(30)))?;
         self.sum.exit_status = st.code();
+        self.cut_rewound();
         self.save_page();
         if !self.sum.cancelled {
             if let Some(g) = self.cur.page.guest_area() {
