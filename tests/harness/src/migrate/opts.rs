@@ -33,8 +33,11 @@ pub enum Restore {
     /// further load is another destination, the blackout later, from the same file.
     File,
     /// `snapshot-save` (a QMP job: the VM stops, is saved to a scratch qcow2 node added
-    /// at run time, and runs on); after the blackout `stop`, `snapshot-load` (job), `cont`;
-    /// each further load rewinds the same QEMU to the same snapshot again.
+    /// at run time, and runs on); the blackout later `snapshot-load` into the running VM
+    /// (the job stops it and runs it on). Each further load rewinds the same QEMU to the
+    /// same snapshot again, into a VM the user paused (`stop`, `snapshot-load`, the
+    /// blackout, `cont`): QEMU keeps a paused VM paused while it loads, so its run state
+    /// does not say that a snapshot is loading.
     Snapshot,
 }
 

@@ -232,31 +232,55 @@ impl Chain<'_> {
     }
 
     /// Runs `snapshot-save` or `snapshot-load` (QMP jobs) of the snapshot to its end; both
-    /// stop the VM and run it on if it ran. Returns the job's STOP and RESUME events.
-    fn snapshot_job(&mut self, cmd: &str, n: u32) -> Result<(Value, Value)> {
+    /// stop a running VM and run it on (STOP, RESUME), and leave a paused one paused.
+    fn snapshot_job(&mut self, cmd: &str, n: u32) -> Result<()> {
         let id = format!("{cmd}-{n}");
         self.out.stage(&format!("{cmd} (job {id})"));
         let nodes = [VMSTATE_NODE];
         let args = json!({ "job-id": id, "tag": TAG, "vmstate": VMSTATE_NODE, "devices": nodes });
         self.cur_q
             .execute(cmd, Some(args), Duration::from_secs(10))?;
-        self.finish_job(&id)?;
-        let stop = self.cur_q.wait_named("STOP", remaining(self.deadline)?)?;
-        let resume = self.cur_q.wait_named("RESUME", remaining(self.deadline)?)?;
-        Ok((stop, resume))
+        self.finish_job(&id)
     }
 
-    /// `snapshot-save` of the running guest, then `snapshot-load` of it per load (the first
-    /// the blackout later, each next once the guest, back at the save, went through its
-    /// programs to `/init`'s idle marker); each checked as a hop of its own.
+    /// Waits for the QMP event `name` of the current guest.
+    fn event(&mut self, name: &str) -> Result<Value> {
+        self.cur_q.wait_named(name, remaining(self.deadline)?)
+    }
+
+    /// Load `k` (from 0) of the snapshot: the first into the running VM (the job stops it
+    /// and runs it on), each next into the VM paused by the user once the guest idles:
+    /// `stop`, `snapshot-load`, the blackout, `cont`. Notes the results file's length when
+    /// the VM stopped; returns the RESUME event.
+    fn snapshot_load(&mut self, k: u32, h: &mut Hop, rewound: &mut Rewound) -> Result<Value> {
+        if k == 0 {
+            self.pause(h);
+            rewound.loads.push(len(&self.cur.results));
+            self.snapshot_job("snapshot-load", k + 1)?;
+            self.event("STOP")?;
+            return self.event("RESUME");
+        }
+        self.await_idle()?;
+        self.cur_q.execute("stop", None, Duration::from_secs(10))?;
+        self.event("STOP")?;
+        rewound.loads.push(len(&self.cur.results));
+        self.snapshot_job("snapshot-load", k + 1)?;
+        self.pause(h);
+        self.cur_q.execute("cont", None, Duration::from_secs(10))?;
+        self.event("RESUME")
+    }
+
+    /// `snapshot-save` of the running guest, then `snapshot-load` of it per load
+    /// ([`Self::snapshot_load`]); each checked as a hop of its own.
     fn snapshot_loads(&mut self) -> Result<()> {
         self.add_vmstate_node()?;
         read_page(&mut self.cur_q, &mut self.cur.page)?;
         let old = self.cur.page.host_area();
         let events_before = self.cur.page.guest_area().map_or(0, |g| g.events);
         let baseline = self.baseline_total;
-        let (stop, _) = self.snapshot_job("snapshot-save", 0)?;
-        let stop_ns = event_time_ns(&stop);
+        self.snapshot_job("snapshot-save", 0)?;
+        let stop_ns = event_time_ns(&self.event("STOP")?);
+        self.event("RESUME")?;
         // The guest runs on, waiting in its poll: nothing more on the results channel.
         let mut rewound = Rewound {
             save: len(&self.cur.results),
@@ -266,13 +290,7 @@ impl Chain<'_> {
         for k in 0..loads {
             let mut h = self.saved_hop(stop_ns);
             h.to = self.cur.name.clone();
-            if k == 0 {
-                self.pause(&mut h);
-            } else {
-                self.await_idle()?;
-            }
-            rewound.loads.push(len(&self.cur.results));
-            let (_, resume) = self.snapshot_job("snapshot-load", k + 1)?;
+            let resume = self.snapshot_load(k, &mut h, &mut rewound)?;
             let t_resume = Instant::now();
             h.resume_ns = event_time_ns(&resume);
             h.resumed = true;
