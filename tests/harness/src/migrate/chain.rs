@@ -142,11 +142,7 @@ impl<'a> Chain<'a> {
                 self.stop_cont()?;
                 break;
             }
-            let mut h = Hop {
-                from: self.cur.name.clone(),
-                host_minus_guest_before_ns: self.clock,
-                ..Default::default()
-            };
+            let mut h = self.new_hop(None);
             let mut d = self.start_destination(hop, None)?;
             h.to = d.g.name.clone();
             if self.o.settings.cancel {
@@ -341,6 +337,9 @@ impl<'a> Chain<'a> {
             Vmm::QemuDevice => device::wait_ack(q, page, ev, t_cont, ack_timeout),
         };
         self.take_ack(a, ack_timeout, h, w, at);
+        if self.o.settings.vmm == Vmm::QemuDevice {
+            self.check_landing(h, at.hop);
+        }
     }
 
     /// Checks the guest's ack `a` (none within `ack_timeout`) of hop `at` against the page

@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use migtime_abi::abi::{self, HostArea, FLAG_RESTORE};
+use migtime_abi::abi::{self, HostArea, Outcome, FLAG_RESTORE};
 use migtime_abi::page::{End, Update};
 use serde_json::json;
 
@@ -171,7 +171,48 @@ pub fn check_page(
     Ok((Written { u, end: End::Even }, bad))
 }
 
+/// Where the guest's wall clock landed after its step, against where it must: where it was
+/// before the hop relative to the host clock it follows, moved by the offset difference of
+/// the two QEMUs (`offsets_ns`). The host sees `host - guest` before at the guest's
+/// `# MIGTIME-CLOCK` (late by the results polling) and after at its ack (late by up to the
+/// ack latency): beyond [`TOUT_BOUND_NS`] plus that latency the step did not bring the guest
+/// to the destination's time (a guest clock that ran, or was rewound, on its own). Returns
+/// the error (ns) and, if it is out of bounds, the problem; `None` without a step or marker.
+pub fn landing(h: &Hop, offsets_ns: (i64, i64)) -> Option<(i64, Option<String>)> {
+    let a = h
+        .ack
+        .as_ref()
+        .filter(|a| a.area.outcome == Outcome::Stepped as u32)?;
+    let before = h.host_minus_guest_before_ns?;
+    let want = before - (offsets_ns.1 - offsets_ns.0);
+    let err = a.host_minus_guest_ns - want;
+    let bound = TOUT_BOUND_NS + (a.latency_ms * 1e6) as i64;
+    let p = (err.abs() > bound).then(|| {
+        format!(
+            "guest clock landed {:.3} ms off the destination host's (host - guest {} ns, want {want} ns; bound {:.0} ms)",
+            err as f64 / 1e6,
+            a.host_minus_guest_ns,
+            bound as f64 / 1e6
+        )
+    });
+    Some((err, p))
+}
+
 impl Chain<'_> {
+    /// Checks where the guest's clock landed after hop `hop` ([`landing`]).
+    pub(crate) fn check_landing(&mut self, h: &Hop, hop: u32) {
+        let Some((err, p)) = landing(h, self.o.settings.device_offsets_ns(hop)) else {
+            return;
+        };
+        let ms = err as f64 / 1e6;
+        self.out.stage(&format!(
+            "guest clock landed {ms:.3} ms off the destination host's"
+        ));
+        if let Some(p) = p {
+            self.sum.problems.push(format!("hop {}: {p}", hop + 1));
+        }
+    }
+
     /// The destination's page once the migration arrived, before `cont`: the source's,
     /// carried as RAM. Returns the guest's `events` before the hop.
     pub(crate) fn device_page_before(&mut self, d: &mut Dest) -> Result<u64> {

@@ -12,7 +12,7 @@ use migtime_abi::abi::Outcome;
 use crate::base::clock::realtime_ns;
 use crate::base::results::{marker, Marker};
 use crate::migrate::chain::{Chain, Wait};
-use crate::record::hop::SimSummary;
+use crate::record::hop::{Hop, SimSummary};
 use crate::vm::qemu::remaining;
 
 impl Chain<'_> {
@@ -74,6 +74,17 @@ impl Chain<'_> {
                 bail!("timeout waiting for a marker from guest {}", g.name);
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A new hop from the current guest, with its last clock offset (and the STOP that froze
+    /// it, if known already).
+    pub(crate) fn new_hop(&self, stop_ns: Option<i64>) -> Hop {
+        Hop {
+            from: self.cur.name.clone(),
+            host_minus_guest_before_ns: self.clock,
+            stop_ns,
+            ..Default::default()
         }
     }
 

@@ -167,6 +167,10 @@ impl SimSettings {
         if saved && (self.migrations > 1 || self.cancel || self.stop_cont) {
             bail!("a restore is one saved state, loaded: no chain, cancel or stop/cont");
         }
+        let offset = self.skew_ns != 0 || !self.offsets_ns.is_empty();
+        if self.restore == Some(Restore::Snapshot) && offset {
+            bail!("a snapshot loads in the source's own QEMU: no clock offset");
+        }
         Ok(())
     }
 }
@@ -251,5 +255,11 @@ mod tests {
             },
             m
         ));
+        let offset = SimSettings {
+            restore: Some(Restore::Snapshot),
+            skew_ns: 1,
+            ..device()
+        };
+        assert!(!ok(offset, m));
     }
 }

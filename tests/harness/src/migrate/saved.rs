@@ -52,19 +52,10 @@ impl Chain<'_> {
         self.finish()
     }
 
-    /// A new hop of the saved guest: from the current guest, with its last clock offset.
-    fn saved_hop(&self, stop_ns: Option<i64>) -> Hop {
-        Hop {
-            from: self.cur.name.clone(),
-            host_minus_guest_before_ns: self.clock,
-            stop_ns,
-            ..Default::default()
-        }
-    }
-
-    fn pause(&self, h: &mut Hop) {
+    /// Holds the saved guest frozen for the blackout, before `what`.
+    fn pause(&self, h: &mut Hop, what: &str) {
         let ms = self.o.settings.blackout_ms;
-        self.out.stage(&format!("waiting {ms} ms before the load"));
+        self.out.stage(&format!("waiting {ms} ms before {what}"));
         std::thread::sleep(Duration::from_millis(ms));
         h.blackout_ms = ms;
     }
@@ -97,7 +88,7 @@ impl Chain<'_> {
     /// The file saved once, restored on a fresh destination per load, the blackout after
     /// the save and after each branch ended.
     fn file_loads(&mut self) -> Result<()> {
-        let mut first = self.saved_hop(None);
+        let mut first = self.new_hop(None);
         let uri = self.save_file(&mut first)?;
         let (stop_ns, clock) = (first.stop_ns, first.host_minus_guest_before_ns);
         let (from, baseline) = (first.from.clone(), self.baseline_total);
@@ -113,7 +104,7 @@ impl Chain<'_> {
                 stop_ns,
                 ..Default::default()
             });
-            self.pause(&mut h);
+            self.pause(&mut h, "the load");
             let mut d = self.start_destination(k, Some(uri.clone()))?;
             let done = ["completed", "failed"];
             let ev = d.q.wait_migration(&done, remaining(self.deadline)?)?;
@@ -254,7 +245,7 @@ impl Chain<'_> {
     /// the VM stopped; returns the RESUME event.
     fn snapshot_load(&mut self, k: u32, h: &mut Hop, rewound: &mut Rewound) -> Result<Value> {
         if k == 0 {
-            self.pause(h);
+            self.pause(h, "the load");
             rewound.loads.push(len(&self.cur.results));
             self.snapshot_job("snapshot-load", k + 1)?;
             self.event("STOP")?;
@@ -265,7 +256,7 @@ impl Chain<'_> {
         self.event("STOP")?;
         rewound.loads.push(len(&self.cur.results));
         self.snapshot_job("snapshot-load", k + 1)?;
-        self.pause(h);
+        self.pause(h, "cont");
         self.cur_q.execute("cont", None, Duration::from_secs(10))?;
         self.event("RESUME")
     }
@@ -288,7 +279,7 @@ impl Chain<'_> {
         };
         let loads = self.o.settings.loads();
         for k in 0..loads {
-            let mut h = self.saved_hop(stop_ns);
+            let mut h = self.new_hop(stop_ns);
             h.to = self.cur.name.clone();
             let resume = self.snapshot_load(k, &mut h, &mut rewound)?;
             let t_resume = Instant::now();
@@ -313,6 +304,7 @@ impl Chain<'_> {
                 events_before,
             };
             self.take_ack(a, limit, &mut h, &w, &at);
+            self.check_landing(&h, k);
             self.sum.hops.push(h);
         }
         self.rewound = Some(rewound);
