@@ -47,7 +47,7 @@ pub struct Chain<'a> {
     pub(crate) last_ack: Option<Ack>,
     /// The page total the guest is in step with (the policy's baseline).
     pub(crate) baseline_total: i64,
-    /// The current guest's results runs rewound by snapshot loads, cut out at the end.
+    /// The runs in the current guest's results that snapshot loads rewound (cut at the end).
     pub(crate) rewound: Option<Rewound>,
 }
 

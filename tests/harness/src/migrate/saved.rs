@@ -52,7 +52,8 @@ impl Chain<'_> {
         self.finish()
     }
 
-    /// Holds the saved guest frozen for the blackout, before `what`.
+    /// Waits the blackout before `what` (the saved guest is frozen, or runs on in a branch
+    /// the load rewinds).
     fn pause(&self, h: &mut Hop, what: &str) {
         let ms = self.o.settings.blackout_ms;
         self.out.stage(&format!("waiting {ms} ms before {what}"));
