@@ -90,6 +90,45 @@ pub fn marker(line: &str) -> Option<Marker> {
     parse_clock(line).map(|(realtime_ns, _)| Marker::Clock(realtime_ns))
 }
 
+/// `/init`'s `# MIGTIME-IDLE <seconds>` (`mt.idle=`): the programs are done and the guest
+/// idles before its last checks (not mt_idle's `# MIGTIME-IDLE seconds=...` result).
+pub fn idle_marker(line: &str) -> bool {
+    let t = line.trim().strip_prefix('#').map(str::trim_start);
+    let n = t
+        .and_then(|t| t.strip_prefix("MIGTIME-IDLE "))
+        .map(str::trim);
+    n.is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A results file whose guest was rewound by snapshot loads: its length when the snapshot
+/// was taken (`save`) and when each load began (`loads`, the VM stopped). The guest's own
+/// history is the file up to `save` and from the last load on; every run in between (the
+/// guest running on after the save, then after each load but the last) was rewound.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rewound {
+    pub save: u64,
+    pub loads: Vec<u64>,
+}
+
+impl Rewound {
+    /// Rewrites `path` to the guest's history; returns the rewound runs' text, in order.
+    pub fn cut(&self, path: &Path) -> std::io::Result<Vec<String>> {
+        let all = std::fs::read(path)?;
+        let at = |n: u64| usize::try_from(n).map_or(all.len(), |n| n.min(all.len()));
+        let mut marks = vec![at(self.save)];
+        marks.extend(self.loads.iter().map(|&n| at(n)));
+        let last = *marks.last().unwrap_or(&all.len());
+        let runs = marks
+            .windows(2)
+            .map(|w| String::from_utf8_lossy(&all[w[0]..w[1].max(w[0])]).into_owned())
+            .collect();
+        let mut kept = all[..at(self.save)].to_vec();
+        kept.extend_from_slice(&all[last..]);
+        std::fs::write(path, kept)?;
+        Ok(runs)
+    }
+}
+
 /// Last `n` lines of a file (for failure reports).
 pub fn tail_lines(path: &Path, n: usize) -> String {
     let text =
@@ -204,6 +243,40 @@ mod tests {
             Some(Marker::Clock(1_700_000_000_123_456_789))
         );
         assert_eq!(marker("ok 1 MIGTIME-DONE"), None);
+    }
+
+    #[test]
+    fn idle_marker_is_inits_not_mt_idles() {
+        assert!(idle_marker("# MIGTIME-IDLE 3"));
+        assert!(idle_marker("# MIGTIME-IDLE 3\r"));
+        assert!(!idle_marker(
+            "  # MIGTIME-IDLE seconds=60.0 wakeups_per_s=1"
+        ));
+        assert!(!idle_marker("# MIGTIME-IDLE "));
+        assert!(!idle_marker("ok 1 MIGTIME-IDLE 3"));
+    }
+
+    #[test]
+    fn rewound_runs_are_cut_out_and_returned() {
+        let p = std::env::temp_dir().join(format!("mth-rewound-{}", std::process::id()));
+        std::fs::write(&p, "boot\nREADY\nafter-save\nload1 run\nload2 run\nDONE\n").unwrap();
+        let r = Rewound {
+            save: 11,
+            loads: vec![22, 32],
+        };
+        let runs = r.cut(&p).unwrap();
+        assert_eq!(runs, ["after-save\n", "load1 run\n"]);
+        let kept = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(kept, "boot\nREADY\nload2 run\nDONE\n");
+        // A mark past the end (nothing written since) cuts nothing more.
+        std::fs::write(&p, "ab").unwrap();
+        let r = Rewound {
+            save: 1,
+            loads: vec![9],
+        };
+        assert_eq!(r.cut(&p).unwrap(), ["b"]);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "a");
+        std::fs::remove_file(&p).unwrap();
     }
 
     #[test]

@@ -97,8 +97,7 @@ fn sim(a: SimArgs) -> Result<bool> {
             bad_page: a.bad_page,
             expect: a.expect_outcome,
             vmm,
-            restore: None,
-            stop_cont: false,
+            ..Default::default()
         },
         ack_timeout: Duration::from_secs_f64(a.ack_timeout),
         network,

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::base::clock::{realtime_ns, tai_ns};
 use crate::base::output::Reporter;
-use crate::base::results::Tail;
+use crate::base::results::{Rewound, Tail};
 use crate::migrate::ack::wait_ack;
 use crate::migrate::opts::{SimOpts, Vmm};
 use crate::migrate::{device, faults};
@@ -47,6 +47,8 @@ pub struct Chain<'a> {
     pub(crate) last_ack: Option<Ack>,
     /// The page total the guest is in step with (the policy's baseline).
     pub(crate) baseline_total: i64,
+    /// The runs in the current guest's results that snapshot loads rewound (cut at the end).
+    pub(crate) rewound: Option<Rewound>,
 }
 
 /// The destination of the hop in progress.
@@ -115,6 +117,7 @@ impl<'a> Chain<'a> {
             src_running: true,
             last_ack: None,
             baseline_total: 0,
+            rewound: None,
         })
     }
 
@@ -125,6 +128,9 @@ impl<'a> Chain<'a> {
 
     /// Runs every hop, then follows the last guest to its verdict.
     pub fn run(mut self) -> Result<()> {
+        if let Some(how) = self.o.settings.restore {
+            return self.run_saved(how);
+        }
         let hops = self.o.settings.hops();
         for hop in 0..hops {
             let last = hop + 1 == hops;
@@ -136,24 +142,14 @@ impl<'a> Chain<'a> {
                 self.stop_cont()?;
                 break;
             }
-            let mut h = Hop {
-                from: self.cur.name.clone(),
-                host_minus_guest_before_ns: self.clock,
-                ..Default::default()
-            };
-            let mut d = if self.o.settings.restore.is_some() {
-                self.restore_file(hop, &mut h)?
-            } else {
-                let mut d = self.start_destination(hop, None)?;
-                h.to = d.g.name.clone();
-                if self.o.settings.cancel {
-                    faults::cancel(&mut self, d, h)?;
-                    break;
-                }
-                self.migrate(&mut d, &mut h)?;
-                d
-            };
+            let mut h = self.new_hop(None);
+            let mut d = self.start_destination(hop, None)?;
             h.to = d.g.name.clone();
+            if self.o.settings.cancel {
+                faults::cancel(&mut self, d, h)?;
+                break;
+            }
+            self.migrate(&mut d, &mut h)?;
             let events_before = match self.o.settings.vmm {
                 Vmm::Simulator => self.check_migrated_page(&d),
                 Vmm::QemuDevice => self.device_page_before(&mut d)?,
@@ -176,7 +172,7 @@ impl<'a> Chain<'a> {
     /// first and its page written right after, with Tout up to the resume (as a host that
     /// publishes once the vCPUs run: the guest acts on the sequence change whenever it sees
     /// it, and no part of the freeze is left out of Tout); one kept paused gets its page now.
-    fn run_hop(&mut self, mut d: Dest, mut h: Hop, at: &At) -> Result<()> {
+    pub(crate) fn run_hop(&mut self, mut d: Dest, mut h: Hop, at: &At) -> Result<()> {
         let (hop, last) = (at.hop, at.last);
         self.blackout(&mut h, hop);
         let resume = !(self.o.settings.no_guest_run_between && hop == 0);
@@ -191,7 +187,7 @@ impl<'a> Chain<'a> {
         };
         let w = match self.o.settings.vmm {
             Vmm::Simulator => self.write_page(&mut d, &mut h, last)?,
-            Vmm::QemuDevice => self.check_device_page(&mut d, &mut h)?,
+            Vmm::QemuDevice => self.check_device_page(&mut d, &mut h, hop)?,
         };
         let hammer = (self.fault(last) == Some(BadPage::PageHammer))
             .then(|| faults::Hammer::start(self.out, d.g.page.path(), w.u));
@@ -229,7 +225,7 @@ impl<'a> Chain<'a> {
         let dpage = PageFile::create(&shm_path(&dname))?;
         let mut cfg = self.o.guest.clone();
         if self.o.settings.vmm == Vmm::QemuDevice {
-            cfg.devices.migtime_offset_ns = self.o.settings.skew_ns;
+            cfg.devices.migtime_offset_ns = self.o.settings.device_offsets_ns(hop).1;
         }
         let (g, mut q) = Guest::start_with_qmp(&cfg, &dname, dpage, true, self.deadline)?;
         self.names.push(dname.clone());
@@ -335,12 +331,29 @@ impl<'a> Chain<'a> {
         } else {
             self.o.ack_timeout
         };
+        let (q, page, ev) = (&mut d.q, &mut d.g.page, at.events_before);
+        let a = match self.o.settings.vmm {
+            Vmm::Simulator => wait_ack(page, ev, t_cont, ack_timeout),
+            Vmm::QemuDevice => device::wait_ack(q, page, ev, t_cont, ack_timeout),
+        };
+        self.take_ack(a, ack_timeout, h, w, at);
+        if self.o.settings.vmm == Vmm::QemuDevice {
+            self.check_landing(h, at.hop);
+        }
+    }
+
+    /// Checks the guest's ack `a` (none within `ack_timeout`) of hop `at` against the page
+    /// written, and keeps it as the hop's and the chain's last.
+    pub(crate) fn take_ack(
+        &mut self,
+        a: Option<Ack>,
+        ack_timeout: Duration,
+        h: &mut Hop,
+        w: &Written,
+        at: &At,
+    ) {
         let expect = self.o.settings.expect;
         let expect = expect.filter(|e| *e != ExpectOutcome::None && !at.last);
-        let a = match self.o.settings.vmm {
-            Vmm::Simulator => wait_ack(&d.g.page, at.events_before, t_cont, ack_timeout),
-            Vmm::QemuDevice => device::wait_ack(d, at.events_before, t_cont, ack_timeout),
-        };
         let Some(a) = a else {
             let secs = ack_timeout.as_secs_f64();
             self.out.stage(&format!("no guest ack within {secs:.1} s"));

@@ -14,17 +14,18 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use migtime_abi::abi::{self, FLAG_RESTORE};
+use migtime_abi::abi::{self, HostArea, Outcome, FLAG_RESTORE};
 use migtime_abi::page::{End, Update};
 use serde_json::json;
 
 use crate::base::clock::realtime_ns;
+use crate::base::output::Reporter;
 use crate::migrate::chain::{Chain, Dest, Written};
 use crate::record::ack::Ack;
 use crate::record::hop::Hop;
 use crate::vm::page::PageFile;
 use crate::vm::qemu::remaining;
-use crate::vm::qmp::{event_time_ns, Qmp};
+use crate::vm::qmp::Qmp;
 
 /// How far the device's Tout may be from QMP's STOP -> RESUME interval. QMP stamps its
 /// events in microseconds after the VM-state-change handlers ran; the device reads its
@@ -60,7 +61,7 @@ pub fn words(xp: &str) -> Vec<u64> {
         .collect()
 }
 
-fn hmp(q: &mut Qmp, cmd: &str) -> Result<String> {
+pub(crate) fn hmp(q: &mut Qmp, cmd: &str) -> Result<String> {
     let r = q.execute(
         "human-monitor-command",
         Some(json!({ "command-line": cmd })),
@@ -81,12 +82,18 @@ pub fn read_page(q: &mut Qmp, page: &mut PageFile) -> Result<()> {
     Ok(())
 }
 
-/// Polls the destination's device page until the guest's `events` moves past
-/// `events_before` (the guest's ack), as `crate::migrate::ack::wait_ack` does for a file.
-pub fn wait_ack(d: &mut Dest, events_before: u64, t_cont: Instant, limit: Duration) -> Option<Ack> {
+/// Polls a device page (`q`'s guest, read into `page`) until the guest's `events` moves
+/// past `events_before` (the guest's ack), as `crate::migrate::ack::wait_ack` does for a file.
+pub fn wait_ack(
+    q: &mut Qmp,
+    page: &mut PageFile,
+    events_before: u64,
+    t_cont: Instant,
+    limit: Duration,
+) -> Option<Ack> {
     loop {
-        if read_page(&mut d.q, &mut d.g.page).is_ok() {
-            if let Some(g) = d.g.page.guest_area().filter(|g| g.events > events_before) {
+        if read_page(q, page).is_ok() {
+            if let Some(g) = page.guest_area().filter(|g| g.events > events_before) {
                 return Some(Ack {
                     area: g,
                     latency_ms: t_cont.elapsed().as_secs_f64() * 1e3,
@@ -101,52 +108,116 @@ pub fn wait_ack(d: &mut Dest, events_before: u64, t_cont: Instant, limit: Durati
     }
 }
 
+/// What the page QEMU publishes at a resume must say, besides QMP's times.
+pub struct Want {
+    /// The host area of the state that was loaded (the source's, carried as RAM).
+    pub old: HostArea,
+    /// `x-clock-offset-ns` of the QEMU whose VM froze and of the one resuming it.
+    pub offsets_ns: (i64, i64),
+    /// RESTORE: the state came from a file or a snapshot.
+    pub restore: bool,
+}
+
+/// Reads the page QEMU published at the resume of `h` and checks it (module doc): the next
+/// `migration_seq`, the flags, Tout = RESUME - STOP + the offset difference, the total.
+/// Fills in `h`'s Tout and page; returns the hop's update and what is wrong with the page.
+pub fn check_page(
+    q: &mut Qmp,
+    page: &mut PageFile,
+    h: &mut Hop,
+    w: &Want,
+    out: &dyn Reporter,
+) -> Result<(Written, Vec<String>)> {
+    read_page(q, page)?;
+    let (old, new) = (w.old, page.host_area());
+    let (Some(stop), Some(resume)) = (h.stop_ns, h.resume_ns) else {
+        bail!("no QMP STOP or RESUME time for the hop");
+    };
+    h.frozen_ns = resume - stop;
+    let offset = w.offsets_ns.1 - w.offsets_ns.0;
+    let want = h.frozen_ns + offset;
+    let flags = if w.restore { FLAG_RESTORE } else { 0 };
+    let err = new.tai_delta_ns - want;
+    out.stage(&format!(
+        "device page: seq {}, flags {:#x}, Tout {} ns; QMP STOP->RESUME {} ns + offset {offset} ns: off by {:.3} ms",
+        new.migration_seq, new.flags, new.tai_delta_ns, h.frozen_ns, err as f64 / 1e6
+    ));
+    let mut bad = Vec::new();
+    if new.migration_seq != old.migration_seq + 1 {
+        let (n, o) = (new.migration_seq, old.migration_seq);
+        bad.push(format!("migration_seq {n} after {o}"));
+    }
+    if new.flags != flags {
+        bad.push(format!("flags {:#x}, want {flags:#x}", new.flags));
+    }
+    if err.abs() > TOUT_BOUND_NS {
+        let t = new.tai_delta_ns;
+        bad.push(format!(
+            "Tout {t} ns, want {want} ns (STOP->RESUME + offset)"
+        ));
+    }
+    if new.tai_delta_total_ns != old.tai_delta_total_ns + new.tai_delta_ns {
+        let (n, o) = (new.tai_delta_total_ns, old.tai_delta_total_ns);
+        bad.push(format!("total {n} after {o}"));
+    }
+    h.tout_ns = new.tai_delta_ns;
+    h.page = new;
+    let u = Update {
+        migration_seq: new.migration_seq,
+        flags: new.flags,
+        tai_delta_ns: new.tai_delta_ns,
+        tai_delta_total_ns: new.tai_delta_total_ns,
+    };
+    Ok((Written { u, end: End::Even }, bad))
+}
+
+/// Where the guest's wall clock landed after its step, against where it must: where it was
+/// before the hop relative to the host clock it follows, moved by the offset difference of
+/// the two QEMUs (`offsets_ns`). The host sees `host - guest` before at the guest's
+/// `# MIGTIME-CLOCK` (late by the results polling) and after at its ack (late by up to the
+/// ack latency): beyond [`TOUT_BOUND_NS`] plus that latency the step did not bring the guest
+/// to the destination's time (a guest clock that ran, or was rewound, on its own). Returns
+/// the error (ns) and, if it is out of bounds, the problem; `None` without a step or marker.
+pub fn landing(h: &Hop, offsets_ns: (i64, i64)) -> Option<(i64, Option<String>)> {
+    let a = h
+        .ack
+        .as_ref()
+        .filter(|a| a.area.outcome == Outcome::Stepped as u32)?;
+    let before = h.host_minus_guest_before_ns?;
+    let want = before - (offsets_ns.1 - offsets_ns.0);
+    let err = a.host_minus_guest_ns - want;
+    let bound = TOUT_BOUND_NS + (a.latency_ms * 1e6) as i64;
+    let p = (err.abs() > bound).then(|| {
+        format!(
+            "guest clock landed {:.3} ms off the destination host's (host - guest {} ns, want {want} ns; bound {:.0} ms)",
+            err as f64 / 1e6,
+            a.host_minus_guest_ns,
+            bound as f64 / 1e6
+        )
+    });
+    Some((err, p))
+}
+
 impl Chain<'_> {
+    /// Checks where the guest's clock landed after hop `hop` ([`landing`]).
+    pub(crate) fn check_landing(&mut self, h: &Hop, hop: u32) {
+        let Some((err, p)) = landing(h, self.o.settings.device_offsets_ns(hop)) else {
+            return;
+        };
+        let ms = err as f64 / 1e6;
+        self.out.stage(&format!(
+            "guest clock landed {ms:.3} ms off the destination host's"
+        ));
+        if let Some(p) = p {
+            self.sum.problems.push(format!("hop {}: {p}", hop + 1));
+        }
+    }
+
     /// The destination's page once the migration arrived, before `cont`: the source's,
     /// carried as RAM. Returns the guest's `events` before the hop.
     pub(crate) fn device_page_before(&mut self, d: &mut Dest) -> Result<u64> {
         read_page(&mut d.q, &mut d.g.page)?;
         Ok(d.g.page.guest_area().map_or(0, |g| g.events))
-    }
-
-    /// Saves the running source with `migrate file:` (after a `stop`, as a user saving a VM
-    /// does), quits it, waits the blackout, then loads the file on a fresh destination.
-    pub(crate) fn restore_file(&mut self, hop: u32, h: &mut Hop) -> Result<Dest> {
-        let file = self
-            .o
-            .guest
-            .run_dir
-            .join(format!("saved-{}.img", self.cur.name));
-        let uri = format!("file:{}", file.display());
-        self.out
-            .stage(&format!("saving {} to {uri}", self.cur.name));
-        self.cur_q.execute("stop", None, Duration::from_secs(10))?;
-        let ev = self.cur_q.wait_named("STOP", remaining(self.deadline)?)?;
-        h.stop_ns = event_time_ns(&ev);
-        let args = Some(json!({ "uri": uri }));
-        self.cur_q
-            .execute("migrate", args, Duration::from_secs(10))?;
-        let ends = ["completed", "failed", "cancelled"];
-        let ev = self
-            .cur_q
-            .wait_migration(&ends, remaining(self.deadline)?)?;
-        if ev["data"]["status"] != "completed" {
-            bail!("saving to {uri}: {}", ev["data"]["status"]);
-        }
-        let _ = self.cur_q.execute("quit", None, Duration::from_secs(5));
-        let ms = self.o.settings.blackout_ms;
-        self.out
-            .stage(&format!("saved; source quit; restoring after {ms} ms"));
-        std::thread::sleep(Duration::from_millis(ms));
-        h.blackout_ms = ms;
-        let d = self.start_destination(hop, Some(uri))?;
-        let mut d = d;
-        let ev =
-            d.q.wait_migration(&["completed", "failed"], remaining(self.deadline)?)?;
-        if ev["data"]["status"] != "completed" {
-            bail!("restoring {}: {}", d.uri, ev["data"]["status"]);
-        }
-        Ok(d)
     }
 
     /// A plain `stop`, the blackout and `cont` of the running guest: no migration, so the
@@ -174,61 +245,32 @@ impl Chain<'_> {
         Ok(())
     }
 
-    /// Checks the page QEMU published at the resume against QMP's times (module doc), and
-    /// returns it as the hop's update.
-    pub(crate) fn check_device_page(&mut self, d: &mut Dest, h: &mut Hop) -> Result<Written> {
-        let old = d.g.page.host_area();
-        read_page(&mut d.q, &mut d.g.page)?;
-        let new = d.g.page.host_area();
+    /// Checks the page QEMU published at the resume of hop `hop` on `d` ([`check_page`]),
+    /// and returns it as the hop's update.
+    pub(crate) fn check_device_page(
+        &mut self,
+        d: &mut Dest,
+        h: &mut Hop,
+        hop: u32,
+    ) -> Result<Written> {
         let s = &self.o.settings;
-        let (Some(stop), Some(resume)) = (h.stop_ns, h.resume_ns) else {
-            bail!("no QMP STOP or RESUME time for the hop");
+        let want = Want {
+            old: d.g.page.host_area(),
+            offsets_ns: s.device_offsets_ns(hop),
+            restore: s.restore.is_some(),
         };
-        h.frozen_ns = resume - stop;
-        let want = h.frozen_ns + s.skew_ns;
-        let flags = if s.restore.is_some() { FLAG_RESTORE } else { 0 };
-        let err = new.tai_delta_ns - want;
-        self.out.stage(&format!(
-            "device page: seq {}, flags {:#x}, Tout {} ns; QMP STOP->RESUME {} ns + offset {} ns: off by {:.3} ms",
-            new.migration_seq, new.flags, new.tai_delta_ns, h.frozen_ns, s.skew_ns, err as f64 / 1e6
-        ));
-        let mut bad = Vec::new();
-        if new.migration_seq != old.migration_seq + 1 {
-            bad.push(format!(
-                "migration_seq {} after {}",
-                new.migration_seq, old.migration_seq
-            ));
-        }
-        if new.flags != flags {
-            bad.push(format!("flags {:#x}, want {flags:#x}", new.flags));
-        }
-        if err.abs() > TOUT_BOUND_NS {
-            bad.push(format!(
-                "Tout {} ns, want {want} ns (STOP->RESUME + offset)",
-                new.tai_delta_ns
-            ));
-        }
-        if new.tai_delta_total_ns != old.tai_delta_total_ns + new.tai_delta_ns {
-            bad.push(format!(
-                "total {} after {}",
-                new.tai_delta_total_ns, old.tai_delta_total_ns
-            ));
-        }
-        for b in bad {
-            self.sum
-                .problems
-                .push(format!("device page of {}: {b}", d.g.name));
-        }
-        h.tout_ns = new.tai_delta_ns;
-        h.page = new;
-        self.sum.tai_delta_total_ns = new.tai_delta_total_ns;
-        let u = Update {
-            migration_seq: new.migration_seq,
-            flags: new.flags,
-            tai_delta_ns: new.tai_delta_ns,
-            tai_delta_total_ns: new.tai_delta_total_ns,
-        };
-        Ok(Written { u, end: End::Even })
+        let (w, bad) = check_page(&mut d.q, &mut d.g.page, h, &want, self.out)?;
+        self.note_device_page(&d.g.name, &w, bad);
+        Ok(w)
+    }
+
+    /// Records a checked device page of guest `name`: its problems and the total.
+    pub(crate) fn note_device_page(&mut self, name: &str, w: &Written, bad: Vec<String>) {
+        let p = bad
+            .into_iter()
+            .map(|b| format!("device page of {name}: {b}"));
+        self.sum.problems.extend(p);
+        self.sum.tai_delta_total_ns = w.u.tai_delta_total_ns;
     }
 }
 

@@ -17,6 +17,8 @@ use serde_json::{json, Value};
 
 use crate::base::output::Reporter;
 use crate::migrate::chain::{Chain, Dest};
+use crate::migrate::device::read_page;
+use crate::migrate::opts::Vmm;
 use crate::record::hop::{Hop, SimSummary};
 use crate::vm::ivshmem::DoorbellServer;
 use crate::vm::page::{BadPage, PageFile};
@@ -74,27 +76,60 @@ fn source_after(
 }
 
 /// `--cancel`: a migration throttled to 1 MiB/s, cancelled after 0.5 s; the
-/// source must run on with its page unchanged.
+/// source must run on with its page unchanged. On the migtime device the migration
+/// instead pauses before the switchover (`pause-before-switchover`: the source VM is
+/// stopped, the guest's clock frozen), stays there for the blackout and is cancelled
+/// then: the source resumes, and the device, which loaded nothing, must publish nothing.
 pub fn cancel(c: &mut Chain<'_>, d: Dest, mut h: Hop) -> Result<()> {
+    let device = c.o.settings.vmm == Vmm::QemuDevice;
+    if device {
+        read_page(&mut c.cur_q, &mut c.cur.page)?;
+    }
     let before = c.cur.page.host_area();
-    let limit = Some(json!({ "max-bandwidth": 1u64 << 20 }));
-    c.cur_q
-        .execute("migrate-set-parameters", limit, Duration::from_secs(5))?;
     let (src, dname) = (c.cur.name.clone(), d.g.name.clone());
-    c.out.stage(&format!(
-        "migrating {src} -> {dname} at 1 MiB/s, to cancel it"
-    ));
+    let t = Duration::from_secs(5);
+    if device {
+        let cap =
+            json!({"capabilities": [{"capability": "pause-before-switchover", "state": true}]});
+        c.cur_q.execute("migrate-set-capabilities", Some(cap), t)?;
+        c.out.stage(&format!(
+            "migrating {src} -> {dname}, pausing before the switchover, to cancel it"
+        ));
+    } else {
+        let limit = Some(json!({ "max-bandwidth": 1u64 << 20 }));
+        c.cur_q.execute("migrate-set-parameters", limit, t)?;
+        c.out.stage(&format!(
+            "migrating {src} -> {dname} at 1 MiB/s, to cancel it"
+        ));
+    }
     let args = Some(json!({ "uri": d.uri }));
     c.cur_q.execute("migrate", args, Duration::from_secs(10))?;
-    c.cur_q
-        .wait_migration(&["active"], remaining(c.deadline)?)?;
-    std::thread::sleep(Duration::from_millis(500));
-    c.cur_q
-        .execute("migrate_cancel", None, Duration::from_secs(5))?;
+    if device {
+        c.cur_q
+            .wait_migration(&["pre-switchover"], remaining(c.deadline)?)?;
+        let ev = c.cur_q.wait_named("STOP", remaining(c.deadline)?)?;
+        h.stop_ns = crate::vm::qmp::event_time_ns(&ev);
+        h.blackout_ms = c.o.settings.blackout_ms;
+        c.out.stage(&format!(
+            "source stopped before the switchover; cancelling after {} ms",
+            h.blackout_ms
+        ));
+        std::thread::sleep(Duration::from_millis(h.blackout_ms));
+    } else {
+        c.cur_q
+            .wait_migration(&["active"], remaining(c.deadline)?)?;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    c.cur_q.execute("migrate_cancel", None, t)?;
     let ends = ["cancelled", "completed", "failed"];
     let ev = c.cur_q.wait_migration(&ends, remaining(c.deadline)?)?;
     if ev["data"]["status"] != "cancelled" {
         bail!("migration was not cancelled: {}", ev["data"]["status"]);
+    }
+    if device {
+        let ev = c.cur_q.wait_named("RESUME", remaining(c.deadline)?)?;
+        h.resume_ns = crate::vm::qmp::event_time_ns(&ev);
+        read_page(&mut c.cur_q, &mut c.cur.page)?;
     }
     let (st, after) = source_after(c, "cancel", "by a cancelled migration", &before)?;
     c.out.stage(&format!(

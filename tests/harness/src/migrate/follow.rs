@@ -12,7 +12,7 @@ use migtime_abi::abi::Outcome;
 use crate::base::clock::realtime_ns;
 use crate::base::results::{marker, Marker};
 use crate::migrate::chain::{Chain, Wait};
-use crate::record::hop::SimSummary;
+use crate::record::hop::{Hop, SimSummary};
 use crate::vm::qemu::remaining;
 
 impl Chain<'_> {
@@ -77,6 +77,17 @@ impl Chain<'_> {
         }
     }
 
+    /// A new hop from the current guest, with its last clock offset (and the STOP that froze
+    /// it, if known already).
+    pub(crate) fn new_hop(&self, stop_ns: Option<i64>) -> Hop {
+        Hop {
+            from: self.cur.name.clone(),
+            host_minus_guest_before_ns: self.clock,
+            stop_ns,
+            ..Default::default()
+        }
+    }
+
     /// Keeps the current guest's page in the run folder.
     pub(crate) fn save_page(&self) {
         let name = format!("page-{}.bin", self.cur.name);
@@ -109,6 +120,7 @@ impl Chain<'_> {
         let limit = remaining(self.deadline).unwrap_or(Duration::from_secs(1));
         let st = self.cur.wait_exit(limit.min(Duration::from_secs(30)))?;
         self.sum.exit_status = st.code();
+        self.cut_rewound();
         self.save_page();
         if !self.sum.cancelled {
             if let Some(g) = self.cur.page.guest_area() {

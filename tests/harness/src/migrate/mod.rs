@@ -11,6 +11,7 @@ pub mod follow;
 pub mod observe;
 pub mod opts;
 pub mod publish;
+pub mod saved;
 pub mod sim;
 pub mod storm;
 pub mod watch;

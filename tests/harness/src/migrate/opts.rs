@@ -29,8 +29,16 @@ pub enum Vmm {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Restore {
     /// The source is stopped and saved with `migrate file:` and quits; after the blackout
-    /// the destination (`-incoming defer`) loads it with `migrate-incoming file:`.
+    /// a destination (`-incoming defer`) loads it with `migrate-incoming file:`; each
+    /// further load is another destination, the blackout later, from the same file.
     File,
+    /// `snapshot-save` (a QMP job: the VM stops, is saved to a scratch qcow2 node added
+    /// at run time, and runs on); the blackout later `snapshot-load` into the running VM
+    /// (the job stops it and runs it on). Each further load rewinds the same QEMU to the
+    /// same snapshot again, into a VM the user paused (`stop`, `snapshot-load`, the
+    /// blackout, `cont`): QEMU keeps a paused VM paused while it loads, so its run state
+    /// does not say that a snapshot is loading.
+    Snapshot,
 }
 
 /// How long the simulator waits for the guest's ack after `cont`: without the module
@@ -63,6 +71,11 @@ pub struct SimSettings {
     pub restore: Option<Restore>,
     /// No migration: a plain `stop`, the blackout, `cont` (the device only): no event.
     pub stop_cont: bool,
+    /// How many times the saved state of `restore` is loaded (0 is taken as 1).
+    pub loads: u32,
+    /// The device's `x-clock-offset-ns` of each destination in hop order (the source has
+    /// 0); a hop past the end, or an empty list, takes `skew_ns`.
+    pub offsets_ns: Vec<i64>,
 }
 
 /// Options of `sim`.
@@ -87,6 +100,25 @@ impl SimSettings {
             2
         } else {
             self.migrations.max(1)
+        }
+    }
+
+    /// Loads of the saved state (`loads`, 0 taken as 1).
+    pub fn loads(&self) -> u32 {
+        self.loads.max(1)
+    }
+
+    /// The device's clock offsets of hop `hop` (from 0): (the QEMU whose VM froze, the
+    /// one that resumes it). Every load of saved state resumes the source's freeze.
+    pub fn device_offsets_ns(&self, hop: u32) -> (i64, i64) {
+        let dest = |h: u32| {
+            let h = usize::try_from(h).unwrap_or(usize::MAX);
+            self.offsets_ns.get(h).copied().unwrap_or(self.skew_ns)
+        };
+        if self.restore.is_some() || hop == 0 {
+            (0, dest(hop))
+        } else {
+            (dest(hop - 1), dest(hop))
         }
     }
 
@@ -122,11 +154,22 @@ impl SimSettings {
             bail!("the migtime device VMM and --mode device go together");
         }
         let device = self.vmm == Vmm::QemuDevice;
-        if device && (self.bad_page.is_some() || self.cancel || self.no_guest_run_between) {
-            bail!("the device publishes honest pages: no --bad-page, --cancel or catch-up");
+        if device && (self.bad_page.is_some() || self.no_guest_run_between) {
+            bail!("the device publishes honest pages: no --bad-page or catch-up");
         }
-        if (self.restore.is_some() || self.stop_cont) && !device {
-            bail!("a restore from saved state needs the migtime device");
+        let saved = self.restore.is_some() || self.loads > 1;
+        if (saved || self.stop_cont || !self.offsets_ns.is_empty()) && !device {
+            bail!("a restore from saved state or per-hop clock offsets need the migtime device");
+        }
+        if self.loads > 1 && self.restore.is_none() {
+            bail!("loading saved state twice needs a restore");
+        }
+        if saved && (self.migrations > 1 || self.cancel || self.stop_cont) {
+            bail!("a restore is one saved state, loaded: no chain, cancel or stop/cont");
+        }
+        let offset = self.skew_ns != 0 || !self.offsets_ns.is_empty();
+        if self.restore == Some(Restore::Snapshot) && offset {
+            bail!("a snapshot loads in the source's own QEMU: no clock offset");
         }
         Ok(())
     }
@@ -136,5 +179,87 @@ impl SimOpts {
     /// See [`SimSettings::validate`].
     pub fn validate(&self) -> Result<()> {
         self.settings.validate(self.guest.mode)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device() -> SimSettings {
+        SimSettings {
+            vmm: Vmm::QemuDevice,
+            migrations: 1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn device_offsets_follow_the_hops_and_every_load_resumes_the_source() {
+        let chain = SimSettings {
+            migrations: 3,
+            offsets_ns: vec![5, -2],
+            skew_ns: 9,
+            ..device()
+        };
+        let o: Vec<_> = (0..3).map(|h| chain.device_offsets_ns(h)).collect();
+        assert_eq!(o, [(0, 5), (5, -2), (-2, 9)]);
+        let restore = SimSettings {
+            restore: Some(Restore::File),
+            loads: 2,
+            skew_ns: 7,
+            ..device()
+        };
+        assert_eq!(restore.device_offsets_ns(1), (0, 7));
+        assert_eq!((restore.loads(), device().loads()), (2, 1));
+    }
+
+    #[test]
+    fn saved_state_and_offsets_need_the_device_and_no_chain() {
+        let m = Mode::Device;
+        let ok = |s: SimSettings, mode| s.validate(mode).is_ok();
+        let twice = SimSettings {
+            restore: Some(Restore::Snapshot),
+            loads: 2,
+            ..device()
+        };
+        assert!(ok(twice.clone(), m));
+        assert!(!ok(
+            SimSettings {
+                migrations: 2,
+                ..twice.clone()
+            },
+            m
+        ));
+        let sim = SimSettings {
+            vmm: Vmm::Simulator,
+            ..twice
+        };
+        assert!(!ok(sim, Mode::Plain));
+        assert!(!ok(
+            SimSettings {
+                loads: 2,
+                ..device()
+            },
+            m
+        ));
+        let offsets = SimSettings {
+            offsets_ns: vec![1],
+            ..Default::default()
+        };
+        assert!(!ok(offsets, Mode::Plain));
+        assert!(ok(
+            SimSettings {
+                cancel: true,
+                ..device()
+            },
+            m
+        ));
+        let offset = SimSettings {
+            restore: Some(Restore::Snapshot),
+            skew_ns: 1,
+            ..device()
+        };
+        assert!(!ok(offset, m));
     }
 }

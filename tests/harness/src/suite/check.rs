@@ -19,7 +19,7 @@ use crate::net::network::Network;
 use crate::suite::host::evaluate;
 use crate::suite::scenario::{Kernel, Kind, Scenario};
 use crate::suite::scenarios::table;
-use crate::vm::cmdline::{append_for, module_word};
+use crate::vm::cmdline::{append_for, idle_word, module_word};
 use crate::vm::devices::Devices;
 use crate::vm::opts::{check_inputs, BootOpts};
 use crate::vm::qemu::{GuestConfig, DEFAULT_VCPUS};
@@ -237,7 +237,8 @@ fn run_one(o: &CheckOpts, sc: &Scenario, dir: &Path, out: &dyn Reporter) -> Resu
 /// The guest of scenario `sc`: its devices, and its kernel command line from its fields.
 fn guest_of(o: &CheckOpts, sc: &Scenario, dir: &Path, net: Option<&Network>) -> GuestConfig {
     let ntp = net.map(|n| n.cmdline()).unwrap_or_default();
-    let extra: Vec<&str> = [module_word(sc.module), &ntp]
+    let idle = idle_word(sc.idle_s);
+    let extra: Vec<&str> = [module_word(sc.module), &idle, &ntp]
         .into_iter()
         .filter(|w| !w.is_empty())
         .collect();

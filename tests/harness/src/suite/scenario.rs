@@ -70,6 +70,9 @@ pub struct Scenario {
     pub vcpus: u32,
     /// A time limit longer than the suite's, if it needs one.
     pub timeout: Option<Duration>,
+    /// `mt.idle=`: seconds `/init` idles after the programs (0: none); a snapshot's guest
+    /// waits there for the next load.
+    pub idle_s: u32,
     pub host_checks: &'static [HostCheck],
     pub kernels: &'static [Kernel],
     pub kind: Kind,
@@ -92,6 +95,7 @@ pub fn row(name: &'static str, about: &'static str, run: &'static str) -> Scenar
         params: "",
         vcpus: DEFAULT_VCPUS,
         timeout: None,
+        idle_s: 0,
         host_checks: &[],
         kernels: PROJECT,
         kind: Kind::Boot { bad_page: None },
@@ -175,6 +179,14 @@ impl Scenario {
     /// With `vcpus` vCPUs.
     pub fn vcpus(self, vcpus: u32) -> Self {
         Self { vcpus, ..self }
+    }
+
+    /// With `/init` idling `secs` after the programs.
+    pub fn idle(self, secs: u32) -> Self {
+        Self {
+            idle_s: secs,
+            ..self
+        }
     }
 
     /// With a time limit of at least `secs`.

@@ -21,6 +21,9 @@ const DEBUG: &[Kernel] = &[Project, Debug];
 /// Three days, in nanoseconds: the destination's clock offset of `device-restore-3days`.
 const DAYS3_NS: i64 = 3 * 86_400 * 1_000_000_000;
 
+/// The destinations' `x-clock-offset-ns` of `device-chain`, in hop order.
+const CHAIN_OFFSETS_NS: [i64; 3] = [1_500_000_000, -750_000_000, 250_000_000];
+
 /// A hop on the migtime device: a restore from a file if `restore`, else live.
 fn device(blackout_ms: u64, restore: bool, offset_ns: i64) -> SimSettings {
     SimSettings {
@@ -93,6 +96,11 @@ pub fn table() -> Vec<Scenario> {
         row("device-restore-file", "-device migtime: stop, migrate file:, quit; 3 s later -incoming defer + migrate-incoming file:: RESTORE flag, Tout the whole saved span, the guest steps", step).device().sim(device(3000, true, 0)),
         row("device-restore-3days", "as device-restore-file, the restoring host's clock 3 days ahead (x-clock-offset-ns): RESTORE, the guest steps by 3 days + the pause", step).device().sim(device(3000, true, DAYS3_NS)),
         row("device-stop-cont", "-device migtime, a plain stop, 2 s, cont: no migration, the device publishes nothing, no event", "mt_migrate:expect=none:wait=5").device().sim(SimSettings { stop_cont: true, expect: Some(E::None), ..device(2000, false, 0) }),
+        row("device-restore-twice", "-device migtime: one migrate file: save restored on two destinations, 2 s after the save and 2 s after the first ran to its end: each load RESTORE, seq 1, Tout = its RESUME - the save's STOP; the guest, back at the save both times, steps both times", step).device().sim(SimSettings { loads: 2, ..device(2000, true, 0) }),
+        row("device-snapshot", "-device migtime: snapshot-save (QMP job, vmstate on a scratch qcow2 node), snapshot-load 2 s later into the running VM, again into the VM paused once the guest idles after its programs (cont 2 s later): each load RESTORE, seq 1, Tout = its RESUME - the save's STOP; the guest steps after both", step).device().idle(3).sim(SimSettings { restore: Some(Restore::Snapshot), loads: 2, ..device(2000, false, 0) }),
+        row("device-cancel", "-device migtime, a migration paused before the switchover (source stopped) for 1 s, then cancelled: the source resumes, the device publishes nothing, no event", "mt_migrate:expect=none:wait=5").device().sim(SimSettings { cancel: true, expect: Some(E::None), ..device(1000, false, 0) }),
+        row("device-chain", "-device migtime, A->B->C->D live, the destinations' clocks +1.5 s, -0.75 s, +0.25 s off the source's (x-clock-offset-ns): each hop stepped by its Tout plus the offset difference (+1.5 s, -2.25 s, +1 s)", "mt_migrate:expect=step:hops=3").device().sim(SimSettings { migrations: 3, offsets_ns: CHAIN_OFFSETS_NS.to_vec(), ..device(0, false, 0) }),
+        row("device-chrony", "(c) as chrony-migtime on the device: QEMU publishes Tout, the destination's clock 0.5 s ahead (x-clock-offset-ns; the NTP server moves to it at cont)", "mt_chrony:expect=migtime:hops=1:sync=60").device().net(&[ProbeSettles, ProbeOneStep]).sim(device(2000, false, 500_000_000)),
     ]
 }
 
@@ -119,7 +127,60 @@ mod tests {
             // The harness's own words never ride in the programs.
             assert!(!s.run.contains(' ') && !s.run.contains("mt."), "{}", s.name);
             assert!(s.host_checks.is_empty() || s.net, "{}", s.name);
+            if let Kind::Sim(x) = &s.kind {
+                let x = SimSettings {
+                    migrations: x.migrations.max(1),
+                    ..x.clone()
+                };
+                x.validate(s.mode)
+                    .unwrap_or_else(|e| panic!("{}: {e:#}", s.name));
+                // A snapshot loaded again must find the guest idling after its programs.
+                let again = x.restore == Some(Restore::Snapshot) && x.loads() > 1;
+                assert!(!again || s.idle_s > 0, "{}", s.name);
+            }
         }
+    }
+
+    #[test]
+    fn device_rows_cover_the_saved_state_cancel_chain_and_chrony() {
+        let t = table();
+        let get = |n: &str| t.iter().find(|s| s.name == n).unwrap().clone();
+        let sim = |n: &str| match get(n).kind {
+            Kind::Sim(x) => x,
+            k => panic!("{n}: {k:?}"),
+        };
+        for n in [
+            "device-restore-twice",
+            "device-snapshot",
+            "device-cancel",
+            "device-chain",
+            "device-chrony",
+        ] {
+            assert_eq!(get(n).mode, crate::vm::qemu::Mode::Device, "{n}");
+            assert_eq!(sim(n).vmm, Vmm::QemuDevice, "{n}");
+        }
+        let twice = sim("device-restore-twice");
+        assert_eq!((twice.restore, twice.loads()), (Some(Restore::File), 2));
+        let snap = sim("device-snapshot");
+        assert_eq!((snap.restore, snap.loads()), (Some(Restore::Snapshot), 2));
+        assert!(get("device-snapshot").idle_s > 0);
+        let cancel = sim("device-cancel");
+        assert!(cancel.cancel && cancel.blackout_ms > 0 && cancel.expect == Some(E::None));
+        let chain = sim("device-chain");
+        assert_eq!(chain.hops(), 3);
+        assert_eq!(chain.offsets_ns.len(), 3);
+        // Each hop's offset difference differs, one of them backwards.
+        let d: Vec<i64> = (0..3)
+            .map(|h| {
+                let (src, dst) = chain.device_offsets_ns(h);
+                dst - src
+            })
+            .collect();
+        assert_eq!(d, [1_500_000_000, -2_250_000_000, 1_000_000_000]);
+        assert!(get("device-chain").run.contains("hops=3"));
+        let c = get("device-chrony");
+        assert!(c.net && c.module && c.host_checks.contains(&ProbeOneStep));
+        assert_eq!(sim("device-chrony").skew_ns, sim("chrony-migtime").skew_ns);
     }
 
     #[test]

@@ -14,6 +14,15 @@ pub fn module_word(load: bool) -> &'static str {
     }
 }
 
+/// `mt.idle=SECS` when `/init` idles after the programs, else nothing.
+pub fn idle_word(secs: u32) -> String {
+    if secs == 0 {
+        String::new()
+    } else {
+        format!("mt.idle={secs}")
+    }
+}
+
 /// The `mt.run=` / `mt.params=` part of the kernel command line, then `extra`.
 pub fn append_for(run: &str, params: &str, extra: &str) -> String {
     let mut v = Vec::new();
@@ -42,5 +51,9 @@ mod tests {
         assert_eq!(append_for("", "", "quiet"), "quiet");
         assert_eq!(module_word(false), "mt.load=0");
         assert_eq!(module_word(true), "");
+        assert_eq!(
+            (idle_word(0), idle_word(3).as_str()),
+            (String::new(), "mt.idle=3")
+        );
     }
 }
