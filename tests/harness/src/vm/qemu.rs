@@ -35,7 +35,7 @@ pub enum Mode {
 pub struct GuestConfig {
     pub kernel: PathBuf,
     pub initrd: PathBuf,
-    /// Appended to `console=ttyS0 panic=-1`.
+    /// Appended to `console=ttyS0 panic=-1 no_timer_check`.
     pub append_extra: String,
     pub mode: Mode,
     /// VMClock, network.
@@ -144,10 +144,16 @@ pub fn qemu_args(
     // (e.g. iomem=relaxed on a distribution kernel with IO_STRICT_DEVMEM).
     let extra = std::env::var("MIGTIME_CMDLINE").unwrap_or_default();
     a.extend(cfg.devices.qemu_args());
-    let append = format!("console=ttyS0 panic=-1 {extra} {}", cfg.append_extra)
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    // no_timer_check: the IO-APIC timer check counts timer ticks in a busy-wait; a vCPU
+    // thread the loaded host deschedules misses them and the boot panics ("IO-APIC + timer
+    // doesn't work!"). Virtual machines skip it, as cloud images do.
+    let append = format!(
+        "console=ttyS0 panic=-1 no_timer_check {extra} {}",
+        cfg.append_extra
+    )
+    .split_whitespace()
+    .collect::<Vec<_>>()
+    .join(" ");
     a.extend([
         "-kernel".into(),
         cfg.kernel.display().to_string(),
@@ -366,7 +372,7 @@ mod tests {
             "main RAM backend must come before the file backend"
         );
         assert!(a.contains("ivshmem-plain,memdev=pv,master=on"));
-        assert!(a.contains("-append console=ttyS0 panic=-1 mt.run=mt_basic"));
+        assert!(a.contains("-append console=ttyS0 panic=-1 no_timer_check mt.run=mt_basic"));
         assert!(a.contains("-serial file:/run/console-a.log -serial file:/run/results-a.ktap"));
         assert!(!a.contains("-incoming"));
         assert!(a.starts_with("-accel tcg,thread=multi -smp 2 "), "{a}");
