@@ -336,6 +336,9 @@ impl<'a> Chain<'a> {
             Vmm::Simulator => wait_ack(page, ev, t_cont, ack_timeout),
             Vmm::QemuDevice => device::wait_ack(q, page, ev, t_cont, ack_timeout),
         };
+        if let (Some(_), Some(n)) = (&a, &self.o.network) {
+            n.on_step_acked(realtime_ns());
+        }
         self.take_ack(a, ack_timeout, h, w, at);
         if self.o.settings.vmm == Vmm::QemuDevice {
             self.check_landing(h, at.hop);

@@ -48,6 +48,8 @@ pub struct Network {
     probe: Mutex<Option<Probe>>,
     /// Host real time of the latest switch to a destination host (the resume), if any.
     resumed_at: Mutex<Option<i64>>,
+    /// Host real time when the guest's ack of that resume's page was seen, if it acked.
+    stepped_at: Mutex<Option<i64>>,
     ports: ProbePorts,
 }
 
@@ -77,6 +79,7 @@ impl Network {
             ntp,
             probe: Mutex::new(Some(probe)),
             resumed_at: Mutex::new(None),
+            stepped_at: Mutex::new(None),
             ports,
         }))
     }
@@ -105,12 +108,18 @@ impl Network {
         let ppm = if same_rate { old.ppm } else { host_ppm(hop) };
         let tl = self.ntp.set(old.offset_at(now) + skew_ns, ppm);
         *self.resumed_at.lock().expect("resume lock") = Some(tl.since_ns);
+        *self.stepped_at.lock().expect("step lock") = None;
         out.stage(&format!(
             "NTP server now serves host {hop}: {:+.3} ms off the source, rate {:+} ppm (source {:+} ppm)",
             (tl.offset_ns - old.offset_at(tl.since_ns)) as f64 / 1e6,
             tl.ppm,
             old.ppm
         ));
+    }
+
+    /// The guest acked the latest resume's page (its step done); the host saw it at `host_ns`.
+    pub fn on_step_acked(&self, host_ns: i64) {
+        *self.stepped_at.lock().expect("step lock") = Some(host_ns);
     }
 
     /// After the scenario: stops the probe, writes `pairing.csv` and `probe.json` into `dir`;
@@ -125,7 +134,8 @@ impl Network {
         let _ = std::fs::create_dir_all(dir);
         let _ = std::fs::write(dir.join("pairing.csv"), csv);
         let resume_ns = *self.resumed_at.lock().expect("resume lock");
-        let convergence = resume_ns.map(|r| converge(&samples, r));
+        let stepped_ns = *self.stepped_at.lock().expect("step lock");
+        let convergence = resume_ns.map(|r| converge(&samples, r, stepped_ns));
         match &convergence {
             Some(c) => out.stage(&describe(c)),
             None => out.stage(&format!("probe: {} samples, no migration", samples.len())),
