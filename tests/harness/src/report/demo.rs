@@ -116,23 +116,7 @@ pub fn demo(o: &DemoOpts, out: &dyn Reporter) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn opts() -> DemoOpts {
-        DemoOpts {
-            kernel: "k".into(),
-            initrd: "i".into(),
-            out_dir: "o".into(),
-            blackout_ms: 2000,
-            restore_pause_ms: 20_000,
-            params: String::new(),
-            period_ms: 20,
-            before_ms: 3000,
-            after_ms: 5000,
-            timeout: Duration::from_secs(1),
-            memory_mb: 256,
-            chrony_window_s: 0,
-        }
-    }
+    use crate::report::opts::tests::opts;
 
     #[test]
     fn runs_are_on_the_device_live_then_restored() {

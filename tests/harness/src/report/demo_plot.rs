@@ -9,7 +9,7 @@ use plotters::style::RGBColor;
 use crate::migrate::observe::Observed;
 use crate::report::demo_table::{DemoRow, RUNS};
 use crate::report::opts::DemoOpts;
-use crate::report::plot::{line_plots_png, Band, LinePlot, Series};
+use crate::report::plot::{line_plots_png, Band, LinePlot, Series, BAND_COLOR};
 
 /// Points of one plotted line: (host s since STOP, offset change ms).
 type Segment = Vec<(f64, f64)>;
@@ -42,15 +42,17 @@ pub fn plot_points(ob: &Observed) -> Option<(Vec<Segment>, f64)> {
     Some((segs, (c.resume_ns - c.stop_ns) as f64 / 1e9))
 }
 
-/// One panel: the runs of one kind (`restore` or live), without and with migtime.
+/// One panel: the runs of one kind (`restore` or live), without and with migtime, and a band
+/// for the time the VMs stood still: up to the earlier resume, labelled with each run's
+/// (saving and loading take varying time, so the runs resume apart).
 fn panel(o: &DemoOpts, rows: &[DemoRow], obs: &[Observed], restore: bool) -> LinePlot {
     let colors = [RGBColor(200, 40, 40), RGBColor(30, 90, 200)];
-    let mut series = Vec::new();
-    let mut paused = None;
+    let (mut series, mut stood) = (Vec::new(), Vec::new());
     let runs = RUNS.iter().zip(rows).zip(obs);
     for ((_, row), ob) in runs.filter(|((r, _), _)| r.restore == restore) {
         if let Some((pts, resume_s)) = plot_points(ob) {
-            paused.get_or_insert(resume_s);
+            let who = if row.module_loaded { "with" } else { "without" };
+            stood.push((resume_s, format!("{resume_s:.1} s {who}")));
             series.push(Series {
                 label: row.run.clone(),
                 color: colors[usize::from(row.module_loaded)],
@@ -58,21 +60,35 @@ fn panel(o: &DemoOpts, rows: &[DemoRow], obs: &[Observed], restore: bool) -> Lin
             });
         }
     }
-    let (title, band) = if restore {
-        (
-            format!(
-                "File restore: stop, migrate file:, a new QEMU restores it {} s later",
-                o.restore_pause_ms as f64 / 1e3
+    let what = if restore { "stopped" } else { "paused" };
+    let bands = stood
+        .iter()
+        .map(|s| s.0)
+        .min_by(f64::total_cmp)
+        .map(|to| Band {
+            label: format!(
+                "VM {what} ({})",
+                stood
+                    .iter()
+                    .map(|s| s.1.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
-            "VM stopped: saved, no QEMU, then loaded".to_string(),
+            from: 0.0,
+            to,
+            color: BAND_COLOR,
+        })
+        .into_iter()
+        .collect();
+    let title = if restore {
+        format!(
+            "File restore: stop, migrate file:, quit; a new QEMU loads it {} s later",
+            o.restore_pause_ms as f64 / 1e3
         )
     } else {
-        (
-            format!(
-                "Live migration, destination held paused {} ms",
-                o.blackout_ms
-            ),
-            format!("VM paused ({} ms blackout + migration)", o.blackout_ms),
+        format!(
+            "Live migration, destination held paused {} ms",
+            o.blackout_ms
         )
     };
     LinePlot {
@@ -80,14 +96,7 @@ fn panel(o: &DemoOpts, rows: &[DemoRow], obs: &[Observed], restore: bool) -> Lin
         x_label: "host time since the source stopped (s)".into(),
         y_label: "guest - host offset change (ms)".into(),
         series,
-        bands: paused
-            .map(|to| Band {
-                label: band,
-                from: 0.0,
-                to,
-            })
-            .into_iter()
-            .collect(),
+        bands,
         notes: vec![format!(
             "QEMU -device migtime on both sides (TCG); guest samples every {} ms paired with the host clock when read",
             o.period_ms
@@ -118,20 +127,24 @@ mod tests {
     use super::*;
     use crate::migrate::observe::{HopClock, ObservedHop};
     use crate::migrate::watch::Sample;
+    use crate::report::demo_table::row_of;
 
-    #[test]
-    fn points_are_offset_changes_since_stop_one_segment_per_guest() {
-        let s = |g: &str, guest_ms: i64, host_ms: i64| Sample {
+    fn s(g: &str, guest_ms: i64, host_ms: i64) -> Sample {
+        Sample {
             guest: g.into(),
             guest_rt_ns: guest_ms * 1_000_000,
             guest_mono_ns: None,
             host_rt_ns: host_ms * 1_000_000,
-        };
-        let ob = Observed {
+        }
+    }
+
+    /// A run stopped at 10 s for `stood_ms`, 300 ms ahead of the host before.
+    fn observed(stood_ms: i64) -> Observed {
+        Observed {
             hops: vec![ObservedHop {
                 clock: Some(HopClock {
                     stop_ns: 10_000_000_000,
-                    resume_ns: 12_500_000_000,
+                    resume_ns: (10_000 + stood_ms) * 1_000_000,
                     before_ms: 300.0,
                     ..Default::default()
                 }),
@@ -143,7 +156,35 @@ mod tests {
                 s("a", 9_800 + 300, 9_800),
             ],
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn a_panel_holds_its_kind_and_bands_the_earlier_resume() {
+        let o = crate::report::opts::tests::opts();
+        let obs: Vec<Observed> = [2000, 2100, 23_400, 20_700].map(observed).into();
+        let rows: Vec<DemoRow> = RUNS.iter().zip(&obs).map(|(r, ob)| row_of(r, ob)).collect();
+        let p = panel(&o, &rows, &obs, true);
+        let labels: Vec<&str> = p.series.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "file restore, without migtime",
+                "file restore, with migtime"
+            ]
+        );
+        assert_eq!(p.series[0].color, RGBColor(200, 40, 40));
+        assert_eq!(p.bands.len(), 1);
+        assert_eq!((p.bands[0].from, p.bands[0].to), (0.0, 20.7));
+        assert_eq!(p.bands[0].label, "VM stopped (23.4 s without, 20.7 s with)");
+        let live = panel(&o, &rows, &obs, false);
+        assert_eq!(live.bands[0].to, 2.0);
+        assert!(live.title.starts_with("Live migration"));
+    }
+
+    #[test]
+    fn points_are_offset_changes_since_stop_one_segment_per_guest() {
+        let ob = observed(2500);
         let (segs, resume) = plot_points(&ob).unwrap();
         assert_eq!(resume, 2.5);
         assert_eq!(segs.len(), 2);

@@ -98,3 +98,26 @@ impl BenchOpts {
         Ok(())
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Demo options for the report's unit tests (2 s live blackout, 20 s restore pause).
+    pub(crate) fn opts() -> DemoOpts {
+        DemoOpts {
+            kernel: "k".into(),
+            initrd: "i".into(),
+            out_dir: "o".into(),
+            blackout_ms: 2000,
+            restore_pause_ms: 20_000,
+            params: String::new(),
+            period_ms: 20,
+            before_ms: 3000,
+            after_ms: 5000,
+            timeout: Duration::from_secs(1),
+            memory_mb: 256,
+            chrony_window_s: 0,
+        }
+    }
+}

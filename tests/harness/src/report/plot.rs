@@ -28,7 +28,12 @@ pub struct Band {
     pub label: String,
     pub from: f64,
     pub to: f64,
+    /// Its colour, drawn light.
+    pub color: RGBColor,
 }
+
+/// The colour of a band that stands alone (the blackout).
+pub const BAND_COLOR: RGBColor = RGBColor(255, 200, 120);
 
 /// What to draw.
 #[derive(Clone, Debug)]
@@ -157,8 +162,8 @@ where
         .bold_line_style(RGBColor(200, 200, 200))
         .draw()
         .map_err(e)?;
-    let band_color = RGBColor(255, 200, 120);
     for b in &p.bands {
+        let band_color = b.color;
         chart
             .draw_series(std::iter::once(Rectangle::new(
                 [(b.from, yr.0), (b.to, yr.1)],
@@ -293,6 +298,7 @@ mod tests {
                 label: "band".into(),
                 from: 0.5,
                 to: 1.0,
+                color: BAND_COLOR,
             }],
             notes: vec![],
             legend: SeriesLabelPosition::LowerLeft,
