@@ -52,7 +52,7 @@ fn intro(m: &Machine, o: &BenchOpts, rs: &[ConfigResult]) -> String {
     format!(
         "{}: {} CPUs ({}), {:.1} GiB RAM; {}; guests under **{}** (QEMU's emulator, no hardware virtualisation), {} MiB, \
          live migrations between two QEMU processes on this host. {} migrations per configuration \
-         (chains of up to {} per boot), blackout {} ms; idle cost over a quiet {} s per configuration. \
+         (chains of up to {} per boot), blackout {} ms; {}. \
          Median / p99 (nearest rank: the max below 100 runs) / max; in parentheses the ratio to the baseline.{}\n\n",
         m.date_utc,
         m.nproc,
@@ -64,7 +64,10 @@ fn intro(m: &Machine, o: &BenchOpts, rs: &[ConfigResult]) -> String {
         o.runs,
         o.hops_per_boot,
         o.blackout_ms,
-        o.idle_seconds,
+        match o.idle_seconds {
+            0 => "no idle cost measured (`--idle-seconds 0`)".to_string(),
+            n => format!("idle cost over a quiet {n} s per configuration"),
+        },
         device_note(m, rs)
     )
 }
@@ -364,6 +367,7 @@ mod tests {
         rs.push(result(configs(100)[6].clone(), vec![hop(-0.5, true)], 4.0));
         let md = markdown(&rs);
         assert!(md.contains("The `-device migtime` configurations run the patched QEMU (QEMU emulator version 10.0.13)"));
+        assert!(md.contains("blackout 1000 ms; idle cost over a quiet 60 s per configuration."));
         assert!(md.contains("| metric | baseline (no module) | migtime inject, doorbell | migtime inject, QEMU -device migtime, live |"));
     }
 
