@@ -202,6 +202,7 @@ impl Bench<'_> {
             window_s: self.o.chrony_window_s,
             hold_s: self.o.chrony_hold_s,
             memory_mb: self.o.memory_mb,
+            device: false,
         }
     }
 
