@@ -92,11 +92,9 @@ pub fn render(rows: &[ChronyRow]) -> String {
     crate::report::text::fixed_width(&cells)
 }
 
-/// Runs (a) and (c), prints the table, plots; the rows, and whether both produced numbers.
-pub fn demo_chrony(o: &DemoOpts, out: &dyn Reporter) -> (Vec<ChronyRow>, bool) {
-    let [alone, _, migtime] = cases();
-    let cond = conditions()[1];
-    let d = DaemonOpts {
+/// The runs' options: on `-device migtime`, (c) held 20 s less than (a)'s window.
+fn daemon_opts(o: &DemoOpts) -> DaemonOpts {
+    DaemonOpts {
         kernel: o.kernel.clone(),
         initrd: o.initrd.clone(),
         blackout_ms: o.blackout_ms,
@@ -104,7 +102,14 @@ pub fn demo_chrony(o: &DemoOpts, out: &dyn Reporter) -> (Vec<ChronyRow>, bool) {
         hold_s: o.chrony_window_s.saturating_sub(20),
         memory_mb: o.memory_mb,
         device: true,
-    };
+    }
+}
+
+/// Runs (a) and (c), prints the table, plots; the rows, and whether both produced numbers.
+pub fn demo_chrony(o: &DemoOpts, out: &dyn Reporter) -> (Vec<ChronyRow>, bool) {
+    let [alone, _, migtime] = cases();
+    let cond = conditions()[1];
+    let d = daemon_opts(o);
     let mut runs = Vec::new();
     for case in [alone, migtime] {
         out.stage(&format!(
@@ -189,6 +194,17 @@ fn plot(o: &DemoOpts, runs: &[DaemonRun]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_chrony_runs_are_on_the_device() {
+        let o = DemoOpts {
+            chrony_window_s: 120,
+            ..crate::report::opts::tests::opts()
+        };
+        let d = daemon_opts(&o);
+        assert!(d.device);
+        assert_eq!((d.window_s, d.hold_s, d.blackout_ms), (120, 100, 2000));
+    }
 
     #[test]
     fn error_at_a_moment_takes_the_best_paired_sample() {
