@@ -1,6 +1,6 @@
 # migtime: migration-aware timekeeping for Linux guests.
 #
-#   make demo     set everything up, live-migrate a guest with and without migtime
+#   make demo     set up; migrate and restore a guest on -device migtime, without and with migtime
 #   make check    set everything up and run every test
 #   make help     all targets
 #
@@ -34,7 +34,7 @@ help:
 	@echo "  check-debian   only the scenarios on Debian 13's stock cloud kernel"
 	@echo "  debian-module  migtime.ko + .deb for Debian 13's cloud kernel (build/debian/)"
 	@echo "  deb            the module and companion packages, lintian-checked (their paths: last two lines)"
-	@echo "  demo           the main job: migrate a guest with and without migtime"
+	@echo "  demo           the main job: migrate and restore a guest on -device migtime, without and with migtime"
 	@echo "  bench          measure migrations per configuration (JSON + markdown)"
 	@echo "  fuzz           cargo-fuzz the pure logic: 10M executions (FUZZ_RUNS, FUZZ_SECONDS)"
 	@echo "  fmt            rustfmt the module (kernel config) and the host crates"

@@ -50,22 +50,24 @@ pub enum Cmd {
     /// scenario failing outside its KTAP (exit status, timeout, host-side
     /// check) adds one failure. Failed scenarios keep their run folders.
     Check(CheckArgs),
-    /// `make demo`: live-migrate a guest twice with the same blackout, once
-    /// without migtime (mt.load=0) and once with it, and show the guest's
-    /// wall clock against the host's.
+    /// `make demo`: on the patched QEMU's -device migtime (MIGTIME_QEMU_DEVICE or
+    /// MIGTIME_QEMU), a live migration (destination held paused --blackout) and a restore
+    /// from a `migrate file:` save --restore-pause later, each without migtime
+    /// (mt.load=0) and with it; the guest's wall clock against the host's.
     ///
     /// The guest runs mt_clock (a CLOCK sample every --period-ms); a thread
     /// reads the results files every 2 ms and pairs each sample with the
-    /// host's CLOCK_REALTIME. Prints a table (offset change, step applied,
-    /// cancel-on-set timer, NTP state, Tout) and writes OUT/demo.png and
-    /// OUT/demo.json. Then a real chronyd in the guest, alone against chronyd with
+    /// host's CLOCK_REALTIME. Prints a table (offset change, step applied and the
+    /// guest's stale window, cancel-on-set timer, NTP state, the Tout QEMU wrote) and
+    /// writes OUT/demo.png (a panel per kind) and OUT/demo.json. Then a real chronyd in the guest, alone against chronyd with
     /// migtime and its companion, across the same migration to a host 0.5 s ahead
     /// and 50 ppm faster: a table of guest - host after the resume (the host's UDP
     /// probe) and OUT/demo-chrony.png (--no-chrony leaves this part out).
     Demo(DemoArgs),
     /// `make bench`: numbers, not tests. N live migrations per configuration
     /// (baseline without the module, migtime polling, migtime doorbell, the
-    /// userspace comparator mt_daemon), plus one quiet boot each for the
+    /// userspace comparator mt_daemon, QEMU's -device migtime live and file
+    /// restore), plus one quiet boot each for the
     /// idle cost; writes OUT/bench.json and OUT/bench.md and prints the
     /// markdown table. Never fails on timing; exits 1 only when a
     /// configuration produced no numbers.
@@ -108,7 +110,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 100)]
     pub daemon_ms: u32,
     /// Only these configurations (baseline, doorbell, fallback, polling, daemon, debian,
-    /// and the time-daemon cases chrony-alone, chrony-vmclock, chrony-migtime; repeatable).
+    /// device, device-restore, and the time-daemon cases chrony-alone, chrony-vmclock, chrony-migtime; repeatable).
     #[arg(long)]
     pub only: Vec<String>,
     /// Runs of each time-daemon case per destination clock (same clock, +0.5 s, -0.5 s with
@@ -133,6 +135,10 @@ pub struct BenchArgs {
     /// The initramfs with migtime.ko built for `--debian-kernel`.
     #[arg(long, requires = "debian_kernel")]
     pub debian_initrd: Option<PathBuf>,
+    /// Leave out the `-device migtime` configurations (device, device-restore), which run
+    /// the patched QEMU named by MIGTIME_QEMU_DEVICE (left out anyway without it).
+    #[arg(long)]
+    pub no_device: bool,
 }
 
 #[derive(Args)]
@@ -146,13 +152,15 @@ pub struct DemoArgs {
     /// Output folder (demo.png, demo.json, runs/).
     #[arg(long, default_value = "build/demo")]
     pub out_dir: PathBuf,
-    /// Blackout: how long the destination stays paused, ms.
+    /// Blackout: how long the live migration's destination stays paused, ms (also the
+    /// chronyd part's).
     #[arg(long, default_value_t = 2000)]
     pub blackout: u64,
-    /// Page device for the migtime run: plain (the module polls) or doorbell.
-    #[arg(long, value_enum, default_value_t = Mode::Plain)]
-    pub mode: Mode,
-    /// Module parameters for the migtime run (mt.params), e.g. "poll_ms=20".
+    /// How long the file restore waits, with the guest saved and no QEMU running, before a
+    /// new QEMU loads the save, ms.
+    #[arg(long, default_value_t = 20000)]
+    pub restore_pause: u64,
+    /// Module parameters for the migtime runs (mt.params), e.g. "max_restore_ms=60000".
     #[arg(long, default_value = "")]
     pub params: String,
     /// mt_clock sample period, ms (also bounds the read-latency error bar).

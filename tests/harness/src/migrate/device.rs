@@ -70,10 +70,14 @@ pub(crate) fn hmp(q: &mut Qmp, cmd: &str) -> Result<String> {
     Ok(r.as_str().unwrap_or_default().to_string())
 }
 
-/// Reads the device page from guest memory into `page`.
-pub fn read_page(q: &mut Qmp, page: &mut PageFile) -> Result<()> {
-    let bar = bar2(&hmp(q, "info pci")?)
-        .with_context(|| format!("no BAR2 of device {DEVICE_ID} in `info pci`"))?;
+/// BAR2's address of the device, from HMP `info pci`.
+fn find_bar2(q: &mut Qmp) -> Result<u64> {
+    bar2(&hmp(q, "info pci")?)
+        .with_context(|| format!("no BAR2 of device {DEVICE_ID} in `info pci`"))
+}
+
+/// Reads the device page at guest-physical `bar` into `page` (one HMP `xp`).
+fn read_page_at(q: &mut Qmp, bar: u64, page: &mut PageFile) -> Result<()> {
     let w = words(&hmp(q, &format!("xp /{WORDS}gx {bar:#x}"))?);
     if w.len() != WORDS {
         bail!("xp of the device page gave {} words, not {WORDS}", w.len());
@@ -82,8 +86,16 @@ pub fn read_page(q: &mut Qmp, page: &mut PageFile) -> Result<()> {
     Ok(())
 }
 
+/// Reads the device page from guest memory into `page`.
+pub fn read_page(q: &mut Qmp, page: &mut PageFile) -> Result<()> {
+    let bar = find_bar2(q)?;
+    read_page_at(q, bar, page)
+}
+
 /// Polls a device page (`q`'s guest, read into `page`) until the guest's `events` moves
-/// past `events_before` (the guest's ack), as `crate::migrate::ack::wait_ack` does for a file.
+/// past `events_before` (the guest's ack), as `crate::migrate::ack::wait_ack` does for a file:
+/// one HMP `xp` every 1 ms (BAR2 looked up once), so the ack is seen within a millisecond
+/// plus an HMP round trip of it becoming visible.
 pub fn wait_ack(
     q: &mut Qmp,
     page: &mut PageFile,
@@ -91,9 +103,14 @@ pub fn wait_ack(
     t_cont: Instant,
     limit: Duration,
 ) -> Option<Ack> {
+    let mut bar = None;
     loop {
-        if read_page(q, page).is_ok() {
-            if let Some(g) = page.guest_area().filter(|g| g.events > events_before) {
+        if bar.is_none() {
+            bar = find_bar2(q).ok();
+        }
+        let read = bar.is_some_and(|b| read_page_at(q, b, page).is_ok());
+        if let Some(g) = read.then(|| page.guest_area()).flatten() {
+            if g.events > events_before {
                 return Some(Ack {
                     area: g,
                     latency_ms: t_cont.elapsed().as_secs_f64() * 1e3,
@@ -104,7 +121,7 @@ pub fn wait_ack(
         if t_cont.elapsed() >= limit {
             return None;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

@@ -36,6 +36,10 @@ pub struct HopClock {
     pub after_ms: Option<f64>,
     /// `after_ms - before_ms`: the clock error the migration introduced.
     pub change_ms: Option<f64>,
+    /// The guest's CLOCK_MONOTONIC when its clocks froze at STOP, ns ([`freeze_mono_ns`]);
+    /// the guest's clocks do not run while the VM is stopped, so it is also the guest's
+    /// monotonic time when they run again at RESUME.
+    pub freeze_mono_ns: Option<i64>,
 }
 
 /// Settling window after RESUME: [SETTLE_FROM, SETTLE_TO) ns.
@@ -76,6 +80,12 @@ pub fn analyse_hop(
         })
         .map(Sample::offset_ns)
         .collect();
+    let freeze = freeze_mono_ns(
+        samples.iter().filter(|s| {
+            s.guest == src && s.host_rt_ns < stop_ns && s.host_rt_ns >= stop_ns - 1_000_000_000
+        }),
+        stop_ns,
+    );
     let before = median_i64(&mut pre)?;
     let spread = pre.last()? - pre.first()?;
     let post: Vec<&Sample> = samples
@@ -103,7 +113,20 @@ pub fn analyse_hop(
         first_after_change_ms: first,
         after_ms: settled.map(|v| v as f64 / 1e6),
         change_ms: settled.map(|v| (v - before) as f64 / 1e6),
+        freeze_mono_ns: freeze,
     })
+}
+
+/// The guest's CLOCK_MONOTONIC at host realtime `stop_ns`, from `samples` taken before it:
+/// the sample with the smallest (host read time - guest monotonic) was read with the least
+/// delay, so its pairing maps guest monotonic to host realtime best. The estimate is early
+/// by that sample's read delay (the watcher's 2 ms polling plus the serial path), so a
+/// duration measured from it is long by as much. `None` without monotonic samples.
+pub fn freeze_mono_ns<'a>(samples: impl Iterator<Item = &'a Sample>, stop_ns: i64) -> Option<i64> {
+    samples
+        .filter_map(|s| s.guest_mono_ns.map(|m| s.host_rt_ns - m))
+        .min()
+        .map(|k| stop_ns - k)
 }
 
 /// The guest names of a chain of `hops` migrations, as `sim` names them.
@@ -145,6 +168,20 @@ pub struct ObservedHop {
     pub result: Option<ClockResult>,
     pub tout_ns: Option<i64>,
     pub ack: Option<Ack>,
+}
+
+impl ObservedHop {
+    /// The guest's stale window, ms: from its clocks running again at RESUME to the step
+    /// done, in guest CLOCK_MONOTONIC (the ack's `done_mono_ns` minus [`freeze_mono_ns`]).
+    /// Long by the freeze estimate's read delay (a few ms at most). `None` without a
+    /// module's timing block (no ack, mt_daemon, an older module) or monotonic samples.
+    pub fn stale_ms(&self) -> Option<f64> {
+        let freeze = self.clock.as_ref()?.freeze_mono_ns?;
+        let a = &self.ack.as_ref()?.area;
+        let done = a.timing.done_mono_ns;
+        let timed = a.size as usize >= migtime_abi::abi::GUEST_AREA_SIZE && done > 0;
+        timed.then(|| (done - freeze) as f64 / 1e6)
+    }
 }
 
 /// Runs `sim` (fresh run folder) with the clock watcher and gathers it all.
@@ -237,6 +274,40 @@ mod tests {
         let mut even = vec![4, 1, 3, 2];
         assert_eq!(median_i64(&mut even), Some(2));
         assert_eq!(median_i64(&mut []), None);
+    }
+
+    #[test]
+    fn freeze_time_and_stale_window_from_the_least_delayed_sample() {
+        // Guest monotonic = host realtime - 1000 s; samples read 3, 1 and 6 ms late.
+        let m = |host_ms: i64, late_ms: i64| Sample {
+            guest_mono_ns: Some((host_ms - 1_000_000) * 1_000_000),
+            ..s("a", 0, host_ms + late_ms)
+        };
+        let v = [m(1_009_000, 3), m(1_009_500, 1), m(1_009_900, 6)];
+        let stop = 1_010_000_000_000;
+        // Early by the best sample's 1 ms delay.
+        assert_eq!(freeze_mono_ns(v.iter(), stop), Some(9_999_000_000));
+        assert_eq!(freeze_mono_ns([s("a", 0, 5)].iter(), stop), None);
+        let mut h = ObservedHop {
+            clock: Some(HopClock {
+                freeze_mono_ns: Some(9_999_000_000),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(h.stale_ms(), None, "no ack");
+        let mut area = migtime_abi::abi::GuestArea {
+            size: migtime_abi::abi::GUEST_AREA_SIZE as u32,
+            ..Default::default()
+        };
+        area.timing.done_mono_ns = 10_024_000_000;
+        h.ack = Some(Ack {
+            area,
+            ..Default::default()
+        });
+        assert_eq!(h.stale_ms(), Some(25.0));
+        h.ack.as_mut().unwrap().area.size = 64; // no timing block
+        assert_eq!(h.stale_ms(), None);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 
 use crate::base::output::LogFile;
 use crate::migrate::observe::{mt_clock_run, observe};
-use crate::migrate::opts::{SimOpts, SimSettings};
+use crate::migrate::opts::{Restore, SimOpts, SimSettings, Vmm};
 use crate::report::bench_md::render_markdown;
 use crate::report::bench_report::{records, ConfigResult, HopRecord, Idle};
 use crate::report::configs::{configs, Config};
@@ -83,6 +83,12 @@ impl Bench<'_> {
             settings: SimSettings {
                 blackout_ms: o.blackout_ms,
                 migrations: hops,
+                vmm: if c.device {
+                    Vmm::QemuDevice
+                } else {
+                    Vmm::Simulator
+                },
+                restore: c.restore.then_some(Restore::File),
                 ..Default::default()
             },
             ack_timeout: if c.module || c.daemon_ms.is_some() {
@@ -196,6 +202,7 @@ impl Bench<'_> {
             window_s: self.o.chrony_window_s,
             hold_s: self.o.chrony_hold_s,
             memory_mb: self.o.memory_mb,
+            device: false,
         }
     }
 
@@ -258,9 +265,13 @@ pub fn bench(o: &BenchOpts) -> Result<bool> {
     let rs: Vec<ConfigResult> = configs(o.daemon_ms)
         .into_iter()
         .filter(|c| !c.debian || o.debian.is_some())
+        .filter(|c| !c.device || o.device)
         .filter(|c| o.only.is_empty() || o.only.iter().any(|k| k == c.key))
         .map(ConfigResult::new)
         .collect();
+    if !o.device {
+        println!("bench: the -device migtime configurations are left out (--no-device, or no MIGTIME_QEMU_DEVICE)");
+    }
     let hpb = o.hops_per_boot.clamp(1, 20);
     let boots = o.runs.div_ceil(hpb);
     if !rs.is_empty() {
@@ -288,8 +299,11 @@ pub fn bench(o: &BenchOpts) -> Result<bool> {
         }
     }
     if o.idle_seconds > 0 {
+        // A file restore idles as the same guest on the same device as the live one.
         for i in 0..b.rs.len() {
-            b.idle(i);
+            if !b.rs[i].config.restore {
+                b.idle(i);
+            }
         }
     }
     b.daemons();

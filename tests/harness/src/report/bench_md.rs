@@ -32,13 +32,28 @@ fn cell(v: Option<f64>, base: Option<f64>, is_base: bool) -> String {
     }
 }
 
+/// The sentence on the device configurations' QEMU, if the report has any.
+fn device_note(m: &Machine, rs: &[ConfigResult]) -> String {
+    if !rs.iter().any(|r| r.config.device) {
+        return String::new();
+    }
+    let v = m.qemu_device.as_deref().filter(|v| !v.is_empty());
+    format!(
+        " The `-device migtime` configurations run the patched QEMU ({}): QEMU writes their page \
+         itself at the resume and rings MSI-X, the harness only reads it back (HMP `xp` every 1 ms); \
+         the file restore saves the stopped guest with `migrate file:`, quits, and loads the file in \
+         a new QEMU after the blackout.",
+        v.unwrap_or("version ?")
+    )
+}
+
 /// The paragraph before the table: machine, setup, how to read it.
-fn intro(m: &Machine, o: &BenchOpts) -> String {
+fn intro(m: &Machine, o: &BenchOpts, rs: &[ConfigResult]) -> String {
     format!(
         "{}: {} CPUs ({}), {:.1} GiB RAM; {}; guests under **{}** (QEMU's emulator, no hardware virtualisation), {} MiB, \
          live migrations between two QEMU processes on this host. {} migrations per configuration \
-         (chains of up to {} per boot), blackout {} ms; idle cost over a quiet {} s per configuration. \
-         Median / p99 (nearest rank: the max below 100 runs) / max; in parentheses the ratio to the baseline.\n\n",
+         (chains of up to {} per boot), blackout {} ms; {}. \
+         Median / p99 (nearest rank: the max below 100 runs) / max; in parentheses the ratio to the baseline.{}\n\n",
         m.date_utc,
         m.nproc,
         m.cpu,
@@ -49,7 +64,11 @@ fn intro(m: &Machine, o: &BenchOpts) -> String {
         o.runs,
         o.hops_per_boot,
         o.blackout_ms,
-        o.idle_seconds
+        match o.idle_seconds {
+            0 => "no idle cost measured (`--idle-seconds 0`)".to_string(),
+            n => format!("idle cost over a quiet {n} s per configuration"),
+        },
+        device_note(m, rs)
     )
 }
 
@@ -85,6 +104,12 @@ fn value_rows() -> Vec<(&'static str, Get)> {
         ),
         ("… p99", |r| r.work_to_done_ms.map(|s| s.p99)),
         (
+            "stale window: resume → step done (guest CLOCK_MONOTONIC), ms: median",
+            |r| r.stale_ms.map(|s| s.median),
+        ),
+        ("… p99", |r| r.stale_ms.map(|s| s.p99)),
+        ("… max", |r| r.stale_ms.map(|s| s.max)),
+        (
             "wall-clock error after migration \\|Δ(guest − host)\\|, ms: median",
             |r| r.clock_error_ms.map(|s| s.median),
         ),
@@ -107,7 +132,7 @@ fn value_rows() -> Vec<(&'static str, Get)> {
 pub fn render_markdown(m: &Machine, o: &BenchOpts, rs: &[ConfigResult]) -> String {
     let mut s = String::new();
     s.push_str("## migtime bench\n\n");
-    s.push_str(&intro(m, o));
+    s.push_str(&intro(m, o, rs));
     s.push_str("| metric |");
     for r in rs {
         s.push_str(&format!(" {} |", r.config.title));
@@ -155,7 +180,11 @@ pub fn render_markdown(m: &Machine, o: &BenchOpts, rs: &[ConfigResult]) -> Strin
          clock when read; error bar ≈ a few ms). The latency split uses the module's timing block in the guest \
          area (guest CLOCK_MONOTONIC): interrupt or poll → work start → step done; the rest of `cont` → ack is \
          QEMU/TCG resuming the guest, the interrupt reaching it and the ack becoming visible (host polls every \
-         1 ms). Idle: mt_idle's local timer interrupts per second and non-idle CPU share over the window.\n",
+         1 ms). The stale window is how long the guest ran with the wrong time: from its clocks running \
+         again at the resume (they stand still while the VM is stopped) to the step done, both in guest \
+         CLOCK_MONOTONIC; the resume's guest time is the freeze's, mapped to the host's STOP through the \
+         least-delayed mt_clock sample of the last second (long by that sample's read delay, a few ms at \
+         most). Idle: mt_idle's local timer interrupts per second and non-idle CPU share over the window.\n",
     );
     s
 }
@@ -206,6 +235,7 @@ mod tests {
                     wake_to_work_ms: Some(10.0),
                     work_to_done_ms: Some(1.0),
                     resume_ms: Some(39.0),
+                    stale_ms: Some(20.0),
                     ..hop(-1.0, true)
                 },
                 HopRecord {
@@ -214,6 +244,7 @@ mod tests {
                     wake_to_work_ms: Some(20.0),
                     work_to_done_ms: Some(3.0),
                     resume_ms: Some(47.0),
+                    stale_ms: Some(30.0),
                     ..hop(3.0, true)
                 },
             ],
@@ -239,6 +270,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             memory_mb: 256,
             debian: None,
+            device: true,
             chrony_runs: 0,
             chrony_window_s: 240,
             chrony_hold_s: 95,
@@ -249,6 +281,7 @@ mod tests {
             cpu: "CPU X".into(),
             mem_gib: 8.0,
             qemu: "QEMU emulator version 10.0.2".into(),
+            qemu_device: Some("QEMU emulator version 10.0.13".into()),
             accel: "tcg".into(),
         };
         render_markdown(&m, &o, rs)
@@ -300,6 +333,14 @@ mod tests {
             Some("| … of which work start → step done (guest), ms: median | n/a | 2.00 |")
         );
         assert_eq!(
+            split("stale window").as_deref(),
+            Some("| stale window: resume → step done (guest CLOCK_MONOTONIC), ms: median | n/a | 25.0 |")
+        );
+        assert!(
+            !md.contains("-device migtime"),
+            "no device configuration, no device note"
+        );
+        assert_eq!(
             line("| cancel-on-set"),
             "| cancel-on-set waiters woken (fraction) | 0 (0/2) | 1.00 (2/2) |"
         );
@@ -318,6 +359,16 @@ mod tests {
                 "3 columns in {l}"
             );
         }
+    }
+
+    #[test]
+    fn device_configurations_name_their_qemu() {
+        let mut rs = two_configs();
+        rs.push(result(configs(100)[6].clone(), vec![hop(-0.5, true)], 4.0));
+        let md = markdown(&rs);
+        assert!(md.contains("The `-device migtime` configurations run the patched QEMU (QEMU emulator version 10.0.13)"));
+        assert!(md.contains("blackout 1000 ms; idle cost over a quiet 60 s per configuration."));
+        assert!(md.contains("| metric | baseline (no module) | migtime inject, doorbell | migtime inject, QEMU -device migtime, live |"));
     }
 
     #[test]

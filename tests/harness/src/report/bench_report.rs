@@ -62,6 +62,9 @@ pub struct HopRecord {
     /// `ack_latency_ms` minus the guest's wake -> done: QEMU/TCG resuming the guest and the
     /// interrupt (or poll) reaching it, plus the ack becoming visible (1 ms host polling), ms.
     pub resume_ms: Option<f64>,
+    /// The guest's stale window: its clocks running again at RESUME -> clock stepped, in
+    /// guest CLOCK_MONOTONIC (`ObservedHop::stale_ms`), ms.
+    pub stale_ms: Option<f64>,
     /// Guest: step method (1 inject, 2 settimeofday) and clock updates made.
     pub step_method: Option<u32>,
     pub sets: Option<u32>,
@@ -109,6 +112,7 @@ pub struct ConfigResult {
     pub resume_ms: Option<Stats>,
     pub wake_to_work_ms: Option<Stats>,
     pub work_to_done_ms: Option<Stats>,
+    pub stale_ms: Option<Stats>,
     /// |offset change|, ms.
     pub clock_error_ms: Option<Stats>,
     /// (timerfds cancelled, runs with a RESULT).
@@ -128,6 +132,7 @@ impl ConfigResult {
             resume_ms: None,
             wake_to_work_ms: None,
             work_to_done_ms: None,
+            stale_ms: None,
             clock_error_ms: None,
             cancel_woken: (0, 0),
             idle: None,
@@ -145,6 +150,7 @@ impl ConfigResult {
         self.resume_ms = stats(&col(&|h| h.resume_ms));
         self.wake_to_work_ms = stats(&col(&|h| h.wake_to_work_ms));
         self.work_to_done_ms = stats(&col(&|h| h.work_to_done_ms));
+        self.stale_ms = stats(&col(&|h| h.stale_ms));
         self.clock_error_ms = stats(&col(&|h| h.clock_change_ms.map(f64::abs)));
         let res: Vec<bool> = self
             .hops
@@ -173,6 +179,7 @@ pub fn records(ob: &Observed, boot_no: u32) -> Vec<HopRecord> {
                 wake_to_work_ms: split.map(|s| s.0),
                 work_to_done_ms: split.map(|s| s.1),
                 resume_ms: ack.zip(split).map(|(a, s)| a.latency_ms - s.0 - s.1),
+                stale_ms: h.stale_ms(),
                 step_method: ack.map(|a| a.area.timing.step_method).filter(|&m| m != 0),
                 sets: ack.map(|a| a.area.timing.sets).filter(|&n| n != 0),
                 clock_change_ms: h.clock.as_ref().and_then(|c| c.change_ms),

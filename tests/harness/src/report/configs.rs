@@ -20,6 +20,27 @@ pub struct Config {
     pub params: &'static str,
     /// Boots the distribution kernel (`--debian-kernel`) instead of the project's.
     pub debian: bool,
+    /// The patched QEMU's `-device migtime` publishes the page (`Vmm::QemuDevice`, on
+    /// `MIGTIME_QEMU_DEVICE`), not the simulator.
+    pub device: bool,
+    /// Each hop saves the stopped guest with `migrate file:` and restores it after the
+    /// blackout (`Restore::File`; the device only).
+    pub restore: bool,
+}
+
+/// A configuration on the patched QEMU's `-device migtime`, with the module.
+fn device(key: &'static str, title: &'static str, restore: bool) -> Config {
+    Config {
+        key,
+        title,
+        mode: Mode::Device,
+        module: true,
+        daemon_ms: None,
+        params: "",
+        debian: false,
+        device: true,
+        restore,
+    }
 }
 
 /// The configurations, side by side. On the project's (patched) kernel "inject" steps with
@@ -33,6 +54,8 @@ pub fn configs(daemon_ms: u32) -> Vec<Config> {
         daemon_ms,
         params,
         debian: false,
+        device: false,
+        restore: false,
     };
     vec![
         c(
@@ -88,6 +111,18 @@ pub fn configs(daemon_ms: u32) -> Vec<Config> {
                 "",
             )
         },
+        // The patched QEMU's -device migtime (MSI-X doorbell, the project's kernel: inject):
+        // QEMU writes the page before any vCPU runs; nothing outside QEMU touches it.
+        device(
+            "device",
+            "migtime inject, QEMU -device migtime, live",
+            false,
+        ),
+        device(
+            "device-restore",
+            "migtime inject, QEMU -device migtime, file restore",
+            true,
+        ),
     ]
 }
 
@@ -121,8 +156,20 @@ mod tests {
         let c = configs(100);
         assert_eq!(
             c.iter().map(|c| c.key).collect::<Vec<_>>(),
-            ["baseline", "doorbell", "fallback", "polling", "daemon", "debian"]
+            [
+                "baseline",
+                "doorbell",
+                "fallback",
+                "polling",
+                "daemon",
+                "debian",
+                "device",
+                "device-restore"
+            ]
         );
+        assert!(c[6].device && !c[6].restore && c[6].mode == Mode::Device);
+        assert!(c[7].device && c[7].restore && c[7].mode == Mode::Device);
+        assert_eq!(c[7].append(), "mt.load=1 mt.kunit=0");
         assert_eq!(c[5].append(), "mt.load=1 mt.kunit=0 iomem=relaxed");
         assert_eq!(c[0].append(), "mt.load=0 mt.kunit=0");
         assert_eq!(c[1].append(), "mt.load=1 mt.kunit=0");

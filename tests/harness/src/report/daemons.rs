@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::base::output::Reporter;
 use crate::base::results::parse_kv;
-use crate::migrate::opts::{ack_timeout, SimOpts, SimSettings};
+use crate::migrate::opts::{ack_timeout, SimOpts, SimSettings, Vmm};
 use crate::migrate::sim::sim;
 use crate::net::network::{Network, Probed};
 use crate::record::ack::ExpectOutcome;
@@ -202,6 +202,9 @@ pub struct DaemonOpts {
     /// (b), (c): how long to keep measuring once chronyd is synchronised again, s.
     pub hold_s: u64,
     pub memory_mb: u32,
+    /// The patched QEMU's `-device migtime` publishes the page (the destination's clock
+    /// offset as its `x-clock-offset-ns`), not the simulator.
+    pub device: bool,
 }
 
 /// Boots a guest, lets chronyd synchronise, migrates it once and measures.
@@ -243,7 +246,7 @@ pub fn run_case(
             kernel: o.kernel.clone(),
             initrd: o.initrd.clone(),
             append_extra: append_for(&run, "", &words.join(" ")),
-            mode: Mode::Plain,
+            mode: if o.device { Mode::Device } else { Mode::Plain },
             devices: Devices {
                 vmclock: case.vmclock(),
                 net: Some(network.ports()),
@@ -261,6 +264,11 @@ pub fn run_case(
             same_rate: cond.same_rate,
             migrations: 1,
             expect: Some(case.outcome()),
+            vmm: if o.device {
+                Vmm::QemuDevice
+            } else {
+                Vmm::Simulator
+            },
             ..Default::default()
         },
         ack_timeout: ack_timeout(case.module()),

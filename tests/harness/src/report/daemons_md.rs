@@ -168,6 +168,7 @@ mod tests {
             window_s: 240,
             hold_s: 90,
             memory_mb: 256,
+            device: false,
         };
         let md = render_markdown(
             &o,

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! `demo`'s second part: a real chronyd in the guest, (a) alone against (c) with the migtime
-//! module and migtime-companion, across the same migration to a host whose clock is 0.5 s
-//! ahead and runs 50 ppm faster ([`crate::report::daemons`] runs them; the host's probe measures).
-//! A table of guest - host at moments after the resume, and OUT/demo-chrony.png.
+//! module and migtime-companion, across a live migration on `-device migtime` to a host
+//! whose clock is 0.5 s ahead (the device's `x-clock-offset-ns`) and runs 50 ppm faster
+//! ([`crate::report::daemons`] runs them; the host's probe measures). A table of
+//! guest - host at moments after the resume, and OUT/demo-chrony.png.
 
 use plotters::chart::SeriesLabelPosition;
 use plotters::style::RGBColor;
@@ -91,18 +92,24 @@ pub fn render(rows: &[ChronyRow]) -> String {
     crate::report::text::fixed_width(&cells)
 }
 
-/// Runs (a) and (c), prints the table, plots; the rows, and whether both produced numbers.
-pub fn demo_chrony(o: &DemoOpts, out: &dyn Reporter) -> (Vec<ChronyRow>, bool) {
-    let [alone, _, migtime] = cases();
-    let cond = conditions()[1];
-    let d = DaemonOpts {
+/// The runs' options: on `-device migtime`, (c) held 20 s less than (a)'s window.
+fn daemon_opts(o: &DemoOpts) -> DaemonOpts {
+    DaemonOpts {
         kernel: o.kernel.clone(),
         initrd: o.initrd.clone(),
         blackout_ms: o.blackout_ms,
         window_s: o.chrony_window_s,
         hold_s: o.chrony_window_s.saturating_sub(20),
         memory_mb: o.memory_mb,
-    };
+        device: true,
+    }
+}
+
+/// Runs (a) and (c), prints the table, plots; the rows, and whether both produced numbers.
+pub fn demo_chrony(o: &DemoOpts, out: &dyn Reporter) -> (Vec<ChronyRow>, bool) {
+    let [alone, _, migtime] = cases();
+    let cond = conditions()[1];
+    let d = daemon_opts(o);
     let mut runs = Vec::new();
     for case in [alone, migtime] {
         out.stage(&format!(
@@ -115,10 +122,13 @@ pub fn demo_chrony(o: &DemoOpts, out: &dyn Reporter) -> (Vec<ChronyRow>, bool) {
     let rows: Vec<ChronyRow> = runs.iter().map(row_of).collect();
     println!();
     println!(
-        "chronyd 4.3 in the guest (makestep 1 3 used up), {} ms blackout, destination host {}: guest - host",
+        "chronyd 4.3 in the guest (makestep 1 3 used up), -device migtime, {} ms blackout, destination host {}: guest - host",
         o.blackout_ms, cond.title
     );
-    println!("(the host's UDP probe; pairing error about 0.3 ms)");
+    println!("(the host's UDP probe, pairing error about 0.3 ms; the destination's device reads its clock 0.5 s ahead:");
+    println!(
+        "x-clock-offset-ns, as the NTP server serves the destination host's clock from cont on)"
+    );
     println!();
     print!("{}", render(&rows));
     for r in runs.iter().filter(|r| !r.ok) {
@@ -164,7 +174,7 @@ fn plot(o: &DemoOpts, runs: &[DaemonRun]) -> bool {
         series,
         bands: Vec::new(),
         notes: vec![format!(
-            "QEMU TCG, {} ms blackout (no samples: the gap before 0), destination +0.5 s and +50 ppm; UDP probe every 50 ms, pairing error ~0.3 ms",
+            "QEMU TCG, -device migtime, {} ms blackout (no samples: the gap before 0), destination +0.5 s and +50 ppm; UDP probe every 50 ms, pairing error ~0.3 ms",
             o.blackout_ms
         )],
         legend: SeriesLabelPosition::LowerRight,
@@ -184,6 +194,17 @@ fn plot(o: &DemoOpts, runs: &[DaemonRun]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_chrony_runs_are_on_the_device() {
+        let o = DemoOpts {
+            chrony_window_s: 120,
+            ..crate::report::opts::tests::opts()
+        };
+        let d = daemon_opts(&o);
+        assert!(d.device);
+        assert_eq!((d.window_s, d.hold_s, d.blackout_ms), (120, 100, 2000));
+    }
 
     #[test]
     fn error_at_a_moment_takes_the_best_paired_sample() {

@@ -12,6 +12,8 @@ pub struct Machine {
     pub cpu: String,
     pub mem_gib: f64,
     pub qemu: String,
+    /// `--version` of the patched QEMU with `-device migtime`, if one is set up.
+    pub qemu_device: Option<String>,
     pub accel: String,
 }
 
@@ -62,6 +64,9 @@ pub fn machine() -> Machine {
         cpu: cpu_model(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()),
         mem_gib: mem_gib(&std::fs::read_to_string("/proc/meminfo").unwrap_or_default()),
         qemu: cmd_line(&qemu, &["--version"]),
+        qemu_device: crate::vm::devices::device_qemu()
+            .ok()
+            .map(|q| cmd_line(&q, &["--version"])),
         accel: crate::vm::qemu::accel(),
     }
 }

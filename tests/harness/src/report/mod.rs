@@ -10,6 +10,8 @@ pub mod daemons;
 pub mod daemons_md;
 pub mod demo;
 pub mod demo_chrony;
+pub mod demo_plot;
+pub mod demo_table;
 pub mod font;
 pub mod machine;
 pub mod opts;

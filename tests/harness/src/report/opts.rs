@@ -9,7 +9,6 @@ use anyhow::{bail, Result};
 
 use crate::report::configs::configs;
 use crate::vm::opts::check_inputs;
-use crate::vm::qemu::Mode;
 
 /// Options of `demo`.
 #[derive(Clone, Debug)]
@@ -17,8 +16,10 @@ pub struct DemoOpts {
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     pub out_dir: PathBuf,
+    /// How long the live migration's destination is held paused, ms.
     pub blackout_ms: u64,
-    pub mode: Mode,
+    /// How long a file restore waits with no QEMU before loading the save, ms.
+    pub restore_pause_ms: u64,
     pub params: String,
     pub period_ms: u64,
     pub before_ms: u64,
@@ -48,6 +49,8 @@ pub struct BenchOpts {
     pub memory_mb: u32,
     /// Kernel and initramfs of the "debian" configuration (a distribution kernel), if any.
     pub debian: Option<(PathBuf, PathBuf)>,
+    /// Run the `-device migtime` configurations (the patched QEMU is set up).
+    pub device: bool,
     /// Runs per time-daemon case and destination ([`crate::report::daemons`]; 0: none).
     pub chrony_runs: u32,
     /// Window after the migration for chronyd alone, s.
@@ -83,6 +86,9 @@ impl BenchOpts {
                 Some(c) if c.debian && self.debian.is_none() => {
                     bail!("configuration {k:?} needs --debian-kernel and --debian-initrd")
                 }
+                Some(c) if c.device && !self.device => {
+                    bail!("configuration {k:?} needs the patched QEMU (MIGTIME_QEMU_DEVICE)")
+                }
                 Some(_) => {}
             }
         }
@@ -90,5 +96,28 @@ impl BenchOpts {
             check_inputs(k, i)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Demo options for the report's unit tests (2 s live blackout, 20 s restore pause).
+    pub(crate) fn opts() -> DemoOpts {
+        DemoOpts {
+            kernel: "k".into(),
+            initrd: "i".into(),
+            out_dir: "o".into(),
+            blackout_ms: 2000,
+            restore_pause_ms: 20_000,
+            params: String::new(),
+            period_ms: 20,
+            before_ms: 3000,
+            after_ms: 5000,
+            timeout: Duration::from_secs(1),
+            memory_mb: 256,
+            chrony_window_s: 0,
+        }
     }
 }

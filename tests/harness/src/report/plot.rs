@@ -28,7 +28,12 @@ pub struct Band {
     pub label: String,
     pub from: f64,
     pub to: f64,
+    /// Its colour, drawn light.
+    pub color: RGBColor,
 }
+
+/// The colour of a band that stands alone (the blackout).
+pub const BAND_COLOR: RGBColor = RGBColor(255, 200, 120);
 
 /// What to draw.
 #[derive(Clone, Debug)]
@@ -121,7 +126,8 @@ where
     Ok(())
 }
 
-fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, p: &LinePlot) -> Result<()>
+/// Draws `p` into `root` (the whole image or one panel of it), not yet presented.
+fn draw_in<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, p: &LinePlot) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
@@ -139,7 +145,7 @@ where
             .flat_map(|s| s.segments.iter().flatten().map(|q| q.1));
         (range(xs, 0.02), range(ys.chain([0.0]), 0.08))
     };
-    let y0 = draw_heading(&root, p)?;
+    let y0 = draw_heading(root, p)?;
     let top = root.margin(y0 as u32 + 6, 10, 10, 25);
     let mut chart = ChartBuilder::on(&top)
         .x_label_area_size(46)
@@ -156,8 +162,8 @@ where
         .bold_line_style(RGBColor(200, 200, 200))
         .draw()
         .map_err(e)?;
-    let band_color = RGBColor(255, 200, 120);
     for b in &p.bands {
+        let band_color = b.color;
         chart
             .draw_series(std::iter::once(Rectangle::new(
                 [(b.from, yr.0), (b.to, yr.1)],
@@ -182,23 +188,41 @@ where
         .label_font(("sans-serif", 16))
         .draw()
         .map_err(e)?;
-    root.present().map_err(e)?;
+    Ok(())
+}
+
+/// Draws `plots` stacked top to bottom, one panel each, and presents the image.
+fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, plots: &[LinePlot]) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let panels = root.split_evenly((plots.len().max(1), 1));
+    for (area, p) in panels.iter().zip(plots) {
+        draw_in(area, p)?;
+    }
+    root.present().map_err(plot_err::<DB::ErrorType>)?;
     Ok(())
 }
 
 /// Renders `p` to a PNG file of `size` pixels.
 pub fn line_plot_png(path: &Path, size: (u32, u32), p: &LinePlot) -> Result<()> {
-    let root = TextBackend(BitMapBackend::new(path, size)).into_drawing_area();
-    draw(root, p)
+    line_plots_png(path, size, std::slice::from_ref(p))
 }
 
-/// Renders `p` into an RGB buffer (tests).
+/// Renders `plots` to one PNG file, stacked, each panel `size` pixels.
+pub fn line_plots_png(path: &Path, size: (u32, u32), plots: &[LinePlot]) -> Result<()> {
+    let n = plots.len().max(1) as u32;
+    let root = TextBackend(BitMapBackend::new(path, (size.0, size.1 * n))).into_drawing_area();
+    draw(root, plots)
+}
+
+/// Renders `plots` stacked into an RGB buffer of `size` pixels in all (tests).
 #[cfg(test)]
-pub fn line_plot_rgb(size: (u32, u32), p: &LinePlot) -> Result<Vec<u8>> {
+pub fn line_plots_rgb(size: (u32, u32), plots: &[LinePlot]) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; (size.0 * size.1 * 3) as usize];
     {
         let root = TextBackend(BitMapBackend::with_buffer(&mut buf, size)).into_drawing_area();
-        draw(root, p)?;
+        draw(root, plots)?;
     }
     Ok(buf)
 }
@@ -220,6 +244,45 @@ mod tests {
         n
     }
 
+    fn one(color: RGBColor) -> LinePlot {
+        LinePlot {
+            title: "T".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            series: vec![Series {
+                label: "s".into(),
+                color,
+                segments: vec![vec![(0.0, 0.0), (1.0, 1.0)]],
+            }],
+            bands: vec![],
+            notes: vec![],
+            legend: SeriesLabelPosition::LowerLeft,
+        }
+    }
+
+    /// Pixels of about `c` in rows `y0..y1` of a `w` wide RGB buffer.
+    fn count(buf: &[u8], w: u32, y0: u32, y1: u32, c: RGBColor) -> usize {
+        let near = |a: u8, b: u8| a.abs_diff(b) < 40;
+        buf[(y0 * w * 3) as usize..(y1 * w * 3) as usize]
+            .chunks(3)
+            .filter(|p| near(p[0], c.0) && near(p[1], c.1) && near(p[2], c.2))
+            .count()
+    }
+
+    #[test]
+    fn stacked_panels_each_hold_their_own_plot() {
+        let (red, blue) = (RGBColor(220, 20, 20), RGBColor(20, 20, 220));
+        let (w, h) = (400, 600);
+        let buf = line_plots_rgb((w, h), &[one(red), one(blue)]).unwrap();
+        assert!(count(&buf, w, 0, h / 2, red) > 50, "red in the top panel");
+        assert_eq!(count(&buf, w, h / 2, h, red), 0, "no red below");
+        assert!(
+            count(&buf, w, h / 2, h, blue) > 50,
+            "blue in the bottom panel"
+        );
+        assert_eq!(count(&buf, w, 0, h / 2, blue), 0, "no blue above");
+    }
+
     #[test]
     fn plot_draws_title_text_and_lines() {
         let p = LinePlot {
@@ -235,12 +298,13 @@ mod tests {
                 label: "band".into(),
                 from: 0.5,
                 to: 1.0,
+                color: BAND_COLOR,
             }],
             notes: vec![],
             legend: SeriesLabelPosition::LowerLeft,
         };
         let (w, h) = (400, 300);
-        let buf = line_plot_rgb((w, h), &p).unwrap();
+        let buf = line_plots_rgb((w, h), &[p]).unwrap();
         // The title is centred at the top: dark text pixels there.
         assert!(dark(&buf, w, 150, 0, 250, 40) > 20, "title text drawn");
         // Red line pixels somewhere.

@@ -76,14 +76,27 @@ impl Devices {
     }
 }
 
-/// The patched QEMU with `-device migtime`: `MIGTIME_QEMU_DEVICE` (scripts/check sets it
-/// from scripts/build-qemu). Without it a device guest fails to start, loudly.
+/// The patched QEMU with `-device migtime`: `MIGTIME_QEMU_DEVICE` (scripts/check and
+/// scripts/bench set it from scripts/build-qemu, keeping the stock QEMU for the rest), else
+/// `MIGTIME_QEMU` (scripts/demo runs everything on the patched QEMU). Without either a device
+/// guest fails to start, loudly.
 pub fn device_qemu() -> Result<String> {
-    match std::env::var("MIGTIME_QEMU_DEVICE") {
-        Ok(q) if !q.is_empty() => Ok(q),
-        _ => bail!(
-            "device scenarios need the patched QEMU: set MIGTIME_QEMU_DEVICE to the binary \
-             scripts/build-qemu prints (scripts/check does)"
+    pick_device_qemu(
+        std::env::var("MIGTIME_QEMU_DEVICE").ok(),
+        std::env::var("MIGTIME_QEMU").ok(),
+    )
+}
+
+/// [`device_qemu`] from the two variables' values.
+fn pick_device_qemu(device: Option<String>, qemu: Option<String>) -> Result<String> {
+    match device
+        .filter(|q| !q.is_empty())
+        .or(qemu.filter(|q| !q.is_empty()))
+    {
+        Some(q) => Ok(q),
+        None => bail!(
+            "the device runs need the patched QEMU: set MIGTIME_QEMU_DEVICE (or MIGTIME_QEMU) \
+             to the binary scripts/build-qemu prints (scripts/check, bench and demo do)"
         ),
     }
 }
@@ -101,6 +114,16 @@ impl Devices {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_device_qemu_comes_from_either_variable() {
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(pick_device_qemu(s("/d"), s("/q")).unwrap(), "/d");
+        assert_eq!(pick_device_qemu(s(""), s("/q")).unwrap(), "/q");
+        assert_eq!(pick_device_qemu(None, s("/q")).unwrap(), "/q");
+        assert!(pick_device_qemu(None, s("")).is_err());
+        assert!(pick_device_qemu(None, None).is_err());
+    }
 
     #[test]
     fn migtime_device_gets_its_clock_offset() {

@@ -144,16 +144,12 @@ pub fn qemu_args(
     // (e.g. iomem=relaxed on a distribution kernel with IO_STRICT_DEVMEM).
     let extra = std::env::var("MIGTIME_CMDLINE").unwrap_or_default();
     a.extend(cfg.devices.qemu_args());
-    // no_timer_check: the IO-APIC timer check counts timer ticks in a busy-wait; a vCPU
-    // thread the loaded host deschedules misses them and the boot panics ("IO-APIC + timer
-    // doesn't work!"). Virtual machines skip it, as cloud images do.
-    let append = format!(
-        "console=ttyS0 panic=-1 no_timer_check {extra} {}",
-        cfg.append_extra
-    )
-    .split_whitespace()
-    .collect::<Vec<_>>()
-    .join(" ");
+    // no_timer_check: a loaded host's vCPUs miss the IO-APIC check's ticks: boot panic.
+    let base = "console=ttyS0 panic=-1 no_timer_check";
+    let append = format!("{base} {extra} {}", cfg.append_extra)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     a.extend([
         "-kernel".into(),
         cfg.kernel.display().to_string(),
