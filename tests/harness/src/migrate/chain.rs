@@ -141,7 +141,7 @@ impl<'a> Chain<'a> {
                 host_minus_guest_before_ns: self.clock,
                 ..Default::default()
             };
-            let mut d = if self.o.settings.restore.is_some() {
+            let mut d = if self.o.settings.restores(last) {
                 self.restore_file(hop, &mut h)?
             } else {
                 let mut d = self.start_destination(hop, None)?;
@@ -183,7 +183,7 @@ impl<'a> Chain<'a> {
         let t_cont = if resume {
             let st = &self.o.settings;
             if let Some(n) = &self.o.network {
-                n.on_cont(hop + 1, st.skew_ns, st.same_rate, self.out);
+                n.on_cont(hop + 1, st.hop_skew_ns(hop), st.same_rate, self.out);
             }
             Some(self.resume(&mut d, &mut h)?)
         } else {
@@ -295,7 +295,7 @@ impl<'a> Chain<'a> {
     fn blackout(&mut self, h: &mut Hop, hop: u32) {
         let s = &self.o.settings;
         // A restore already waited, with no VM at all.
-        let skip = s.restore.is_some() || s.compensated || (s.no_guest_run_between && hop == 1);
+        let skip = h.restored || s.compensated || (s.no_guest_run_between && hop == 1);
         if !skip && s.blackout_ms > 0 {
             self.out.stage(&format!("blackout {} ms", s.blackout_ms));
             std::thread::sleep(Duration::from_millis(s.blackout_ms));

@@ -139,6 +139,7 @@ impl Chain<'_> {
             .stage(&format!("saved; source quit; restoring after {ms} ms"));
         std::thread::sleep(Duration::from_millis(ms));
         h.blackout_ms = ms;
+        h.restored = true;
         let d = self.start_destination(hop, Some(uri))?;
         let mut d = d;
         let ev =
@@ -185,12 +186,13 @@ impl Chain<'_> {
             bail!("no QMP STOP or RESUME time for the hop");
         };
         h.frozen_ns = resume - stop;
-        let want = h.frozen_ns + s.skew_ns;
-        let flags = if s.restore.is_some() { FLAG_RESTORE } else { 0 };
+        let skew = s.hop_skew_ns(self.sum.hops.len() as u32);
+        let want = h.frozen_ns + skew;
+        let flags = if h.restored { FLAG_RESTORE } else { 0 };
         let err = new.tai_delta_ns - want;
         self.out.stage(&format!(
             "device page: seq {}, flags {:#x}, Tout {} ns; QMP STOP->RESUME {} ns + offset {} ns: off by {:.3} ms",
-            new.migration_seq, new.flags, new.tai_delta_ns, h.frozen_ns, s.skew_ns, err as f64 / 1e6
+            new.migration_seq, new.flags, new.tai_delta_ns, h.frozen_ns, skew, err as f64 / 1e6
         ));
         let mut bad = Vec::new();
         if new.migration_seq != old.migration_seq + 1 {

@@ -31,6 +31,9 @@ pub enum Restore {
     /// The source is stopped and saved with `migrate file:` and quits; after the blackout
     /// the destination (`-incoming defer`) loads it with `migrate-incoming file:`.
     File,
+    /// The chain's last hop as [`Restore::File`], the hops before it live migrations (one
+    /// boot, both kinds: the Debian image's chrony scenario).
+    LastHopFromFile,
 }
 
 /// How long the simulator waits for the guest's ack after `cont`: without the module
@@ -80,6 +83,26 @@ pub struct SimOpts {
 }
 
 impl SimSettings {
+    /// Whether a hop (the chain's `last` or not) is a restore from saved state.
+    pub fn restores(&self, last: bool) -> bool {
+        match self.restore {
+            Some(Restore::File) => true,
+            Some(Restore::LastHopFromFile) => last,
+            None => false,
+        }
+    }
+
+    /// How far hop `hop`'s (from 0) destination host's clock is off its source's: `skew_ns`
+    /// for each hop of the simulator; with the device every destination reads its clock
+    /// `skew_ns` off the real one (`x-clock-offset-ns`), so only the first hop lands on a host
+    /// that far off its source.
+    pub fn hop_skew_ns(&self, hop: u32) -> i64 {
+        match self.vmm {
+            Vmm::QemuDevice if hop > 0 => 0,
+            _ => self.skew_ns,
+        }
+    }
+
     /// Migrations in the chain: two for `no_guest_run_between`, else
     /// `migrations` (0 is taken as 1).
     pub fn hops(&self) -> u32 {

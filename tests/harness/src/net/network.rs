@@ -9,6 +9,7 @@
 //! ([`crate::net::probe`]) comparing the guest's clock with the simulated
 //! host's through the ports the QEMUs forward ([`ProbePorts`]).
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -40,14 +41,16 @@ pub struct Probed {
     pub resume_ns: Option<i64>,
     /// The numbers after that resume.
     pub convergence: Option<Convergence>,
+    /// The numbers of every hop, in order: each from its resume to the next one.
+    pub hops: Vec<Convergence>,
 }
 
 /// One scenario's network: NTP server, probe, forwarded ports.
 pub struct Network {
     ntp: Arc<NtpSim>,
     probe: Mutex<Option<Probe>>,
-    /// Host real time of the latest switch to a destination host (the resume), if any.
-    resumed_at: Mutex<Option<i64>>,
+    /// Host real times of the switches to each destination host (the resumes).
+    resumes: Mutex<Vec<i64>>,
     ports: ProbePorts,
 }
 
@@ -61,9 +64,15 @@ impl std::fmt::Debug for Network {
 }
 
 impl Network {
-    /// Starts the NTP server (serving host 0) and the probe.
+    /// Starts the NTP server (serving host 0) on a free port, and the probe.
     pub fn start(out: &dyn Reporter) -> Result<Arc<Self>> {
-        let ntp = Arc::new(NtpSim::start("127.0.0.1:0".parse()?)?);
+        Self::start_on("127.0.0.1:0".parse()?, out)
+    }
+
+    /// As [`Network::start`], the NTP server on `addr` (a Debian image's daemons ask
+    /// 10.0.2.2:123, QEMU's user network forwarding it to the host's 127.0.0.1:123).
+    pub fn start_on(addr: SocketAddr, out: &dyn Reporter) -> Result<Arc<Self>> {
+        let ntp = Arc::new(NtpSim::start(addr)?);
         ntp.set(0, host_ppm(0));
         let port = ntp.addr().port();
         out.stage(&format!(
@@ -76,7 +85,7 @@ impl Network {
         Ok(Arc::new(Self {
             ntp,
             probe: Mutex::new(Some(probe)),
-            resumed_at: Mutex::new(None),
+            resumes: Mutex::new(Vec::new()),
             ports,
         }))
     }
@@ -104,7 +113,7 @@ impl Network {
         let now = migtime_ntp_sim::real_ns();
         let ppm = if same_rate { old.ppm } else { host_ppm(hop) };
         let tl = self.ntp.set(old.offset_at(now) + skew_ns, ppm);
-        *self.resumed_at.lock().expect("resume lock") = Some(tl.since_ns);
+        self.resumes.lock().expect("resume lock").push(tl.since_ns);
         out.stage(&format!(
             "NTP server now serves host {hop}: {:+.3} ms off the source, rate {:+} ppm (source {:+} ppm)",
             (tl.offset_ns - old.offset_at(tl.since_ns)) as f64 / 1e6,
@@ -124,16 +133,22 @@ impl Network {
         }
         let _ = std::fs::create_dir_all(dir);
         let _ = std::fs::write(dir.join("pairing.csv"), csv);
-        let resume_ns = *self.resumed_at.lock().expect("resume lock");
-        let convergence = resume_ns.map(|r| converge(&samples, r));
-        match &convergence {
+        let resumes = self.resumes.lock().expect("resume lock").clone();
+        let hops = per_hop(&samples, &resumes);
+        match hops.last() {
+            Some(_) if hops.len() > 1 => {
+                for (i, c) in hops.iter().enumerate() {
+                    out.stage(&format!("hop {}: {}", i + 1, describe(c)));
+                }
+            }
             Some(c) => out.stage(&describe(c)),
             None => out.stage(&format!("probe: {} samples, no migration", samples.len())),
         }
         let p = Probed {
             samples,
-            resume_ns,
-            convergence,
+            resume_ns: resumes.last().copied(),
+            convergence: hops.last().cloned(),
+            hops,
         };
         if let Ok(json) = serde_json::to_string(&p) {
             let _ = std::fs::write(dir.join("probe.json"), json);
@@ -144,6 +159,19 @@ impl Network {
         ));
         Some(p)
     }
+}
+
+/// The numbers of each hop: from its resume to the next hop's.
+fn per_hop(samples: &[PairSample], resumes: &[i64]) -> Vec<Convergence> {
+    resumes
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| {
+            let end = resumes.get(i + 1).copied().unwrap_or(i64::MAX);
+            let upto = samples.partition_point(|s| s.host_ns < end);
+            converge(&samples[..upto], r)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -178,6 +206,7 @@ mod tests {
         assert_ne!(host_ppm(1), host_ppm(2));
         let p = n.finish(&dir, &Console).expect("the probe ran");
         assert_eq!(p.resume_ns, Some(d2.since_ns));
+        assert_eq!(p.hops.len(), 2);
         assert!(dir.join("pairing.csv").exists());
         assert!(n.finish(&dir, &Console).is_none(), "finished once");
         // Two networks at once do not share state.

@@ -49,6 +49,8 @@ pub struct Hop {
     #[serde(serialize_with = "ser_host_area")]
     pub page: HostArea,
     pub resumed: bool,
+    /// Restored from a saved file (the device's RESTORE flag), not live-migrated.
+    pub restored: bool,
     pub ack: Option<Ack>,
     /// Host minus guest CLOCK_REALTIME before this hop, from the guest's last
     /// `# MIGTIME-CLOCK` marker (error bar: serial + 20 ms polling).

@@ -4,12 +4,32 @@
 //! probe saw; each counts like a KTAP leaf result.
 
 use crate::net::network::Probed;
+use crate::net::pairing::Convergence;
 use crate::suite::scenario::HostCheck;
 
-/// Evaluates `checks` on what the probe saw (nothing seen fails them): each is
-/// (passed, description).
+/// Evaluates `checks` on what the probe saw after each hop (nothing seen fails them): each
+/// is (passed, description), one per check and hop.
 pub fn evaluate(checks: &[HostCheck], p: Option<&Probed>) -> Vec<(bool, String)> {
-    let c = p.and_then(|p| p.convergence.clone()).unwrap_or_default();
+    let mut hops = p.map(|p| p.hops.clone()).unwrap_or_default();
+    if hops.is_empty() {
+        hops.push(p.and_then(|p| p.convergence.clone()).unwrap_or_default());
+    }
+    let n = hops.len();
+    let mut v = Vec::new();
+    for (i, c) in hops.iter().enumerate() {
+        for (ok, what) in evaluate_hop(checks, c) {
+            let what = if n > 1 {
+                format!("hop {}: {what}", i + 1)
+            } else {
+                what
+            };
+            v.push((ok, what));
+        }
+    }
+    v
+}
+
+fn evaluate_hop(checks: &[HostCheck], c: &Convergence) -> Vec<(bool, String)> {
     checks
         .iter()
         .map(|k| match k {
@@ -35,7 +55,6 @@ pub fn evaluate(checks: &[HostCheck], p: Option<&Probed>) -> Vec<(bool, String)>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::pairing::Convergence;
     use HostCheck::{ProbeOneStep, ProbeSettles};
 
     #[test]
@@ -62,5 +81,16 @@ mod tests {
         assert!(!v[0].0);
         // No probe at all fails too.
         assert!(evaluate(&[ProbeSettles], None).iter().all(|c| !c.0));
+        // Every hop is checked: one that never settled fails its row.
+        let mut two = conv(true, Some(0.1));
+        let c = two.convergence.clone().unwrap();
+        let never = Convergence {
+            settled_s: None,
+            ..c.clone()
+        };
+        two.hops = vec![c, never];
+        let v = evaluate(&[ProbeSettles], Some(&two));
+        assert_eq!((v.len(), v[0].0, v[1].0), (2, true, false), "{v:?}");
+        assert!(v[1].1.starts_with("hop 2: "));
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::migrate::opts::SimSettings;
 use crate::record::ack::ExpectOutcome;
+use crate::vm::image::Daemon;
 use crate::vm::page::BadPage;
 use crate::vm::qemu::{Mode, DEFAULT_VCPUS};
 
@@ -47,6 +48,9 @@ pub enum Kernel {
     Debian,
     /// The stock kernel with lockdep, KASAN and friends (`make check-debug`).
     Debug,
+    /// The Debian 13 image with systemd (`scripts/build-debian-image`; `make check`):
+    /// its own kernel, the packages installed by apt.
+    Image,
 }
 
 /// One row of the suite.
@@ -72,6 +76,9 @@ pub struct Scenario {
     pub timeout: Option<Duration>,
     pub host_checks: &'static [HostCheck],
     pub kernels: &'static [Kernel],
+    /// Boots the Debian image with this daemon instead of the suite's kernel and
+    /// initramfs (`suite/image.rs`); `run` and `params` are then unused.
+    pub image: Option<Daemon>,
     pub kind: Kind,
 }
 
@@ -94,6 +101,7 @@ pub fn row(name: &'static str, about: &'static str, run: &'static str) -> Scenar
         timeout: None,
         host_checks: &[],
         kernels: PROJECT,
+        image: None,
         kind: Kind::Boot { bad_page: None },
     }
 }
@@ -181,6 +189,15 @@ impl Scenario {
     pub fn timeout_s(self, secs: u64) -> Self {
         Self {
             timeout: Some(Duration::from_secs(secs)),
+            ..self
+        }
+    }
+
+    /// The Debian image with `daemon`, on the image suite only.
+    pub fn image(self, daemon: Daemon) -> Self {
+        Self {
+            image: Some(daemon),
+            kernels: &[Kernel::Image],
             ..self
         }
     }

@@ -6,6 +6,7 @@
 use crate::migrate::opts::{Restore, SimSettings, Vmm};
 use crate::record::ack::ExpectOutcome as E;
 use crate::suite::scenario::{hop, row, HostCheck, Kernel, Scenario};
+use crate::vm::image::Daemon;
 use crate::vm::page::BadPage as B;
 
 use HostCheck::{ProbeOneStep, ProbeSettles};
@@ -28,6 +29,18 @@ fn device(blackout_ms: u64, restore: bool, offset_ns: i64) -> SimSettings {
         restore: restore.then_some(Restore::File),
         skew_ns: offset_ns,
         ..hop(blackout_ms, E::Stepped)
+    }
+}
+
+/// The Debian image's migrations on the migtime device, to a host 0.5 s ahead, 2 s paused:
+/// one live migration, then (`restore`) a restore from a file of the same boot.
+fn image(restore: bool) -> SimSettings {
+    SimSettings {
+        vmm: Vmm::QemuDevice,
+        skew_ns: 500_000_000,
+        migrations: if restore { 2 } else { 1 },
+        restore: restore.then_some(Restore::LastHopFromFile),
+        ..hop(2000, E::Stepped)
     }
 }
 
@@ -91,6 +104,10 @@ pub fn table() -> Vec<Scenario> {
         row("device-paused-dest", "-device migtime, live migration, destination held paused 3 s before cont: Tout counts to the resume, not to the load", step).device().sim(device(3000, false, 0)),
         row("device-restore-file", "-device migtime: stop, migrate file:, quit; 3 s later -incoming defer + migrate-incoming file:: RESTORE flag, Tout the whole saved span, the guest steps", step).device().sim(device(3000, true, 0)),
         row("device-restore-3days", "as device-restore-file, the restoring host's clock 3 days ahead (x-clock-offset-ns): RESTORE, the guest steps by 3 days + the pause", step).device().sim(device(3000, true, DAYS3_NS)),
+        // The Debian 13 image as a user installs migtime in it (apt, udev, systemd units), on
+        // the migtime device: one boot per daemon (suite/image.rs checks the guest's facts).
+        row("image-chrony", "Debian 13 image (systemd, chrony.service, the packages from apt) on -device migtime: a live migration to a host 0.5 s ahead (2 s paused), then on the same boot a restore from a file 2 s later: udev autoloaded the module, the companion acts once per migration under its unit's sandbox, chronyd re-syncs; the probe sees the guest within 5 ms of the new host after the step, and staying there", "").device().image(Daemon::Chrony).net(&[ProbeSettles, ProbeOneStep]).sim(image(true)).timeout_s(900),
+        row("image-timesyncd", "as image-chrony with systemd-timesyncd, one live migration: timesyncd sees the module's step (cancel-on-set) and re-syncs at once", "").device().image(Daemon::Timesyncd).net(&[ProbeSettles, ProbeOneStep]).sim(image(false)).timeout_s(600),
         row("device-stop-cont", "-device migtime, a plain stop, 2 s, cont: no migration, the device publishes nothing, no event", "mt_migrate:expect=none:wait=5").device().sim(SimSettings { stop_cont: true, expect: Some(E::None), ..device(2000, false, 0) }),
     ]
 }
@@ -111,7 +128,7 @@ mod tests {
         for s in &t {
             if let Kind::Sim(x) = &s.kind {
                 assert!(x.expect.is_some(), "{}", s.name);
-                assert!(!s.run.is_empty(), "{}", s.name);
+                assert!(!s.run.is_empty() || s.image.is_some(), "{}", s.name);
             }
             assert!(s.vcpus_with(2) >= 2, "{}", s.name);
             assert!(!s.kernels.is_empty(), "{}", s.name);
@@ -134,7 +151,10 @@ mod tests {
         );
         assert_eq!(get("step").timeout_with(suite), suite);
         let on = |k| t.iter().filter(|s| s.runs_on(k)).count();
-        assert_eq!((on(Project), on(Debian), on(Debug)), (t.len() - 1, 15, 15));
+        assert_eq!((on(Project), on(Debian), on(Debug)), (t.len() - 3, 15, 15));
+        assert_eq!(on(Kernel::Image), 2);
+        let img = get("image-chrony");
+        assert!(img.image.is_some() && img.net && !img.runs_on(Project));
         assert!(!get("timers-peer").runs_on(Project));
         let c = get("chrony-vmclock");
         assert!(c.net && c.vmclock && !c.module);
