@@ -351,6 +351,7 @@ impl<'a> Chain<'a> {
             self.last_ack = None;
             return;
         };
+        h.ack_seen_ns = Some(realtime_ns());
         self.out.stage(&a.stage_line());
         let pending = h.page.tai_delta_total_ns - self.baseline_total;
         let problems = a.problems(at.hop + 1, w.u.migration_seq, pending, expect);

@@ -43,6 +43,8 @@ pub struct Probed {
     pub convergence: Option<Convergence>,
     /// The numbers of every hop, in order: each from its resume to the next one.
     pub hops: Vec<Convergence>,
+    /// Host real times of every hop's resume, in order.
+    pub resumes: Vec<i64>,
 }
 
 /// One scenario's network: NTP server, probe, forwarded ports.
@@ -149,6 +151,7 @@ impl Network {
             resume_ns: resumes.last().copied(),
             convergence: hops.last().cloned(),
             hops,
+            resumes,
         };
         if let Ok(json) = serde_json::to_string(&p) {
             let _ = std::fs::write(dir.join("probe.json"), json);

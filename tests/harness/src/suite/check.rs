@@ -158,8 +158,8 @@ fn run_one(o: &CheckOpts, sc: &Scenario, dir: &Path, out: &dyn Reporter) -> Resu
     };
     let r = run_one_inner(o, sc, dir, out, network.clone());
     let probed = network.and_then(|n| n.finish(dir, out));
-    let mut r = r?;
-    let mut checks = evaluate(sc.host_checks, probed.as_ref());
+    let (mut r, acks) = r?;
+    let mut checks = evaluate(sc.host_checks, probed.as_ref(), &acks);
     if let (Some(d), Kind::Sim(s)) = (sc.image, &sc.kind) {
         checks.extend(image::check_run(d, s.hops(), dir));
     }
@@ -206,7 +206,7 @@ fn run_one_inner(
     dir: &Path,
     out: &dyn Reporter,
     network: Option<Arc<Network>>,
-) -> Result<Report> {
+) -> Result<(Report, Vec<Option<i64>>)> {
     let mut guest = guest_of(o, sc, dir, network.as_deref());
     if let (Some(d), Kind::Sim(s)) = (sc.image, &sc.kind) {
         guest = image::guest(&o.images.get(d)?, sc, guest, s.hops())?;
@@ -220,8 +220,10 @@ fn run_one_inner(
         expect_panic,
     };
     match &sc.kind {
-        Kind::Boot { bad_page } => boot(&boot_opts(*bad_page, None), out),
-        Kind::Panic { needle } => boot(&boot_opts(None, Some((*needle).to_string())), out),
+        Kind::Boot { bad_page } => boot(&boot_opts(*bad_page, None), out).map(|r| (r, vec![])),
+        Kind::Panic { needle } => {
+            boot(&boot_opts(None, Some((*needle).to_string())), out).map(|r| (r, vec![]))
+        }
         Kind::Sim(s) => sim(
             &SimOpts {
                 scenario: sc.name.to_string(),
@@ -236,7 +238,10 @@ fn run_one_inner(
             },
             out,
         )
-        .map(|r| r.report),
+        .map(|r| {
+            let acks = r.summary.hops.iter().map(|h| h.ack_seen_ns).collect();
+            (r.report, acks)
+        }),
     }
 }
 

@@ -33,6 +33,10 @@ pub enum HostCheck {
     /// The probe sees one correction (the module's step) and the guest never
     /// leave 5 ms of the new host after it.
     ProbeOneStep,
+    /// From the module's step on (when the host saw the guest's ack) to the end of the
+    /// hop, no probe sample is surely beyond 5 ms of the new host: the step, not a time
+    /// daemon later, put the guest there.
+    ProbeFromStep,
 }
 
 /// The guest kernels a scenario runs on by default (`check --suite`; the CI

@@ -9,7 +9,7 @@ use crate::suite::scenario::{hop, row, HostCheck, Kernel, Scenario};
 use crate::vm::image::Daemon;
 use crate::vm::page::BadPage as B;
 
-use HostCheck::{ProbeOneStep, ProbeSettles};
+use HostCheck::{ProbeFromStep, ProbeOneStep, ProbeSettles};
 use Kernel::{Debian, Debug, Project};
 
 /// The project's, Debian's and the debug kernel: the module's own paths.
@@ -106,8 +106,8 @@ pub fn table() -> Vec<Scenario> {
         row("device-restore-3days", "as device-restore-file, the restoring host's clock 3 days ahead (x-clock-offset-ns): RESTORE, the guest steps by 3 days + the pause", step).device().sim(device(3000, true, DAYS3_NS)),
         // The Debian 13 image as a user installs migtime in it (apt, udev, systemd units), on
         // the migtime device: one boot per daemon (suite/image.rs checks the guest's facts).
-        row("image-chrony", "Debian 13 image (systemd, chrony.service, the packages from apt) on -device migtime: a live migration to a host 0.5 s ahead (2 s paused), then on the same boot a restore from a file 2 s later: udev autoloaded the module, the companion acts once per migration under its unit's sandbox, chronyd re-syncs; the probe sees the guest within 5 ms of the new host after the step, and staying there", "").device().image(Daemon::Chrony).net(&[ProbeSettles, ProbeOneStep]).sim(image(true)).timeout_s(900),
-        row("image-timesyncd", "as image-chrony with systemd-timesyncd, one live migration: timesyncd sees the module's step (cancel-on-set) and re-syncs at once", "").device().image(Daemon::Timesyncd).net(&[ProbeSettles, ProbeOneStep]).sim(image(false)).timeout_s(600),
+        row("image-chrony", "Debian 13 image (systemd, chrony.service, the packages from apt) on -device migtime: a live migration to a host 0.5 s ahead (2 s paused), then on the same boot a restore from a file 2 s later: udev autoloaded the module, the companion acts once per migration under its unit's sandbox, chronyd re-syncs; the probe sees the guest within 5 ms of the new host after the step, and staying there", "").device().image(Daemon::Chrony).net(&[ProbeSettles, ProbeOneStep, ProbeFromStep]).sim(image(true)).timeout_s(900),
+        row("image-timesyncd", "as image-chrony with systemd-timesyncd, one live migration: timesyncd sees the module's step (cancel-on-set) and re-syncs at once", "").device().image(Daemon::Timesyncd).net(&[ProbeSettles, ProbeOneStep, ProbeFromStep]).sim(image(false)).timeout_s(600),
         row("device-stop-cont", "-device migtime, a plain stop, 2 s, cont: no migration, the device publishes nothing, no event", "mt_migrate:expect=none:wait=5").device().sim(SimSettings { stop_cont: true, expect: Some(E::None), ..device(2000, false, 0) }),
     ]
 }
