@@ -12,7 +12,7 @@ SHELL := /bin/bash
 export KDIR
 export MIGTIME_CACHE
 
-.PHONY: clean-module-objects help setup kernel qemu module companion clippy lint rust-analyzer initramfs host-test check check-debug check-debian debian-module deb demo bench fuzz fmt clean
+.PHONY: clean-module-objects help setup kernel qemu module companion clippy lint rust-analyzer initramfs host-test check check-debug check-debian check-image debian-module deb demo bench fuzz fmt clean
 
 help:
 	@sed -n '2,9s/^# \{0,1\}//p' Makefile
@@ -29,9 +29,11 @@ help:
 	@echo "  initramfs      build build/initramfs.cpio.gz (busybox, module, guest tests)"
 	@echo "  host-test      cargo test of the pure logic and the harness"
 	@echo "  check          everything above, then every guest scenario under QEMU,"
-	@echo "                 then the Debian subset on Debian 13's stock cloud kernel"
+	@echo "                 then the Debian subset on Debian 13's stock cloud kernel,"
+	@echo "                 then the Debian 13 image with systemd on -device migtime"
 	@echo "  check-debug    the same on a lockdep + KASAN + debug-objects guest kernel"
 	@echo "  check-debian   only the scenarios on Debian 13's stock cloud kernel"
+	@echo "  check-image    only the Debian 13 image scenarios (systemd, apt, -device migtime)"
 	@echo "  debian-module  migtime.ko + .deb for Debian 13's cloud kernel (build/debian/)"
 	@echo "  deb            the module and companion packages, lintian-checked (their paths: last two lines)"
 	@echo "  demo           the main job: migrate and restore a guest on -device migtime, without and with migtime"
@@ -77,6 +79,9 @@ check:
 
 check-debian: setup
 	@scripts/check --kernel debian
+
+check-image: setup
+	@scripts/check --kernel image
 
 debian-module: setup
 	@scripts/build-debian-module

@@ -64,6 +64,7 @@ stub sudo '"$@"'
 stub tee 'a=(); for x in "$@"; do case "$x" in /etc/*) x="$MIGTIME_STUB_ETC/${x//\//_}" ;; esac; a+=("$x"); done
 exec /usr/bin/tee "${a[@]}"'
 stub qemu-system-x86_64 '[ -f "$MIGTIME_STUB_STATE/qemu" ] || exit 1; echo "QEMU emulator version 10.0.2"'
+stub qemu-img '[ -f "$MIGTIME_STUB_STATE/qemu" ] || exit 1'
 stub rustc 'echo "rustc 1.85.0 (stub)"'
 stub cargo 'echo "cargo $*" >>"$MIGTIME_STUB_STATE/cargo.log"
 root=; while [ $# -gt 0 ]; do [ "$1" = --root ] && root=$2; shift; done

@@ -320,4 +320,11 @@ pub struct CheckArgs {
     /// Guest vCPUs of every scenario (-smp, at least 2); a scenario may ask for more.
     #[arg(long, default_value_t = crate::vm::qemu::DEFAULT_VCPUS)]
     pub vcpus: u32,
+    /// The Debian image with chrony (scripts/build-debian-image --daemon chrony) for the
+    /// image-chrony scenario.
+    #[arg(long)]
+    pub image_chrony: Option<PathBuf>,
+    /// The Debian image with systemd-timesyncd, for image-timesyncd.
+    #[arg(long)]
+    pub image_timesyncd: Option<PathBuf>,
 }

@@ -48,6 +48,7 @@ fn guest_config(
             vmclock: g.vmclock,
             net: network.as_ref().map(|n| n.ports()),
             migtime_offset_ns: 0,
+            disk: None,
         },
         run_dir: g.run_dir.clone().unwrap_or_else(|| default_run_dir(cmd)),
         memory_mb: g.memory,
@@ -113,7 +114,7 @@ fn sim(a: SimArgs) -> Result<bool> {
 
 fn check(a: CheckArgs) -> Result<bool> {
     if a.list {
-        crate::suite::check::list(&a.only, a.suite);
+        crate::suite::list::list(&a.only, a.suite);
         return Ok(true);
     }
     let o = CheckOpts {
@@ -126,6 +127,10 @@ fn check(a: CheckArgs) -> Result<bool> {
         memory_mb: a.memory,
         vcpus: a.vcpus.max(2),
         suite: a.suite,
+        images: crate::suite::image::ImageDirs {
+            chrony: a.image_chrony,
+            timesyncd: a.image_timesyncd,
+        },
     };
     o.validate()?;
     let (_, failed) = crate::suite::check::check(&o, &Console)?;

@@ -143,6 +143,9 @@ impl<'a> Chain<'a> {
                 break;
             }
             let mut h = self.new_hop(None);
+            if last && self.o.settings.then_restore {
+                return self.restore_last(hop, h).and_then(|()| self.finish());
+            }
             let mut d = self.start_destination(hop, None)?;
             h.to = d.g.name.clone();
             if self.o.settings.cancel {
@@ -179,7 +182,7 @@ impl<'a> Chain<'a> {
         let t_cont = if resume {
             let st = &self.o.settings;
             if let Some(n) = &self.o.network {
-                n.on_cont(hop + 1, st.skew_ns, st.same_rate, self.out);
+                n.on_cont(hop + 1, st.hop_skew_ns(hop), st.same_rate, self.out);
             }
             Some(self.resume(&mut d, &mut h)?)
         } else {
@@ -291,7 +294,8 @@ impl<'a> Chain<'a> {
     fn blackout(&mut self, h: &mut Hop, hop: u32) {
         let s = &self.o.settings;
         // A restore already waited, with no VM at all.
-        let skip = s.restore.is_some() || s.compensated || (s.no_guest_run_between && hop == 1);
+        let waited = h.restored || s.restore.is_some();
+        let skip = waited || s.compensated || (s.no_guest_run_between && hop == 1);
         if !skip && s.blackout_ms > 0 {
             self.out.stage(&format!("blackout {} ms", s.blackout_ms));
             std::thread::sleep(Duration::from_millis(s.blackout_ms));
@@ -336,9 +340,6 @@ impl<'a> Chain<'a> {
             Vmm::Simulator => wait_ack(page, ev, t_cont, ack_timeout),
             Vmm::QemuDevice => device::wait_ack(q, page, ev, t_cont, ack_timeout),
         };
-        if let (Some(_), Some(n)) = (&a, &self.o.network) {
-            n.on_step_acked(realtime_ns());
-        }
         self.take_ack(a, ack_timeout, h, w, at);
         if self.o.settings.vmm == Vmm::QemuDevice {
             self.check_landing(h, at.hop);
@@ -367,6 +368,7 @@ impl<'a> Chain<'a> {
             self.last_ack = None;
             return;
         };
+        h.ack_seen_ns = Some(realtime_ns());
         self.out.stage(&a.stage_line());
         let pending = h.page.tai_delta_total_ns - self.baseline_total;
         let problems = a.problems(at.hop + 1, w.u.migration_seq, pending, expect);
@@ -376,8 +378,7 @@ impl<'a> Chain<'a> {
         self.last_ack = Some(a);
     }
 
-    /// Quits the source (after the ack polling, so that it does not delay
-    /// the ack measurement) and makes the destination the current guest.
+    /// Quits the source (after the ack polling, not to delay it); the destination is current.
     fn retire_source(&mut self, d: Dest, h: Hop, resumed: bool) {
         let _ = self.cur_q.execute("quit", None, Duration::from_secs(5));
         if let Err(e) = self.cur.wait_exit(Duration::from_secs(10)) {

@@ -274,7 +274,7 @@ impl Chain<'_> {
         let want = Want {
             old: d.g.page.host_area(),
             offsets_ns: s.device_offsets_ns(hop),
-            restore: s.restore.is_some(),
+            restore: s.restore.is_some() || h.restored,
         };
         let (w, bad) = check_page(&mut d.q, &mut d.g.page, h, &want, self.out)?;
         self.note_device_page(&d.g.name, &w, bad);

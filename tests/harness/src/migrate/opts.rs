@@ -76,6 +76,9 @@ pub struct SimSettings {
     /// The device's `x-clock-offset-ns` of each destination in hop order (the source has
     /// 0); a hop past the end, or an empty list, takes `skew_ns`.
     pub offsets_ns: Vec<i64>,
+    /// The chain's last hop is a restore: `stop`, `migrate file:`, `quit`, the blackout, a
+    /// fresh destination loads the file (the device only; one boot, both kinds of hop).
+    pub then_restore: bool,
 }
 
 /// Options of `sim`.
@@ -122,6 +125,18 @@ impl SimSettings {
         }
     }
 
+    /// How far hop `hop`'s destination host's clock is off its source's (the NTP server
+    /// moves by it at `cont`): `skew_ns` on the simulator, the offset difference on the device.
+    pub fn hop_skew_ns(&self, hop: u32) -> i64 {
+        match self.vmm {
+            Vmm::QemuDevice => {
+                let (from, to) = self.device_offsets_ns(hop);
+                to - from
+            }
+            Vmm::Simulator => self.skew_ns,
+        }
+    }
+
     /// The host-side fault (a [`BadPage`] fault kind), if any.
     pub fn fault(&self) -> Option<BadPage> {
         self.bad_page.filter(|k| k.is_fault())
@@ -158,7 +173,8 @@ impl SimSettings {
             bail!("the device publishes honest pages: no --bad-page or catch-up");
         }
         let saved = self.restore.is_some() || self.loads > 1;
-        if (saved || self.stop_cont || !self.offsets_ns.is_empty()) && !device {
+        let device_only = saved || self.then_restore || self.stop_cont;
+        if (device_only || !self.offsets_ns.is_empty()) && !device {
             bail!("a restore from saved state or per-hop clock offsets need the migtime device");
         }
         if self.loads > 1 && self.restore.is_none() {

@@ -86,6 +86,36 @@ impl Chain<'_> {
         Ok(uri)
     }
 
+    /// The chain's last hop `hop` as a restore ([`SimSettings::then_restore`]): the guest
+    /// saved to a file, a fresh destination loads it the blackout later, and the hop goes on
+    /// as any other once the state is in.
+    ///
+    /// [`SimSettings::then_restore`]: crate::migrate::opts::SimSettings::then_restore
+    pub(crate) fn restore_last(&mut self, hop: u32, mut h: Hop) -> Result<()> {
+        let uri = self.save_file(&mut h)?;
+        self.pause(&mut h, "the load");
+        h.restored = true;
+        let mut d = self.start_destination(hop, Some(uri))?;
+        let ev =
+            d.q.wait_migration(&["completed", "failed"], remaining(self.deadline)?)?;
+        if ev["data"]["status"] != "completed" {
+            bail!(
+                "restoring {} on {}: {}",
+                d.uri,
+                d.g.name,
+                ev["data"]["status"]
+            );
+        }
+        h.to = d.g.name.clone();
+        let events_before = self.device_page_before(&mut d)?;
+        let at = At {
+            hop,
+            last: true,
+            events_before,
+        };
+        self.run_hop(d, h, &at)
+    }
+
     /// The file saved once, restored on a fresh destination per load, the blackout after
     /// the save and after each branch ended.
     fn file_loads(&mut self) -> Result<()> {

@@ -9,6 +9,7 @@
 //! ([`crate::net::probe`]) comparing the guest's clock with the simulated
 //! host's through the ports the QEMUs forward ([`ProbePorts`]).
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -40,16 +41,18 @@ pub struct Probed {
     pub resume_ns: Option<i64>,
     /// The numbers after that resume.
     pub convergence: Option<Convergence>,
+    /// The numbers of every hop, in order: each from its resume to the next one.
+    pub hops: Vec<Convergence>,
+    /// Host real times of every hop's resume, in order.
+    pub resumes: Vec<i64>,
 }
 
 /// One scenario's network: NTP server, probe, forwarded ports.
 pub struct Network {
     ntp: Arc<NtpSim>,
     probe: Mutex<Option<Probe>>,
-    /// Host real time of the latest switch to a destination host (the resume), if any.
-    resumed_at: Mutex<Option<i64>>,
-    /// Host real time when the guest's ack of that resume's page was seen, if it acked.
-    stepped_at: Mutex<Option<i64>>,
+    /// Host real times of the switches to each destination host (the resumes).
+    resumes: Mutex<Vec<i64>>,
     ports: ProbePorts,
 }
 
@@ -63,9 +66,15 @@ impl std::fmt::Debug for Network {
 }
 
 impl Network {
-    /// Starts the NTP server (serving host 0) and the probe.
+    /// Starts the NTP server (serving host 0) on a free port, and the probe.
     pub fn start(out: &dyn Reporter) -> Result<Arc<Self>> {
-        let ntp = Arc::new(NtpSim::start("127.0.0.1:0".parse()?)?);
+        Self::start_on("127.0.0.1:0".parse()?, out)
+    }
+
+    /// As [`Network::start`], the NTP server on `addr` (a Debian image's daemons ask
+    /// 10.0.2.2:123, QEMU's user network forwarding it to the host's 127.0.0.1:123).
+    pub fn start_on(addr: SocketAddr, out: &dyn Reporter) -> Result<Arc<Self>> {
+        let ntp = Arc::new(NtpSim::start(addr)?);
         ntp.set(0, host_ppm(0));
         let port = ntp.addr().port();
         out.stage(&format!(
@@ -78,8 +87,7 @@ impl Network {
         Ok(Arc::new(Self {
             ntp,
             probe: Mutex::new(Some(probe)),
-            resumed_at: Mutex::new(None),
-            stepped_at: Mutex::new(None),
+            resumes: Mutex::new(Vec::new()),
             ports,
         }))
     }
@@ -107,19 +115,13 @@ impl Network {
         let now = migtime_ntp_sim::real_ns();
         let ppm = if same_rate { old.ppm } else { host_ppm(hop) };
         let tl = self.ntp.set(old.offset_at(now) + skew_ns, ppm);
-        *self.resumed_at.lock().expect("resume lock") = Some(tl.since_ns);
-        *self.stepped_at.lock().expect("step lock") = None;
+        self.resumes.lock().expect("resume lock").push(tl.since_ns);
         out.stage(&format!(
             "NTP server now serves host {hop}: {:+.3} ms off the source, rate {:+} ppm (source {:+} ppm)",
             (tl.offset_ns - old.offset_at(tl.since_ns)) as f64 / 1e6,
             tl.ppm,
             old.ppm
         ));
-    }
-
-    /// The guest acked the latest resume's page (its step done); the host saw it at `host_ns`.
-    pub fn on_step_acked(&self, host_ns: i64) {
-        *self.stepped_at.lock().expect("step lock") = Some(host_ns);
     }
 
     /// After the scenario: stops the probe, writes `pairing.csv` and `probe.json` into `dir`;
@@ -133,17 +135,23 @@ impl Network {
         }
         let _ = std::fs::create_dir_all(dir);
         let _ = std::fs::write(dir.join("pairing.csv"), csv);
-        let resume_ns = *self.resumed_at.lock().expect("resume lock");
-        let stepped_ns = *self.stepped_at.lock().expect("step lock");
-        let convergence = resume_ns.map(|r| converge(&samples, r, stepped_ns));
-        match &convergence {
+        let resumes = self.resumes.lock().expect("resume lock").clone();
+        let hops = per_hop(&samples, &resumes);
+        match hops.last() {
+            Some(_) if hops.len() > 1 => {
+                for (i, c) in hops.iter().enumerate() {
+                    out.stage(&format!("hop {}: {}", i + 1, describe(c)));
+                }
+            }
             Some(c) => out.stage(&describe(c)),
             None => out.stage(&format!("probe: {} samples, no migration", samples.len())),
         }
         let p = Probed {
             samples,
-            resume_ns,
-            convergence,
+            resume_ns: resumes.last().copied(),
+            convergence: hops.last().cloned(),
+            hops,
+            resumes,
         };
         if let Ok(json) = serde_json::to_string(&p) {
             let _ = std::fs::write(dir.join("probe.json"), json);
@@ -154,6 +162,19 @@ impl Network {
         ));
         Some(p)
     }
+}
+
+/// The numbers of each hop: from its resume to the next hop's.
+fn per_hop(samples: &[PairSample], resumes: &[i64]) -> Vec<Convergence> {
+    resumes
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| {
+            let end = resumes.get(i + 1).copied().unwrap_or(i64::MAX);
+            let upto = samples.partition_point(|s| s.host_ns < end);
+            converge(&samples[..upto], r)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -188,6 +209,7 @@ mod tests {
         assert_ne!(host_ppm(1), host_ppm(2));
         let p = n.finish(&dir, &Console).expect("the probe ran");
         assert_eq!(p.resume_ns, Some(d2.since_ns));
+        assert_eq!(p.hops.len(), 2);
         assert!(dir.join("pairing.csv").exists());
         assert!(n.finish(&dir, &Console).is_none(), "finished once");
         // Two networks at once do not share state.

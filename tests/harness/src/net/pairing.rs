@@ -30,11 +30,9 @@ pub struct Convergence {
     pub bound_median_ms: f64,
     pub bound_max_ms: f64,
     /// After the resume the guest was only ever at its pre-migration time (within 5 ms of the
-    /// best-paired sample before the correction) or not surely beyond 5 ms of the new host,
-    /// and from the correction on never surely beyond it: one correction, no second one, no
-    /// slew through the gap. The correction is the module's step where the host saw its ack
-    /// (so the step itself must land on the new host's time), else the first sample surely
-    /// within 5 ms.
+    /// best-paired sample before it first got within 5 ms of the new host) or not surely
+    /// beyond 5 ms of the new host, and never left the new host's time once there: one
+    /// correction, no second one, no slew through the gap.
     pub one_step: bool,
     /// The largest error past the new host's time, on the other side from where the guest
     /// resumed (a slew that overshoots), ms; 0 if it never crossed. Of each second's
@@ -68,9 +66,8 @@ fn median(mut v: Vec<i64>) -> i64 {
     v.get(v.len() / 2).copied().unwrap_or(0)
 }
 
-/// The numbers of a migration resumed at host real time `resume_ns`, whose step the host saw
-/// done at `stepped_ns` (the guest's ack), if the guest stepped; `samples` in time order.
-pub fn converge(samples: &[PairSample], resume_ns: i64, stepped_ns: Option<i64>) -> Convergence {
+/// The numbers of a migration resumed at host real time `resume_ns`; `samples` in time order.
+pub fn converge(samples: &[PairSample], resume_ns: i64) -> Convergence {
     // The last 5 s before the source stopped (no replies come during the blackout).
     let before: Vec<i64> = match samples.iter().rfind(|s| s.host_ns < resume_ns) {
         Some(l) => samples
@@ -124,21 +121,17 @@ pub fn converge(samples: &[PairSample], resume_ns: i64, stepped_ns: Option<i64>)
         .max()
         .unwrap_or(0) as f64
         / 1e6;
-    // One correction: before it, every sample agrees with the pre-migration time (the
-    // best-paired of them) or is not surely beyond 5 ms; from it on, none is surely beyond
-    // and some are surely within.
-    let at = match stepped_ns {
-        Some(t) => after.iter().position(|s| s.host_ns >= t),
-        None => after.iter().position(|s| s.surely_in()),
-    };
-    c.one_step = at.is_some_and(|i| {
+    // One correction: before the first sample surely within 5 ms, every sample agrees with
+    // the pre-migration time (the best-paired of them) or is not surely beyond 5 ms; from it
+    // on, none is surely beyond.
+    let first_in = after.iter().position(|s| s.surely_in());
+    c.one_step = first_in.is_some_and(|i| {
         let old = after[..i].iter().min_by_key(|s| s.bound_ns);
         let agrees = |s: &PairSample| {
             old.is_some_and(|o| (s.err_ns - o.err_ns).abs() - s.bound_ns - o.bound_ns < WITHIN_NS)
         };
         after[..i].iter().all(|s| agrees(s) || !s.surely_out())
             && after[i..].iter().all(|s| !s.surely_out())
-            && after[i..].iter().any(|s| s.surely_in())
     });
     c
 }
@@ -193,7 +186,7 @@ mod tests {
         let mut after = vec![-2500.0, -2500.2];
         after.extend([0.4; 30]);
         v.extend(run(10, &after));
-        let c = converge(&v, 10_000_000_000, None);
+        let c = converge(&v, 10_000_000_000);
         assert_eq!(c.samples, 32);
         assert_eq!(c.settled_s, Some(0.2));
         assert!((c.held_s - 2.9).abs() < 1e-9);
@@ -211,20 +204,16 @@ mod tests {
         let errs = [
             -2500.0, -1200.0, -300.0, 2.0, 270.0, 40.0, 8.0, 4.0, 1.0, 0.5,
         ];
-        let c = converge(&run(10, &errs), 10_000_000_000, None);
+        let c = converge(&run(10, &errs), 10_000_000_000);
         assert_eq!(c.settled_s, Some(0.7));
         assert!(!c.one_step, "a slew is not one correction");
         assert_eq!(c.worst_ms, 2500.0);
         // A second correction after a right step.
-        let c = converge(
-            &run(10, &[-2500.0, 0.1, 0.2, 500.0, 0.2]),
-            10_000_000_000,
-            None,
-        );
+        let c = converge(&run(10, &[-2500.0, 0.1, 0.2, 500.0, 0.2]), 10_000_000_000);
         assert!(!c.one_step);
         assert_eq!(c.settled_s, Some(0.4));
         // Never settled.
-        let c = converge(&run(10, &[-2500.0, -2400.0]), 10_000_000_000, None);
+        let c = converge(&run(10, &[-2500.0, -2400.0]), 10_000_000_000);
         assert_eq!(c.settled_s, None);
         assert!(!c.one_step);
         assert!(describe(&c).contains("not within 5 ms"));
@@ -248,7 +237,7 @@ mod tests {
             err_ns: 8_000_000,
             bound_ns: 4_000_000,
         });
-        let c = converge(&v, 10_000_000_000, None);
+        let c = converge(&v, 10_000_000_000);
         assert_eq!(c.overshoot_ms, 270.0);
         assert_eq!(c.settled_s, Some(4.0));
         assert_eq!(
@@ -262,27 +251,8 @@ mod tests {
     #[test]
     fn uncertain_samples_neither_settle_nor_unsettle() {
         // 4.9 ms with 0.3 ms pairing error: neither surely in nor surely out.
-        let c = converge(&run(10, &[-2500.0, 4.9, 4.9, 1.0]), 10_000_000_000, None);
+        let c = converge(&run(10, &[-2500.0, 4.9, 4.9, 1.0]), 10_000_000_000);
         assert_eq!(c.settled_s, Some(0.3));
         assert!(c.one_step);
-    }
-
-    #[test]
-    fn a_wrong_step_corrected_by_the_daemon_is_not_one_step() {
-        // The module's step (acked at 10.05 s, before the first sample after the resume)
-        // lands 500 ms short; chronyd then steps the rest. Without the ack the -500 ms
-        // samples look like the pre-migration time.
-        let mut errs = vec![-500.0; 20];
-        errs.extend([0.2; 20]);
-        let v = run(10, &errs);
-        assert!(converge(&v, 10_000_000_000, None).one_step);
-        assert!(!converge(&v, 10_000_000_000, Some(10_050_000_000)).one_step);
-        // A right step, acked at 10.15 s: one correction.
-        let mut errs = vec![-2500.0, -2500.1];
-        errs.extend([0.2; 30]);
-        let v = run(10, &errs);
-        assert!(converge(&v, 10_000_000_000, Some(10_150_000_000)).one_step);
-        // An ack with no sample after it proves nothing.
-        assert!(!converge(&v, 10_000_000_000, Some(99_000_000_000)).one_step);
     }
 }

@@ -49,7 +49,11 @@ pub struct Hop {
     #[serde(serialize_with = "ser_host_area")]
     pub page: HostArea,
     pub resumed: bool,
+    /// Restored from a saved file (the device's RESTORE flag), not live-migrated.
+    pub restored: bool,
     pub ack: Option<Ack>,
+    /// Host realtime when the host saw the guest's ack (the module's step done), ns.
+    pub ack_seen_ns: Option<i64>,
     /// Host minus guest CLOCK_REALTIME before this hop, from the guest's last
     /// `# MIGTIME-CLOCK` marker (error bar: serial + 20 ms polling).
     pub host_minus_guest_before_ns: Option<i64>,

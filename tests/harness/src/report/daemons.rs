@@ -251,6 +251,7 @@ pub fn run_case(
                 vmclock: case.vmclock(),
                 net: Some(network.ports()),
                 migtime_offset_ns: 0,
+                disk: None,
             },
             run_dir: dir.to_path_buf(),
             memory_mb: o.memory_mb,

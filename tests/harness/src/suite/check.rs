@@ -10,19 +10,18 @@ use anyhow::{bail, Result};
 
 use std::sync::Arc;
 
-use clap::ValueEnum;
-
 use crate::base::output::Reporter;
 use crate::migrate::opts::{ack_timeout, SimOpts, SimSettings};
 use crate::migrate::sim::sim;
 use crate::net::network::Network;
 use crate::suite::host::evaluate;
+use crate::suite::image::{self, ImageDirs};
 use crate::suite::scenario::{Kernel, Kind, Scenario};
 use crate::suite::scenarios::table;
 use crate::vm::cmdline::{append_for, idle_word, module_word};
 use crate::vm::devices::Devices;
 use crate::vm::opts::{check_inputs, BootOpts};
-use crate::vm::qemu::{GuestConfig, DEFAULT_VCPUS};
+use crate::vm::qemu::GuestConfig;
 use crate::vm::vmtest::{boot, Report};
 
 /// The scenarios `only` names (in table order), else those of `suite`, else all.
@@ -37,67 +36,6 @@ pub fn select(only: &[String], suite: Option<Kernel>) -> Vec<Scenario> {
             }
         })
         .collect()
-}
-
-/// How the host drives a scenario, as the `boot`/`sim` options that do the same.
-fn host_line(sc: &Scenario) -> String {
-    match &sc.kind {
-        Kind::Boot { .. } => "boot".to_string(),
-        Kind::Panic { needle } => format!("boot --expect-panic \"{needle}\""),
-        Kind::Sim(s) => {
-            let mut o = vec![format!("sim --mode {:?}", sc.mode).to_lowercase()];
-            let flags = [
-                (s.blackout_ms > 0, format!("--blackout {}", s.blackout_ms)),
-                (s.skew_ns != 0, format!("--skew-ns {}", s.skew_ns)),
-                (s.compensated, "--compensated".into()),
-                (s.migrations > 1, format!("--migrations {}", s.migrations)),
-                (s.no_guest_run_between, "--no-guest-run-between".into()),
-                (s.cancel, "--cancel".into()),
-            ];
-            o.extend(flags.into_iter().filter(|f| f.0).map(|f| f.1));
-            let name =
-                |v: Option<clap::builder::PossibleValue>| v.map(|v| v.get_name().to_string());
-            if let Some(b) = s.bad_page.and_then(|b| name(b.to_possible_value())) {
-                o.push(format!("--bad-page {b}"));
-            }
-            if let Some(e) = s.expect.and_then(|e| name(e.to_possible_value())) {
-                o.push(format!("--expect-outcome {e}"));
-            }
-            o.join(" ")
-        }
-    }
-}
-
-/// What the guest gets besides its programs, for `--list`.
-fn guest_extras(sc: &Scenario, vcpus: u32) -> String {
-    let mut v = vec![format!("{} vCPUs", sc.vcpus_with(vcpus))];
-    let words = [
-        (!sc.module, "no module"),
-        (sc.vmclock, "vmclock"),
-        (sc.net, "network"),
-    ];
-    v.extend(words.iter().filter(|w| w.0).map(|w| w.1.to_string()));
-    v.join(", ")
-}
-
-/// Prints the selected rows of the table (`--list`).
-pub fn list(only: &[String], suite: Option<Kernel>) {
-    for sc in select(only, suite) {
-        println!(
-            "{:<14} {}\n{:<14}   guest: {} ({})\n{:<14}   host:  {}",
-            sc.name,
-            sc.about,
-            "",
-            if sc.run.is_empty() {
-                "(no program)"
-            } else {
-                sc.run
-            },
-            guest_extras(&sc, DEFAULT_VCPUS),
-            "",
-            host_line(&sc)
-        );
-    }
 }
 
 /// The counts over the scenarios run so far.
@@ -213,15 +151,19 @@ pub fn check(o: &CheckOpts, out: &dyn Reporter) -> Result<(u32, u32)> {
 
 fn run_one(o: &CheckOpts, sc: &Scenario, dir: &Path, out: &dyn Reporter) -> Result<Report> {
     std::fs::create_dir_all(dir)?;
-    let network = if sc.net {
-        Some(Network::start(out)?)
-    } else {
-        None
+    let network = match (sc.net, sc.image) {
+        (false, _) => None,
+        (true, None) => Some(Network::start(out)?),
+        (true, Some(_)) => Some(Network::start_on(image::NTP_ADDR.parse()?, out)?),
     };
     let r = run_one_inner(o, sc, dir, out, network.clone());
     let probed = network.and_then(|n| n.finish(dir, out));
-    let mut r = r?;
-    for (ok, what) in evaluate(sc.host_checks, probed.as_ref()) {
+    let (mut r, acks) = r?;
+    let mut checks = evaluate(sc.host_checks, probed.as_ref(), &acks);
+    if let (Some(d), Kind::Sim(s)) = (sc.image, &sc.kind) {
+        checks.extend(image::check_run(d, s.hops(), dir));
+    }
+    for (ok, what) in checks {
         out.stage(&format!("{} {what}", if ok { "ok" } else { "not ok" }));
         if ok {
             r.ktap.passed += 1;
@@ -251,6 +193,7 @@ fn guest_of(o: &CheckOpts, sc: &Scenario, dir: &Path, net: Option<&Network>) -> 
             vmclock: sc.vmclock,
             net: net.map(Network::ports),
             migtime_offset_ns: 0,
+            disk: None,
         },
         run_dir: dir.to_path_buf(),
         memory_mb: o.memory_mb,
@@ -264,8 +207,11 @@ fn run_one_inner(
     dir: &Path,
     out: &dyn Reporter,
     network: Option<Arc<Network>>,
-) -> Result<Report> {
-    let guest = guest_of(o, sc, dir, network.as_deref());
+) -> Result<(Report, Vec<Option<i64>>)> {
+    let mut guest = guest_of(o, sc, dir, network.as_deref());
+    if let (Some(d), Kind::Sim(s)) = (sc.image, &sc.kind) {
+        guest = image::guest(&o.images.get(d)?, sc, guest, s.hops())?;
+    }
     let timeout = sc.timeout_with(o.timeout);
     let boot_opts = |bad_page, expect_panic| BootOpts {
         guest: guest.clone(),
@@ -275,8 +221,10 @@ fn run_one_inner(
         expect_panic,
     };
     match &sc.kind {
-        Kind::Boot { bad_page } => boot(&boot_opts(*bad_page, None), out),
-        Kind::Panic { needle } => boot(&boot_opts(None, Some((*needle).to_string())), out),
+        Kind::Boot { bad_page } => boot(&boot_opts(*bad_page, None), out).map(|r| (r, vec![])),
+        Kind::Panic { needle } => {
+            boot(&boot_opts(None, Some((*needle).to_string())), out).map(|r| (r, vec![]))
+        }
         Kind::Sim(s) => sim(
             &SimOpts {
                 scenario: sc.name.to_string(),
@@ -291,7 +239,10 @@ fn run_one_inner(
             },
             out,
         )
-        .map(|r| r.report),
+        .map(|r| {
+            let acks = r.summary.hops.iter().map(|h| h.ack_seen_ns).collect();
+            (r.report, acks)
+        }),
     }
 }
 
@@ -308,6 +259,8 @@ pub struct CheckOpts {
     pub vcpus: u32,
     /// Without `only`: the scenarios of this kernel's suite (else all).
     pub suite: Option<Kernel>,
+    /// The Debian images of the image rows.
+    pub images: ImageDirs,
 }
 
 impl CheckOpts {
@@ -318,6 +271,12 @@ impl CheckOpts {
             if !all.iter().any(|s| s.name == n) {
                 bail!("no scenario named {n:?} (see --list)");
             }
+        }
+        for d in select(&self.only, self.suite)
+            .iter()
+            .filter_map(|s| s.image)
+        {
+            self.images.get(d)?;
         }
         check_inputs(&self.kernel, &self.initrd)
     }
@@ -339,6 +298,7 @@ mod tests {
             memory_mb: 256,
             vcpus: 2,
             suite: None,
+            images: ImageDirs::default(),
         }
     }
 
@@ -383,7 +343,7 @@ mod tests {
             ["boot", "reload"]
         );
         let project = names(select(&[], Some(Kernel::Project)));
-        assert_eq!(project.len(), table().len() - 1);
+        assert_eq!(project.len(), table().len() - 3);
         assert!(!project.contains(&"timers-peer"));
         assert_eq!(names(select(&[], None)).len(), table().len());
     }

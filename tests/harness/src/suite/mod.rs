@@ -5,5 +5,7 @@
 
 pub mod check;
 pub mod host;
+pub mod image;
+pub mod list;
 pub mod scenario;
 pub mod scenarios;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::migrate::opts::SimSettings;
 use crate::record::ack::ExpectOutcome;
+use crate::vm::image::Daemon;
 use crate::vm::page::BadPage;
 use crate::vm::qemu::{Mode, DEFAULT_VCPUS};
 
@@ -32,6 +33,10 @@ pub enum HostCheck {
     /// The probe sees one correction (the module's step) and the guest never
     /// leave 5 ms of the new host after it.
     ProbeOneStep,
+    /// From the module's step on (when the host saw the guest's ack) to the end of the
+    /// hop, no probe sample is surely beyond 5 ms of the new host: the step, not a time
+    /// daemon later, put the guest there.
+    ProbeFromStep,
 }
 
 /// The guest kernels a scenario runs on by default (`check --suite`; the CI
@@ -47,6 +52,9 @@ pub enum Kernel {
     Debian,
     /// The stock kernel with lockdep, KASAN and friends (`make check-debug`).
     Debug,
+    /// The Debian 13 image with systemd (`scripts/build-debian-image`; `make check`):
+    /// its own kernel, the packages installed by apt.
+    Image,
 }
 
 /// One row of the suite.
@@ -75,6 +83,9 @@ pub struct Scenario {
     pub idle_s: u32,
     pub host_checks: &'static [HostCheck],
     pub kernels: &'static [Kernel],
+    /// Boots the Debian image with this daemon instead of the suite's kernel and
+    /// initramfs (`suite/image.rs`); `run` and `params` are then unused.
+    pub image: Option<Daemon>,
     pub kind: Kind,
 }
 
@@ -98,6 +109,7 @@ pub fn row(name: &'static str, about: &'static str, run: &'static str) -> Scenar
         idle_s: 0,
         host_checks: &[],
         kernels: PROJECT,
+        image: None,
         kind: Kind::Boot { bad_page: None },
     }
 }
@@ -193,6 +205,15 @@ impl Scenario {
     pub fn timeout_s(self, secs: u64) -> Self {
         Self {
             timeout: Some(Duration::from_secs(secs)),
+            ..self
+        }
+    }
+
+    /// The Debian image with `daemon`, on the image suite only.
+    pub fn image(self, daemon: Daemon) -> Self {
+        Self {
+            image: Some(daemon),
+            kernels: &[Kernel::Image],
             ..self
         }
     }

@@ -6,9 +6,10 @@
 use crate::migrate::opts::{Restore, SimSettings, Vmm};
 use crate::record::ack::ExpectOutcome as E;
 use crate::suite::scenario::{hop, row, HostCheck, Kernel, Scenario};
+use crate::vm::image::Daemon;
 use crate::vm::page::BadPage as B;
 
-use HostCheck::{ProbeOneStep, ProbeSettles};
+use HostCheck::{ProbeFromStep, ProbeOneStep, ProbeSettles};
 use Kernel::{Debian, Debug, Project};
 
 /// The project's, Debian's and the debug kernel: the module's own paths.
@@ -31,6 +32,18 @@ fn device(blackout_ms: u64, restore: bool, offset_ns: i64) -> SimSettings {
         restore: restore.then_some(Restore::File),
         skew_ns: offset_ns,
         ..hop(blackout_ms, E::Stepped)
+    }
+}
+
+/// The Debian image's migrations on the migtime device, to a host 0.5 s ahead, 2 s paused:
+/// one live migration, then (`restore`) a restore from a file of the same boot.
+fn image(restore: bool) -> SimSettings {
+    SimSettings {
+        vmm: Vmm::QemuDevice,
+        skew_ns: 500_000_000,
+        migrations: if restore { 2 } else { 1 },
+        then_restore: restore,
+        ..hop(2000, E::Stepped)
     }
 }
 
@@ -87,20 +100,24 @@ pub fn table() -> Vec<Scenario> {
         row("companion-vmclock", "VMClock guest without the module, two hops: migtime-companion acts once per migration on the disruption marker (NTP reset, cancel-on-set nudge, chronyc)", "mt_companion:expect=vmclock:hops=2").no_module().vmclock().sim(SimSettings { migrations: 2, ..hop(1000, E::None) }),
         row("companion-migtime", "module and VMClock, two hops: migtime-companion acts once per migration on the migtime event, the marker of the same migration is paired and dropped", "mt_companion:expect=migtime:hops=2").vmclock().sim(SimSettings { migrations: 2, ..hop(1000, E::Stepped) }),
         row("chrony-vmclock", "(b) real chronyd 4.3 synced over the network to the simulated host, VMClock, no module; 2 s blackout, +0.5 s skew, rate change: the companion acts once and chronyd re-syncs to the new host", "mt_chrony:expect=vmclock:hops=1:sync=60").no_module().vmclock().net(&[ProbeSettles]).sim(SimSettings { skew_ns: 500_000_000, ..hop(2000, E::None) }),
-        row("chrony-migtime", "(c) real chronyd 4.3 as in chrony-vmclock, with the migtime module stepping: the companion acts once on the event and chronyd re-syncs to the new host", "mt_chrony:expect=migtime:hops=1:sync=60").net(&[ProbeSettles, ProbeOneStep]).sim(SimSettings { skew_ns: 500_000_000, ..hop(2000, E::Stepped) }),
-        row("chrony-migtime-race", "(c) with the module polling every 5 s (ivshmem-plain, poll_ms=5000) and VMClock: the VMClock signal usually wins and the companion acts alone first; the kernel's later step still reaches chronyd, which makes no correction of its own", "mt_chrony:expect=migtime:race=1:hops=1:sync=60").params("poll_ms=5000").vmclock().net(&[ProbeSettles, ProbeOneStep]).sim(SimSettings { skew_ns: 500_000_000, ..hop(2000, E::Stepped) }),
+        row("chrony-migtime", "(c) real chronyd 4.3 as in chrony-vmclock, with the migtime module stepping: the companion acts once on the event and chronyd re-syncs to the new host", "mt_chrony:expect=migtime:hops=1:sync=60").net(&[ProbeSettles, ProbeOneStep, ProbeFromStep]).sim(SimSettings { skew_ns: 500_000_000, ..hop(2000, E::Stepped) }),
+        row("chrony-migtime-race", "(c) with the module polling every 5 s (ivshmem-plain, poll_ms=5000) and VMClock: the VMClock signal usually wins and the companion acts alone first; the kernel's later step still reaches chronyd, which makes no correction of its own", "mt_chrony:expect=migtime:race=1:hops=1:sync=60").params("poll_ms=5000").vmclock().net(&[ProbeSettles, ProbeOneStep, ProbeFromStep]).sim(SimSettings { skew_ns: 500_000_000, ..hop(2000, E::Stepped) }),
         // The patched QEMU's -device migtime writes the page; the harness only reads it back
         // from guest memory and checks it against QMP's STOP -> RESUME. The project kernel only.
         row("device-live", "-device migtime, live migration: QEMU publishes Tout = STOP->RESUME (the downtime) and rings the doorbell, the guest steps (2 vCPUs)", step).device().sim(device(0, false, 0)),
         row("device-paused-dest", "-device migtime, live migration, destination held paused 3 s before cont: Tout counts to the resume, not to the load", step).device().sim(device(3000, false, 0)),
         row("device-restore-file", "-device migtime: stop, migrate file:, quit; 3 s later -incoming defer + migrate-incoming file:: RESTORE flag, Tout the whole saved span, the guest steps", step).device().sim(device(3000, true, 0)),
         row("device-restore-3days", "as device-restore-file, the restoring host's clock 3 days ahead (x-clock-offset-ns): RESTORE, the guest steps by 3 days + the pause", step).device().sim(device(3000, true, DAYS3_NS)),
+        // The Debian 13 image as a user installs migtime in it (apt, udev, systemd units), on
+        // the migtime device: one boot per daemon (suite/image.rs checks the guest's facts).
+        row("image-chrony", "Debian 13 image (systemd, chrony.service, the packages from apt) on -device migtime: a live migration to a host 0.5 s ahead (2 s paused), then on the same boot a restore from a file 2 s later: udev autoloaded the module, the companion acts once per migration under its unit's sandbox, chronyd re-syncs; the probe sees the guest within 5 ms of the new host after the step, and staying there", "").device().image(Daemon::Chrony).net(&[ProbeSettles, ProbeOneStep, ProbeFromStep]).sim(image(true)).timeout_s(900),
+        row("image-timesyncd", "as image-chrony with systemd-timesyncd, one live migration: timesyncd sees the module's step (cancel-on-set) and re-syncs at once", "").device().image(Daemon::Timesyncd).net(&[ProbeSettles, ProbeOneStep, ProbeFromStep]).sim(image(false)).timeout_s(600),
         row("device-stop-cont", "-device migtime, a plain stop, 2 s, cont: no migration, the device publishes nothing, no event", "mt_migrate:expect=none:wait=5").device().sim(SimSettings { stop_cont: true, expect: Some(E::None), ..device(2000, false, 0) }),
         row("device-restore-twice", "-device migtime: one migrate file: save restored on two destinations, 2 s after the save and 2 s after the first ran to its end: each load RESTORE, seq 1, Tout = its RESUME - the save's STOP; the guest, back at the save both times, steps both times", step).device().sim(SimSettings { loads: 2, ..device(2000, true, 0) }),
         row("device-snapshot", "-device migtime: snapshot-save (QMP job, vmstate on a scratch qcow2 node), snapshot-load 2 s later into the running VM, again into the VM paused once the guest idles after its programs (cont 2 s later): each load RESTORE, seq 1, Tout = its RESUME - the save's STOP; the guest steps after both", step).device().idle(3).sim(SimSettings { restore: Some(Restore::Snapshot), loads: 2, ..device(2000, false, 0) }),
         row("device-cancel", "-device migtime, a migration paused before the switchover (source stopped) for 1 s, then cancelled: the source resumes, the device publishes nothing, no event", "mt_migrate:expect=none:wait=5").device().sim(SimSettings { cancel: true, expect: Some(E::None), ..device(1000, false, 0) }),
         row("device-chain", "-device migtime, A->B->C->D live, the destinations' clocks +1.5 s, -0.75 s, +0.25 s off the source's (x-clock-offset-ns): each hop stepped by its Tout plus the offset difference (+1.5 s, -2.25 s, +1 s)", "mt_migrate:expect=step:hops=3").device().sim(SimSettings { migrations: 3, offsets_ns: CHAIN_OFFSETS_NS.to_vec(), ..device(0, false, 0) }),
-        row("device-chrony", "(c) as chrony-migtime on the device: QEMU publishes Tout, the destination's clock 0.5 s ahead (x-clock-offset-ns; the NTP server moves to it at cont)", "mt_chrony:expect=migtime:hops=1:sync=60").device().net(&[ProbeSettles, ProbeOneStep]).sim(device(2000, false, 500_000_000)),
+        row("device-chrony", "(c) as chrony-migtime on the device: QEMU publishes Tout, the destination's clock 0.5 s ahead (x-clock-offset-ns; the NTP server moves to it at cont)", "mt_chrony:expect=migtime:hops=1:sync=60").device().net(&[ProbeSettles, ProbeOneStep, ProbeFromStep]).sim(device(2000, false, 500_000_000)),
     ]
 }
 
@@ -120,7 +137,7 @@ mod tests {
         for s in &t {
             if let Kind::Sim(x) = &s.kind {
                 assert!(x.expect.is_some(), "{}", s.name);
-                assert!(!s.run.is_empty(), "{}", s.name);
+                assert!(!s.run.is_empty() || s.image.is_some(), "{}", s.name);
             }
             assert!(s.vcpus_with(2) >= 2, "{}", s.name);
             assert!(!s.kernels.is_empty(), "{}", s.name);
@@ -196,7 +213,10 @@ mod tests {
         );
         assert_eq!(get("step").timeout_with(suite), suite);
         let on = |k| t.iter().filter(|s| s.runs_on(k)).count();
-        assert_eq!((on(Project), on(Debian), on(Debug)), (t.len() - 1, 15, 16));
+        assert_eq!((on(Project), on(Debian), on(Debug)), (t.len() - 3, 15, 16));
+        assert_eq!(on(Kernel::Image), 2);
+        let img = get("image-chrony");
+        assert!(img.image.is_some() && img.net && !img.runs_on(Project));
         assert!(!get("timers-peer").runs_on(Project));
         let c = get("chrony-vmclock");
         assert!(c.net && c.vmclock && !c.module);

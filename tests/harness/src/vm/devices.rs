@@ -5,6 +5,7 @@
 //!
 //! - `vmclock`: QEMU `-device vmclock` (Linux `ptp_vmclock`, `/dev/vmclock0`);
 //!   QEMU bumps its `disruption_marker` on the destination in `post_load`.
+//! - `disk`: a virtio-blk disk (a Debian image's qcow2 overlay, `vm/image.rs`).
 //! - `net`: user-mode networking (virtio-net, no IPv6). The guest gets no
 //!   default route, so it reaches only the 10.0.2.0/24 of QEMU's user network,
 //!   where 10.0.2.2 is the host's loopback (the harness's NTP server, see
@@ -13,6 +14,7 @@
 //!   [`ProbePorts`] the network handed down, where its probe finds them.
 
 use std::net::UdpSocket;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Result};
@@ -53,6 +55,8 @@ pub struct Devices {
     /// `x-clock-offset-ns` of `-device migtime` ([`crate::vm::qemu::Mode::Device`]): the
     /// device's clock reading offset, as a host whose clock differs from the source's.
     pub migtime_offset_ns: i64,
+    /// A qcow2 disk on virtio-blk, the same file for every QEMU of a run.
+    pub disk: Option<PathBuf>,
 }
 
 impl Devices {
@@ -60,6 +64,9 @@ impl Devices {
     /// allocates a forwarded port each time).
     pub fn qemu_args(&self) -> Vec<String> {
         let mut a = Vec::new();
+        if let Some(d) = &self.disk {
+            a.extend(crate::vm::image::drive_args(d));
+        }
         if self.vmclock {
             a.extend(["-device".to_string(), "vmclock".to_string()]);
         }

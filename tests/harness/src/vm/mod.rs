@@ -5,6 +5,7 @@
 
 pub mod cmdline;
 pub mod devices;
+pub mod image;
 pub mod ivshmem;
 pub mod opts;
 pub mod page;
