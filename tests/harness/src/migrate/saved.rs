@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 use crate::base::ktap;
 use crate::base::results::{idle_marker, marker, Marker, Rewound};
-use crate::migrate::chain::{At, Chain, Wait};
+use crate::migrate::chain::{At, Chain, Dest, Wait};
 use crate::migrate::device::{self, check_page, read_page, Want};
 use crate::migrate::opts::Restore;
 use crate::record::hop::Hop;
@@ -95,9 +95,22 @@ impl Chain<'_> {
         let uri = self.save_file(&mut h)?;
         self.pause(&mut h, "the load");
         h.restored = true;
+        let mut d = self.load_file(hop, uri, &mut h)?;
+        let events_before = self.device_page_before(&mut d)?;
+        let at = At {
+            hop,
+            last: true,
+            events_before,
+        };
+        self.run_hop(d, h, &at)
+    }
+
+    /// Starts hop `hop`'s destination on the saved file `uri` and waits for the load; the
+    /// destination is `h`'s.
+    fn load_file(&mut self, hop: u32, uri: String, h: &mut Hop) -> Result<Dest> {
         let mut d = self.start_destination(hop, Some(uri))?;
-        let ev =
-            d.q.wait_migration(&["completed", "failed"], remaining(self.deadline)?)?;
+        let done = ["completed", "failed"];
+        let ev = d.q.wait_migration(&done, remaining(self.deadline)?)?;
         if ev["data"]["status"] != "completed" {
             bail!(
                 "restoring {} on {}: {}",
@@ -107,13 +120,7 @@ impl Chain<'_> {
             );
         }
         h.to = d.g.name.clone();
-        let events_before = self.device_page_before(&mut d)?;
-        let at = At {
-            hop,
-            last: true,
-            events_before,
-        };
-        self.run_hop(d, h, &at)
+        Ok(d)
     }
 
     /// The file saved once, restored on a fresh destination per load, the blackout after
@@ -136,18 +143,7 @@ impl Chain<'_> {
                 ..Default::default()
             });
             self.pause(&mut h, "the load");
-            let mut d = self.start_destination(k, Some(uri.clone()))?;
-            let done = ["completed", "failed"];
-            let ev = d.q.wait_migration(&done, remaining(self.deadline)?)?;
-            if ev["data"]["status"] != "completed" {
-                bail!(
-                    "restoring {} on {}: {}",
-                    d.uri,
-                    d.g.name,
-                    ev["data"]["status"]
-                );
-            }
-            h.to = d.g.name.clone();
+            let mut d = self.load_file(k, uri.clone(), &mut h)?;
             // The guest comes back at the save, in step with what it was then.
             self.baseline_total = baseline;
             let events_before = self.device_page_before(&mut d)?;
