@@ -14,7 +14,7 @@ use crate::base::output::Reporter;
 use crate::net::probe::PairSample;
 use crate::report::daemons::{cases, conditions, run_case, DaemonOpts, DaemonRun};
 use crate::report::opts::DemoOpts;
-use crate::report::plot::{line_plot_png, LinePlot, Series};
+use crate::report::plot::{announce_png, line_plot_png, LinePlot, Series};
 
 /// Moments after the resume the table shows, s.
 const AT_S: [f64; 6] = [1.0, 5.0, 10.0, 30.0, 60.0, 100.0];
@@ -179,16 +179,7 @@ fn plot(o: &DemoOpts, runs: &[DaemonRun]) -> bool {
         )],
         legend: SeriesLabelPosition::LowerRight,
     };
-    match line_plot_png(&png, (1100, 650), &plot) {
-        Ok(()) => {
-            println!("plot: {}", png.display());
-            true
-        }
-        Err(e) => {
-            eprintln!("migtime-harness: plot failed: {e:#}");
-            false
-        }
-    }
+    announce_png(&png, line_plot_png(&png, (1100, 650), &plot))
 }
 
 #[cfg(test)]

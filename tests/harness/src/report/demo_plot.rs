@@ -9,7 +9,7 @@ use plotters::style::RGBColor;
 use crate::migrate::observe::Observed;
 use crate::report::demo_table::{DemoRow, RUNS};
 use crate::report::opts::DemoOpts;
-use crate::report::plot::{line_plots_png, Band, LinePlot, Series, BAND_COLOR};
+use crate::report::plot::{announce_png, line_plots_png, Band, LinePlot, Series, BAND_COLOR};
 
 /// Points of one plotted line: (host s since STOP, offset change ms).
 type Segment = Vec<(f64, f64)>;
@@ -109,17 +109,9 @@ fn panel(o: &DemoOpts, rows: &[DemoRow], obs: &[Observed], restore: bool) -> Lin
 pub fn plot(o: &DemoOpts, rows: &[DemoRow], obs: &[Observed]) -> bool {
     let png = o.out_dir.join("demo.png");
     let panels = [panel(o, rows, obs, false), panel(o, rows, obs, true)];
-    match line_plots_png(&png, (1100, 560), &panels) {
-        Ok(()) => {
-            println!();
-            println!("plot: {}", png.display());
-            true
-        }
-        Err(e) => {
-            eprintln!("migtime-harness: plot failed: {e:#}");
-            false
-        }
-    }
+    // A blank line after the table, before the plot's path.
+    let written = line_plots_png(&png, (1100, 560), &panels).map(|()| println!());
+    announce_png(&png, written)
 }
 
 #[cfg(test)]

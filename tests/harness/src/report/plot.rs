@@ -204,6 +204,21 @@ where
     Ok(())
 }
 
+/// Says where the plot `written` to `path` went, or why it failed (the run goes on without
+/// it): whether it was written.
+pub fn announce_png(path: &Path, written: Result<()>) -> bool {
+    match written {
+        Ok(()) => {
+            println!("plot: {}", path.display());
+            true
+        }
+        Err(e) => {
+            eprintln!("migtime-harness: plot failed: {e:#}");
+            false
+        }
+    }
+}
+
 /// Renders `p` to a PNG file of `size` pixels.
 pub fn line_plot_png(path: &Path, size: (u32, u32), p: &LinePlot) -> Result<()> {
     line_plots_png(path, size, std::slice::from_ref(p))
